@@ -103,10 +103,17 @@ class EnsembleGumbelSoftmax(keras.layers.Layer):
         return self._temperature
 
     def set_temperature(self, value):
-        """Changes the temperature in place (no retracing)."""
-        if isinstance(value, (int, float, np.floating, np.integer)):
+        """Changes the temperature in place (no retracing).
+
+        Python/numpy values are checked here; a tensor value is checked by a
+        graph assertion when it is assigned.
+        """
+        if tf.is_tensor(value) or isinstance(value, tf.Variable):
+            value = tf.cast(value, tf.float32)
+            tf.debugging.assert_positive(value, message="temperature must be > 0")
+        else:
             value = _check_temperature(value)
-        self._temperature.assign(tf.cast(value, tf.float32))
+        self._temperature.assign(value)
 
     # -- probabilities -----------------------------------------------------
     def inclusion_probabilities(self, logits):
@@ -118,7 +125,8 @@ class EnsembleGumbelSoftmax(keras.layers.Layer):
         logits = tf.cast(tf.convert_to_tensor(logits), tf.float32)
         num_options = tf.shape(logits)[-1]
         bits = self.inclusion_probabilities(logits) >= 0.5
-        fallback = tf.one_hot(tf.argmax(logits, axis=-1), num_options, dtype=tf.bool)
+        fallback = tf.one_hot(tf.argmax(logits, axis=-1), num_options,
+                              on_value=True, off_value=False, dtype=tf.bool)
         has_bit = tf.reduce_any(bits, axis=-1, keepdims=True)
         return tf.cast(tf.where(has_bit, bits, fallback), tf.float32)
 

@@ -1,0 +1,152 @@
+"""Turning learned architecture logits into a genotype (paper Section 4).
+
+Three rules, all reading the per-node logit matrices ``[j + 2, K]`` of a
+SearchNetwork (row i = edge from node i, column k = op k):
+
+* ``"sample"`` (DATA): draw the cell with the *same* EGS estimator and scope
+  that were used during search, so the validated network is a sample of the
+  searched distribution.  'none' bits are dropped; a node left with no input
+  gets its most probable non-none (input, op) pair.
+* ``"most_likely"``: the deterministic EGS code (bits whose inclusion
+  probability 1-(1-p)^M is >= 0.5), with the same 'none' handling.
+* ``"darts"``: the DARTS rule for comparison -- keep the two incoming edges
+  with the largest non-none probability, each with its argmax non-none op.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from datanas.genotypes import CELL_KINDS, Genotype
+from datanas.layers.ensemble_gumbel_softmax import EnsembleGumbelSoftmax
+
+__all__ = ["DERIVATION_RULES", "derive_genotype", "architecture_probabilities",
+           "genotype_to_weights", "logits_of"]
+
+DERIVATION_RULES = ("sample", "most_likely", "darts")
+
+
+def logits_of(model):
+    """{kind: [np.ndarray [j+2, K], ...]} copied from a SearchNetwork."""
+    return {kind: [np.asarray(v.numpy(), dtype=np.float64) for v in model.arch_logits[kind]]
+            for kind in CELL_KINDS}
+
+
+def _softmax(values, axis=-1):
+    shifted = values - values.max(axis=axis, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=axis, keepdims=True)
+
+
+def _probabilities(logits, scope):
+    """Selection probabilities of (input, op) pairs under the EGS scope."""
+    if scope == "node":
+        return _softmax(logits.reshape(-1)).reshape(logits.shape)
+    return _softmax(logits, axis=-1)
+
+
+def architecture_probabilities(logits, scope, num_samples, primitives):
+    """JSON-ready probabilities: per kind, per node, per (input, op).
+
+    Each entry has ``p`` (softmax probability under the scope) and
+    ``inclusion`` (probability that an EGS sample with M draws selects it).
+    """
+    out = {"scope": scope, "num_samples": num_samples, "primitives": list(primitives)}
+    for kind in CELL_KINDS:
+        nodes = []
+        for node, node_logits in enumerate(logits[kind]):
+            probs = _probabilities(node_logits, scope)
+            inclusion = -np.expm1(num_samples * np.log1p(-np.clip(probs, 0.0, 1.0 - 1e-12)))
+            nodes.append({
+                "node": node + 2,
+                "p": np.round(probs, 6).tolist(),
+                "inclusion": np.round(inclusion, 6).tolist(),
+            })
+        out[kind] = nodes
+    return out
+
+
+def _most_probable_pair(probs, primitives):
+    masked = probs.copy()
+    for k, name in enumerate(primitives):
+        if name == "none":
+            masked[:, k] = -1.0
+    source, k = np.unravel_index(np.argmax(masked), masked.shape)
+    return (primitives[k], int(source))
+
+
+def _pairs_from_code(code, probs, primitives):
+    pairs = [(primitives[k], int(source))
+             for source in range(code.shape[0]) for k in range(code.shape[1])
+             if code[source, k] > 0.5 and primitives[k] != "none"]
+    return pairs or [_most_probable_pair(probs, primitives)]
+
+
+def _darts_pairs(probs, primitives, edges_per_node=2):
+    keep = [k for k, name in enumerate(primitives) if name != "none"]
+    strength = probs[:, keep].max(axis=1)
+    sources = sorted(np.argsort(-strength, kind="stable")[:edges_per_node])
+    return [(primitives[keep[int(np.argmax(probs[s, keep]))]], int(s)) for s in sources]
+
+
+def derive_genotype(logits, *, rule, scope, num_samples, primitives, seed=0, concat=None):
+    """Derives a Genotype from architecture logits.
+
+    Args:
+      logits: {kind: [array [j+2, K]]} (see `logits_of`).
+      rule: one of DERIVATION_RULES.
+      scope: "edge" or "node"; must be the scope used in search.
+      num_samples: M of the EGS estimator used in search.
+      primitives: op names matching the last logit axis.
+      seed: integer seed of the EGS sample (rule "sample").
+      concat: output nodes; default all intermediate nodes.
+    """
+    if rule not in DERIVATION_RULES:
+        raise ValueError(f"derivation rule must be one of {', '.join(DERIVATION_RULES)}; got {rule!r}.")
+    if scope not in ("edge", "node"):
+        raise ValueError(f"EGS scope must be 'edge' or 'node'; got {scope!r}.")
+    egs = EnsembleGumbelSoftmax(num_samples=num_samples, temperature=1.0)
+    cells = {}
+    for kind_index, kind in enumerate(CELL_KINDS):
+        nodes = []
+        for node, node_logits in enumerate(logits[kind]):
+            probs = _probabilities(node_logits, scope)
+            if rule == "darts":
+                nodes.append(_darts_pairs(probs, primitives))
+                continue
+            flat = scope == "node"
+            values = tf.constant(node_logits.reshape(-1) if flat else node_logits, tf.float32)
+            if rule == "sample":
+                node_seed = tf.constant([seed, kind_index * 1000 + node], tf.int64)
+                code = egs.sample(values, seed=node_seed)
+            else:
+                code = egs.deterministic_code(values)
+            code = np.asarray(code.numpy()).reshape(node_logits.shape)
+            nodes.append(_pairs_from_code(code, probs, primitives))
+        cells[kind] = nodes
+    num_nodes = len(logits["normal"])
+    concat = tuple(concat) if concat is not None else tuple(range(2, num_nodes + 2))
+    return Genotype(normal=cells["normal"], normal_concat=concat,
+                    reduce=cells["reduce"], reduce_concat=concat)
+
+
+def genotype_to_weights(genotype, primitives, num_nodes):
+    """Binary edge weights {kind: [array [j+2, K]]} that make a SearchNetwork
+    compute exactly the cells of `genotype` (the child inside the supernet)."""
+    index = {name: k for k, name in enumerate(primitives)}
+    out = {}
+    for kind in CELL_KINDS:
+        cell = genotype.cell(kind)
+        if len(cell) != num_nodes:
+            raise ValueError(
+                f"genotype {kind} cell has {len(cell)} nodes but the network has {num_nodes}.")
+        weights = []
+        for node, pairs in enumerate(cell):
+            matrix = np.zeros((node + 2, len(primitives)), np.float32)
+            for op, source in pairs:
+                if op not in index:
+                    raise ValueError(f"genotype op {op!r} is not among the network's primitives "
+                                     f"({', '.join(primitives)}).")
+                matrix[source, index[op]] = 1.0
+            weights.append(tf.constant(matrix))
+        out[kind] = weights
+    return out

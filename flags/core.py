@@ -1,0 +1,107 @@
+"""Flag groups shared by the trainers (define_* functions, one per group).
+
+Library code never reads flags: trainers call these ``define_*`` functions at
+import time, then turn the parsed values into config objects.
+"""
+
+import json
+import os
+
+from absl import flags as absl_flags
+
+from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
+
+__all__ = ["define_run_flags", "define_image_data_flags", "define_search_flags",
+           "apply_preset", "write_flags", "SEARCH_PRESETS"]
+
+# Presets fill in flags the user did not set on the command line.
+SEARCH_PRESETS = {
+    # Finishes a Fashion-MNIST search in a few minutes on a 2-core CPU.
+    # Fewer, shorter epochs than the paper, so the architecture learning rate is
+    # raised 10x to let the logits move within ~600 steps.
+    "cpu": {"dataset": "fashion_mnist", "layers": 5, "init_channels": 8, "train_size": 10000,
+            "batch_size": 64, "epochs": 4, "arch_learning_rate": 3e-3},
+    # The paper's CIFAR-10 search setting (8 cells, C=16, 50 epochs, batch 64).
+    "paper": {"dataset": "cifar10", "layers": 8, "init_channels": 16, "train_size": None,
+              "batch_size": 64, "epochs": 50},
+}
+
+
+def define_run_flags():
+    """--model_dir and --seed."""
+    absl_flags.DEFINE_string("model_dir", None,
+                             "Directory for checkpoints, metrics, TensorBoard and results.")
+    absl_flags.DEFINE_integer("seed", 0, "Seed of every random draw of the run.", lower_bound=0)
+    absl_flags.mark_flag_as_required("model_dir")
+
+
+def define_image_data_flags(default_dataset="cifar10", default_batch_size=64):
+    """--dataset, --data_dir, --train_size, --batch_size, --validation_fraction."""
+    absl_flags.DEFINE_enum("dataset", default_dataset, list(SUPPORTED_IMAGE_DATASETS),
+                           "Image dataset.")
+    absl_flags.DEFINE_string("data_dir", None,
+                             "Where the dataset lives (standard on-disk format or a TFDS "
+                             "data_dir); see README 'Datasets'.")
+    absl_flags.DEFINE_integer("train_size", None,
+                              "Use a class-balanced subset of this many training images.",
+                              lower_bound=1)
+    absl_flags.DEFINE_integer("batch_size", default_batch_size, "Global batch size.",
+                              lower_bound=1)
+    absl_flags.DEFINE_float("validation_fraction", 0.1,
+                            "Fraction of the training images held out for validation "
+                            "(the test split is never used for selection).",
+                            lower_bound=0.0, upper_bound=1.0)
+
+
+def define_search_flags():
+    """Search-space, estimator and optimiser flags of the search trainers."""
+    absl_flags.DEFINE_enum("preset", None, list(SEARCH_PRESETS),
+                           "Fill unset flags from a preset: " + "; ".join(
+                               f"{k}={v}" for k, v in SEARCH_PRESETS.items()))
+    absl_flags.DEFINE_integer("M", 4, "EGS sampling times M (1 = Gumbel-Softmax).", lower_bound=1)
+    absl_flags.DEFINE_enum("egs_scope", "node", ["node", "edge"],
+                           "One EGS distribution per node over (input, op) pairs (authors' "
+                           "code) or per edge over ops (paper Eq. 4).")
+    absl_flags.DEFINE_enum("search_mode", "joint", ["joint", "alternate"],
+                           "joint: weights and architecture on the same batch (paper Eq. 6); "
+                           "alternate: architecture on a held-out half of the training split.")
+    absl_flags.DEFINE_enum("derivation", "sample", ["sample", "most_likely", "darts"],
+                           "How the final genotype is derived (all three are written).")
+    absl_flags.DEFINE_integer("epochs", 50, "Search epochs.", lower_bound=1)
+    absl_flags.DEFINE_integer("layers", 8, "Cells in the search network.", lower_bound=1)
+    absl_flags.DEFINE_integer("init_channels", 16, "Channels of the first cells.", lower_bound=2)
+    absl_flags.DEFINE_integer("nodes", 4, "Intermediate nodes per cell.", lower_bound=1)
+    absl_flags.DEFINE_float("learning_rate", 0.025, "Initial weight learning rate (cosine).")
+    absl_flags.DEFINE_float("learning_rate_min", 0.001, "Final weight learning rate.")
+    absl_flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+    absl_flags.DEFINE_float("weight_decay", 3e-4, "L2 weight decay of the network weights.")
+    absl_flags.DEFINE_float("grad_clip", 5.0, "Global-norm gradient clip of the weights.")
+    absl_flags.DEFINE_float("arch_learning_rate", 3e-4, "Adam learning rate of the logits.")
+    absl_flags.DEFINE_float("arch_weight_decay", 1e-3, "L2 weight decay of the logits.")
+    absl_flags.DEFINE_float("initial_temperature", 5.0, "EGS temperature at the first epoch.")
+    absl_flags.DEFINE_float("final_temperature", 1.0, "EGS temperature at the last epoch.")
+
+
+def apply_preset(flag_values, presets):
+    """Sets the preset's values for every flag not given on the command line."""
+    name = flag_values["preset"].value
+    if not name:
+        return {}
+    applied = {}
+    for key, value in presets[name].items():
+        if not flag_values[key].present:
+            flag_values[key].value = value
+            applied[key] = value
+    return applied
+
+
+def write_flags(flag_values, model_dir):
+    """Writes the run's datanas flags as a reusable flagfile and as JSON."""
+    os.makedirs(model_dir, exist_ok=True)
+    values = {f.name: f.value for f in flag_values.get_flags_for_module(__name__)}
+    with open(os.path.join(model_dir, "flags.json"), "w") as handle:
+        json.dump(values, handle, indent=2, sort_keys=True)
+    with open(os.path.join(model_dir, "flagfile.txt"), "w") as handle:
+        for name, value in sorted(values.items()):
+            if value is not None:
+                handle.write(f"--{name}={value}\n")

@@ -1,0 +1,30 @@
+"""datanas: DATA / Ensemble Gumbel-Softmax architecture search for Keras 3 + TF 2."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="datanas",
+    version="0.1.0",
+    description=("Differentiable ArchiTecture Approximation (DATA) with the Ensemble "
+                 "Gumbel-Softmax estimator, for Keras 3 / TensorFlow 2"),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["datanas", "datanas.*", "data_tf", "data_tf.*", "trainers",
+                                    "trainers.*", "flags", "flags.*", "benchmarks",
+                                    "benchmarks.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "tensorboard>=2.20",
+        "tensorflow-datasets>=4.9",
+        "tensorflow-text>=2.21,<2.22",
+        "numpy",
+        "absl-py",
+    ],
+    extras_require={
+        # scikit-learn provides the zero-download 'digits' dataset.
+        "digits": ["scikit-learn"],
+        "test": ["pytest", "scikit-learn"],
+    },
+)

@@ -1,0 +1,118 @@
+"""SearchNetwork: variable sets, sampled codes, gradient flow, errors."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from datanas.genotypes import CONV_PRIMITIVES
+from datanas.search_network import SearchNetwork, reduction_cell_indices
+
+K = len(CONV_PRIMITIVES)
+
+
+def tiny_network(**overrides):
+    kwargs = dict(num_classes=10, init_channels=4, num_cells=3, num_nodes=2, num_samples=2,
+                  seed=3)
+    kwargs.update(overrides)
+    model = SearchNetwork(**kwargs)
+    model.build((None, 8, 8, 1))
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_network()
+
+
+def test_variable_sets_are_disjoint_and_complete(model):
+    arch = model.architecture_variables
+    net = model.network_variables
+    assert len(arch) == 2 * model.num_nodes
+    assert [tuple(v.shape) for v in arch] == [(2, K), (3, K)] * 2
+    ids_arch, ids_net = {id(v) for v in arch}, {id(v) for v in net}
+    assert not ids_arch & ids_net
+    assert ids_arch | ids_net == {id(v) for v in model.trainable_variables}
+
+
+def test_reduction_positions():
+    assert reduction_cell_indices(8) == [2, 5]
+    assert reduction_cell_indices(20) == [6, 13]
+    model = tiny_network()
+    assert [c.reduction for c in model.cells] == [False, True, True]
+
+
+@pytest.mark.parametrize("scope", ["node", "edge"])
+def test_sampled_codes_respect_scope(scope):
+    model = tiny_network(egs_scope=scope, num_samples=3)
+    for step in range(20):
+        weights = model.edge_weights(stochastic=True, seed=tf.constant([1, step], tf.int64))
+        for kind in ("normal", "reduce"):
+            for node, w in enumerate(weights[kind]):
+                w = w.numpy()
+                assert w.shape == (node + 2, K)
+                assert set(np.unique(w)) <= {0.0, 1.0}
+                if scope == "node":
+                    assert 1 <= w.sum() <= 3
+                else:
+                    assert np.all((w.sum(axis=1) >= 1) & (w.sum(axis=1) <= 3))
+
+
+def test_seeded_codes_are_reproducible(model):
+    seed = tf.constant([5, 9], tf.int64)
+    a = model.edge_weights(stochastic=True, seed=seed)
+    b = model.edge_weights(stochastic=True, seed=seed)
+    for kind in a:
+        for x, y in zip(a[kind], b[kind]):
+            np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
+def test_gradients_reach_both_variable_sets(model):
+    images = tf.random.stateless_normal([4, 8, 8, 1], seed=[0, 1])
+    labels = tf.constant([0, 1, 2, 3])
+
+    @tf.function
+    def grads(seed):
+        with tf.GradientTape() as tape:
+            weights = model.edge_weights(stochastic=True, seed=seed)
+            logits = model.forward(images, weights, training=True)
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True))
+        return tape.gradient(loss, model.architecture_variables + model.network_variables)
+
+    g = grads(tf.constant([0, 0], tf.int64))
+    arch_grads = g[:len(model.architecture_variables)]
+    for grad in arch_grads:
+        assert grad is not None
+        assert np.all(np.isfinite(grad.numpy()))
+    # Every node's logits receive gradient, including options not drawn.
+    assert all(np.count_nonzero(grad.numpy()) > 1 for grad in arch_grads)
+    net_grads = [x for x in g[len(arch_grads):] if x is not None]
+    assert any(np.abs(x.numpy()).sum() > 0 for x in net_grads)
+    assert all(np.all(np.isfinite(x.numpy())) for x in net_grads)
+
+
+def test_softmax_weighting_is_dense():
+    model = tiny_network(weighting="softmax", mode="dense")
+    weights = model.edge_weights(stochastic=True)
+    for w in weights["normal"]:
+        np.testing.assert_allclose(w.numpy().sum(), 1.0, rtol=1e-5)
+    logits = model(tf.zeros([2, 8, 8, 1]), training=False)
+    assert logits.shape == (2, 10)
+
+
+def test_inference_call_is_deterministic(model):
+    x = tf.random.stateless_normal([2, 8, 8, 1], seed=[3, 3])
+    np.testing.assert_array_equal(model(x, training=False).numpy(), model(x, training=False).numpy())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(egs_scope="cell"), "egs_scope"),
+    (dict(weighting="argmax"), "weighting"),
+    (dict(weighting="softmax", mode="sparse"), "mode='dense'"),
+    (dict(init_channels=5), "even"),
+    (dict(num_cells=0), "num_cells"),
+    (dict(primitives=("none", "conv_7x7")), "conv_7x7"),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SearchNetwork(10, **kwargs)
