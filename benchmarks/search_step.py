@@ -1,0 +1,144 @@
+"""Time and memory of one search step: EGS (sparse) vs DARTS-style dense mixing.
+
+    python -m benchmarks.search_step                 # 8 cells, C=16, batch 32, 32x32x3
+    python -m benchmarks.search_step --variants=egs4,dense --steps=10
+
+Each variant runs in its own subprocess (so graph-building memory of one does
+not pollute the next) and reports: the one-time graph build + first step,
+the median step time over --steps timed steps after --warmup steps, and the
+peak resident memory during the timed steps and overall.  Prints a table with
+ratios to the dense (DARTS) step.  Runs unchanged on a GPU if one is visible
+(the device is printed).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from absl import app
+from absl import flags as absl_flags
+
+absl_flags.DEFINE_list("variants", ["egs1", "egs4", "egs7", "dense"],
+                       "egsM (sparse EGS with M samples) and/or dense (DARTS softmax mixing).")
+absl_flags.DEFINE_integer("layers", 8, "Cells.")
+absl_flags.DEFINE_integer("init_channels", 16, "Channels.")
+absl_flags.DEFINE_integer("batch_size", 32, "Batch size.")
+absl_flags.DEFINE_integer("image_size", 32, "Input height = width (3 channels).")
+absl_flags.DEFINE_integer("warmup", 3, "Untimed steps after the first.")
+absl_flags.DEFINE_integer("steps", 10, "Timed steps.")
+absl_flags.DEFINE_string("output", None, "Optional JSON file for the results.")
+absl_flags.DEFINE_string("_worker", None, "Internal: run one variant and print JSON.")
+FLAGS = absl_flags.FLAGS
+
+
+class PeakMemory:
+    """Samples this process's resident set size in a background thread."""
+
+    def __init__(self, interval=0.01):
+        import psutil
+        self._process, self._interval = psutil.Process(), interval
+        self.peak, self._running = 0, False
+
+    def _loop(self):
+        while self._running:
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            time.sleep(self._interval)
+
+    def __enter__(self):
+        self.peak = self._process.memory_info().rss
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._running = False
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def run_variant(variant):
+    import numpy as np
+    import tensorflow as tf
+
+    from datanas.search import SearchConfig, Searcher
+    from datanas.search_network import SearchNetwork
+
+    if variant == "dense":
+        kwargs = dict(weighting="softmax", mode="dense")
+    elif variant.startswith("egs") and variant[3:].isdigit():
+        kwargs = dict(num_samples=int(variant[3:]))
+    else:
+        raise app.UsageError(f"unknown variant {variant!r}; use egsM (e.g. egs4) or dense.")
+    size = FLAGS.image_size
+    model = SearchNetwork(10, init_channels=FLAGS.init_channels, num_cells=FLAGS.layers,
+                          seed=0, **kwargs)
+    model.build((None, size, size, 3))
+    searcher = Searcher(model, SearchConfig(epochs=1), steps_per_epoch=1000)
+    images = tf.random.stateless_normal([FLAGS.batch_size, size, size, 3], seed=[0, 0])
+    labels = tf.random.stateless_uniform([FLAGS.batch_size], seed=[0, 1], maxval=10,
+                                         dtype=tf.int32)
+    with PeakMemory() as build_memory:
+        start = time.perf_counter()
+        float(searcher.joint_step(images, labels)["loss"])
+        first = time.perf_counter() - start
+        for _ in range(FLAGS.warmup):
+            float(searcher.joint_step(images, labels)["loss"])
+    times = []
+    with PeakMemory() as step_memory:
+        for _ in range(FLAGS.steps):
+            start = time.perf_counter()
+            float(searcher.joint_step(images, labels)["loss"])
+            times.append(time.perf_counter() - start)
+    device = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return {"variant": variant, "device": device[0].name, "params": int(model.count_params()),
+            "build_and_first_step_s": first, "median_step_s": float(np.median(times)),
+            "p90_step_s": float(np.percentile(times, 90)),
+            "peak_rss_steps_gb": step_memory.peak / 2**30,
+            "peak_rss_overall_gb": max(build_memory.peak, step_memory.peak) / 2**30}
+
+
+def main(argv):
+    del argv
+    if FLAGS._worker:
+        print("RESULT " + json.dumps(run_variant(FLAGS._worker)), flush=True)
+        return
+    results = []
+    passthrough = [f"--{name}={FLAGS[name].value}" for name in
+                   ("layers", "init_channels", "batch_size", "image_size", "warmup", "steps")]
+    for variant in FLAGS.variants:
+        print(f"running {variant} ...", flush=True)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.search_step",
+                               f"--_worker={variant}", *passthrough],
+                              capture_output=True, text=True, env=env)
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            print(f"{variant} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+    if not results:
+        sys.exit("no variant ran")
+    dense = next((r for r in results if r["variant"] == "dense"), None)
+    print(f"\nsearch step, {FLAGS.layers} cells, C={FLAGS.init_channels}, batch "
+          f"{FLAGS.batch_size}, {FLAGS.image_size}x{FLAGS.image_size}x3, device "
+          f"{results[0]['device']}")
+    header = (f"{'variant':8} {'build+1st s':>11} {'median s':>9} {'p90 s':>7} "
+              f"{'RSS steps GB':>12} {'RSS peak GB':>11} {'step/dense':>10} {'mem/dense':>9}")
+    print(header)
+    for r in results:
+        step_ratio = f"{r['median_step_s'] / dense['median_step_s']:.2f}" if dense else "-"
+        mem_ratio = f"{r['peak_rss_steps_gb'] / dense['peak_rss_steps_gb']:.2f}" if dense else "-"
+        print(f"{r['variant']:8} {r['build_and_first_step_s']:11.1f} {r['median_step_s']:9.3f} "
+              f"{r['p90_step_s']:7.3f} {r['peak_rss_steps_gb']:12.2f} "
+              f"{r['peak_rss_overall_gb']:11.2f} {step_ratio:>10} {mem_ratio:>9}")
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)
