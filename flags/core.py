@@ -12,7 +12,7 @@ from absl import flags as absl_flags
 from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 
 __all__ = ["define_run_flags", "define_image_data_flags", "define_search_flags",
-           "apply_preset", "write_flags", "SEARCH_PRESETS"]
+           "define_train_flags", "apply_preset", "write_flags", "SEARCH_PRESETS"]
 
 # Presets fill in flags the user did not set on the command line.
 SEARCH_PRESETS = {
@@ -80,6 +80,32 @@ def define_search_flags():
     absl_flags.DEFINE_float("arch_weight_decay", 1e-3, "L2 weight decay of the logits.")
     absl_flags.DEFINE_float("initial_temperature", 5.0, "EGS temperature at the first epoch.")
     absl_flags.DEFINE_float("final_temperature", 1.0, "EGS temperature at the last epoch.")
+
+
+def define_train_flags(*, epochs, learning_rate, weight_decay, init_channels, layers,
+                       lr_schedule="cosine", label_smoothing=0.0, cutout=0):
+    """Flags of the evaluation trainers (train a genotype from scratch)."""
+    absl_flags.DEFINE_string("genotype", None,
+                             "genotype.json file, or a search --model_dir containing one.")
+    absl_flags.mark_flag_as_required("genotype")
+    absl_flags.DEFINE_integer("epochs", epochs, "Training epochs.", lower_bound=1)
+    absl_flags.DEFINE_integer("layers", layers, "Cells in the network.", lower_bound=1)
+    absl_flags.DEFINE_integer("init_channels", init_channels, "Channels of the first cells.",
+                              lower_bound=2)
+    absl_flags.DEFINE_float("learning_rate", learning_rate, "Initial learning rate.")
+    absl_flags.DEFINE_float("learning_rate_min", 0.0, "Final learning rate.")
+    absl_flags.DEFINE_enum("lr_schedule", lr_schedule, ["cosine", "linear"],
+                           "Learning-rate decay over all steps.")
+    absl_flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+    absl_flags.DEFINE_float("weight_decay", weight_decay, "L2 weight decay.")
+    absl_flags.DEFINE_float("grad_clip", 5.0, "Global-norm gradient clip (0 = off).")
+    absl_flags.DEFINE_boolean("auxiliary", True, "Use the auxiliary head.")
+    absl_flags.DEFINE_float("auxiliary_weight", 0.4, "Weight of the auxiliary loss.")
+    absl_flags.DEFINE_float("drop_path_prob", 0.2, "Final drop-path probability (ramped "
+                            "linearly from 0).")
+    absl_flags.DEFINE_float("label_smoothing", label_smoothing, "Label smoothing.")
+    absl_flags.DEFINE_integer("cutout", cutout, "Cutout square side (0 = off).", lower_bound=0)
+    absl_flags.DEFINE_string("export_dir", None, "Write a SavedModel (images -> logits) here.")
 
 
 def apply_preset(flag_values, presets):
