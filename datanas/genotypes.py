@@ -445,8 +445,13 @@ def save_genotype(genotype: Genotype, path: str | os.PathLike) -> None:
 
 
 def load_genotype(path: str | os.PathLike) -> Genotype:
-    """Read and validate a genotype JSON file."""
+    """Read and validate a genotype JSON file.
+
+    ``path`` may also be a search run directory (its ``genotype.json`` is read).
+    """
     path = os.fspath(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "genotype.json")):
+        path = os.path.join(path, "genotype.json")
     try:
         with open(path, "r", encoding="utf-8") as handle:
             text = handle.read()

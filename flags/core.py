@@ -124,7 +124,12 @@ def apply_preset(flag_values, presets):
 def write_flags(flag_values, model_dir):
     """Writes the run's datanas flags as a reusable flagfile and as JSON."""
     os.makedirs(model_dir, exist_ok=True)
-    values = {f.name: f.value for f in flag_values.get_flags_for_module(__name__)}
+    values = {}
+    for module, module_flags in flag_values.flags_by_module_dict().items():
+        # The trainer's own flags are registered under its file path (run as
+        # __main__); library flags (absl logging, TF) are left out.
+        if not module.startswith(("absl", "tensorflow", "tensorboard", "keras")):
+            values.update({f.name: f.value for f in module_flags})
     with open(os.path.join(model_dir, "flags.json"), "w") as handle:
         json.dump(values, handle, indent=2, sort_keys=True)
     with open(os.path.join(model_dir, "flagfile.txt"), "w") as handle:

@@ -151,3 +151,33 @@ def test_train_cifar_trainer_runs(tmp_path):
     assert results["best_selected_on"] == "valid"
     assert (tmp_path / "export" / "saved_model.pb").exists()
     assert (tmp_path / "run" / "best").is_dir()
+
+
+def _write_class_folders(root, classes=("cat", "dog", "owl"), per_class=4):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for index, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = np.clip(rng.normal(60 + 70 * index, 20, (40 + 4 * i, 48, 3)), 0, 255)
+                jpeg = tf.io.encode_jpeg(tf.constant(pixels.astype(np.uint8)))
+                (folder / f"{name}_{i}.JPEG").write_bytes(jpeg.numpy())
+
+
+def test_train_imagenet_trainer_on_class_folders(tmp_path):
+    _write_class_folders(tmp_path / "imagenet")
+    path = tmp_path / "g.json"
+    save_genotype(DARTS_V2, path)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainers.train_imagenet", f"--genotype={path}",
+         f"--data_dir={tmp_path / 'imagenet'}", f"--model_dir={tmp_path / 'run'}",
+         "--image_size=32", "--batch_size=4", "--epochs=1", "--layers=3", "--init_channels=8"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "3 classes" in proc.stdout and "multiply-adds" in proc.stdout
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0.0 <= record["valid_accuracy"] <= record["valid_top5"] == 1.0
+    flags = json.loads((tmp_path / "run" / "flags.json").read_text())
+    assert flags["image_size"] == 32 and flags["genotype"] == str(path)

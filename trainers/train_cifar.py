@@ -8,7 +8,6 @@ reported every epoch; with --validation_fraction > 0 a validation split is
 carved from the training images and picks the best checkpoint.
 """
 
-import os
 import sys
 
 from absl import app
@@ -23,13 +22,6 @@ flags_core.define_train_flags(epochs=600, learning_rate=0.025,
 absl_flags.FLAGS.set_default("validation_fraction", 0.0)
 
 FLAGS = absl_flags.FLAGS
-
-
-def resolve_genotype_path(path):
-    """Accepts a genotype file or a search run directory containing genotype.json."""
-    if os.path.isdir(path):
-        return os.path.join(path, "genotype.json")
-    return path
 
 
 def main(argv):
@@ -47,7 +39,7 @@ def main(argv):
 
     keras.utils.set_random_seed(FLAGS.seed)
     try:
-        genotype = load_genotype(resolve_genotype_path(FLAGS.genotype))
+        genotype = load_genotype(FLAGS.genotype)
         config = TrainConfig(
             epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
             learning_rate_min=FLAGS.learning_rate_min, lr_schedule=FLAGS.lr_schedule,

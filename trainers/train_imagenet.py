@@ -1,0 +1,117 @@
+"""Train a found cell on ImageNet in the mobile setting (paper Section 4.1).
+
+    python -m trainers.train_imagenet --genotype=runs/search/genotype.json \
+        --data_dir=/data/imagenet --model_dir=runs/imagenet
+
+--data_dir is either a class-folder tree (<dir>/train/<class>/*.JPEG and
+<dir>/val/<class>/*.JPEG) or a TFDS data_dir holding a prepared
+`imagenet2012`.  Defaults are the paper recipe: 250 epochs, batch 128, 14 cells,
+C=48, lr 0.1 with linear decay, weight decay 3e-5, label smoothing 0.1,
+auxiliary loss 0.4.  Reports top-1/top-5 on the validation set each epoch and
+whether the network meets the mobile setting (< 600M multiply-adds).
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags as absl_flags
+
+from flags import core as flags_core
+
+flags_core.define_run_flags()
+flags_core.define_train_flags(epochs=250, learning_rate=0.1, weight_decay=3e-5,
+                              init_channels=48, layers=14, lr_schedule="linear",
+                              label_smoothing=0.1)
+absl_flags.DEFINE_string("data_dir", None, "Class-folder ImageNet root or TFDS data_dir.")
+absl_flags.DEFINE_integer("batch_size", 128, "Global batch size.", lower_bound=1)
+absl_flags.DEFINE_integer("image_size", 224, "Input resolution (224 = mobile setting).",
+                          lower_bound=16)
+absl_flags.DEFINE_integer("train_size", None, "Use only this many training images.",
+                          lower_bound=1)
+absl_flags.DEFINE_integer("eval_size", None, "Use only this many validation images.",
+                          lower_bound=1)
+absl_flags.mark_flag_as_required("data_dir")
+absl_flags.FLAGS.set_default("drop_path_prob", 0.0)
+
+FLAGS = absl_flags.FLAGS
+
+
+def main(argv):
+    del argv
+    import keras
+
+    from data_tf.image_datasets import DatasetNotFoundError
+    from data_tf import imagenet
+    from datanas.genotypes import GenotypeError, load_genotype
+    from datanas.model_stats import (IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds,
+                                     count_parameters)
+    from datanas.networks import NetworkImageNet
+    from datanas.training import TrainConfig, run_training
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    size = FLAGS.image_size
+    try:
+        genotype = load_genotype(FLAGS.genotype)
+        config = TrainConfig(
+            epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
+            learning_rate_min=FLAGS.learning_rate_min, lr_schedule=FLAGS.lr_schedule,
+            momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay, grad_clip=FLAGS.grad_clip,
+            auxiliary_weight=FLAGS.auxiliary_weight, drop_path_prob=FLAGS.drop_path_prob,
+            label_smoothing=FLAGS.label_smoothing, seed=FLAGS.seed)
+        if os.path.isdir(os.path.join(FLAGS.data_dir, "train")):
+            train_split, val_split = imagenet.load_imagenet_folders(FLAGS.data_dir)
+            num_classes, source = train_split.num_classes, f"class folders {FLAGS.data_dir}"
+            num_train = min(len(train_split), FLAGS.train_size or len(train_split))
+
+            def train_data(epoch):
+                return imagenet.make_imagenet_pipeline(
+                    train_split, batch_size=FLAGS.batch_size, training=True, image_size=size,
+                    seed=FLAGS.seed, epoch=epoch, drop_remainder=True, take=FLAGS.train_size)
+
+            valid = imagenet.make_imagenet_pipeline(val_split, batch_size=FLAGS.batch_size,
+                                                    training=False, image_size=size,
+                                                    take=FLAGS.eval_size)
+        else:
+            train_ds, val_ds, num_classes = imagenet.load_tfds_imagenet(FLAGS.data_dir)
+            source = f"tfds imagenet2012 in {FLAGS.data_dir}"
+            num_train = int(train_ds.cardinality())
+            num_train = min(num_train, FLAGS.train_size or num_train)
+
+            def train_data(epoch):
+                return imagenet.make_tfds_imagenet_pipeline(
+                    train_ds, batch_size=FLAGS.batch_size, training=True, image_size=size,
+                    seed=FLAGS.seed, epoch=epoch, drop_remainder=True, take=FLAGS.train_size)
+
+            valid = imagenet.make_tfds_imagenet_pipeline(val_ds, batch_size=FLAGS.batch_size,
+                                                         training=False, image_size=size,
+                                                         take=FLAGS.eval_size)
+        if num_train < FLAGS.batch_size:
+            raise ValueError(f"{num_train} training images but --batch_size={FLAGS.batch_size}.")
+        model = NetworkImageNet(genotype, num_classes=num_classes,
+                                init_channels=FLAGS.init_channels, layers=FLAGS.layers,
+                                auxiliary=FLAGS.auxiliary)
+        model.build((None, size, size, 3))
+    except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
+        sys.exit(f"train_imagenet: error: {error}")
+
+    params = count_parameters(model)
+    mult_adds = count_multiply_adds(model, (size, size, 3))
+    mobile = "meets" if mult_adds < IMAGENET_MOBILE_MULT_ADDS else "EXCEEDS"
+    print(f"ImageNet from {source}: {num_train} training images, {num_classes} classes", flush=True)
+    print(genotype.summary(), flush=True)
+    print(f"NetworkImageNet: {FLAGS.layers} cells, C={FLAGS.init_channels}, {size}x{size}: "
+          f"{params / 1e6:.3f}M parameters, {mult_adds / 1e6:.1f}M multiply-adds ({mobile} the "
+          f"mobile setting of < 600M at 224x224)", flush=True)
+    flags_core.write_flags(FLAGS, FLAGS.model_dir)
+    run_training(model, train_data, {"valid": valid}, config, FLAGS.model_dir,
+                 steps_per_epoch=num_train // FLAGS.batch_size, image_shape=(size, size, 3),
+                 select_on="valid", export_dir=FLAGS.export_dir,
+                 metadata={"data_source": source, "batch_size": FLAGS.batch_size,
+                           "image_size": size, "train_size": FLAGS.train_size,
+                           "parameters": params, "multiply_adds": mult_adds,
+                           "mobile_setting": mult_adds < IMAGENET_MOBILE_MULT_ADDS})
+
+
+if __name__ == "__main__":
+    app.run(main)
