@@ -44,7 +44,24 @@ class SearchInputs:
     @property
     def steps_per_epoch(self):
         """Weight-update steps per epoch (incomplete last batch dropped)."""
-        return len(self.train_labels) // self.batch_size
+        return self.distributed_steps_per_epoch(1, 1)
+
+    def distributed_steps_per_epoch(self, num_input_pipelines, num_replicas):
+        """Steps every input pipeline can feed when the epoch is sharded.
+
+        Each pipeline gets every `num_input_pipelines`-th example and yields
+        per-replica batches; a step takes num_replicas/num_input_pipelines
+        batches from each pipeline.
+        """
+        per_replica_batch = self.batch_size // num_replicas
+        if per_replica_batch * num_replicas != self.batch_size:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by the "
+                             f"{num_replicas} replicas.")
+        sizes = [len(self.train_labels) // num_input_pipelines]
+        if self.arch_labels is not None:
+            sizes.append(len(self.arch_labels) // num_input_pipelines)
+        per_pipeline = max(num_replicas // num_input_pipelines, 1)
+        return min(size // per_replica_batch for size in sizes) // per_pipeline
 
     def train(self, epoch, input_context=None):
         return make_image_pipeline(

@@ -19,8 +19,11 @@ a run is reproducible and all replicas of a step sample the same child.
 """
 
 import dataclasses
+import json
 import math
 import os
+import signal
+import threading
 import time
 
 import keras
@@ -29,11 +32,12 @@ import tensorflow as tf
 
 from datanas.derivation import (DERIVATION_RULES, architecture_probabilities, derive_genotype,
                                 genotype_to_weights, logits_of)
+from datanas.distribute import is_chief, num_input_pipelines, worker_id
 from datanas.genotypes import save_genotype
-from datanas.run_files import append_jsonl, write_json_atomic
+from datanas.run_files import append_jsonl, read_jsonl, write_json_atomic
 
-__all__ = ["SEARCH_MODES", "SearchConfig", "Searcher", "SearchResult", "run_search",
-           "temperature_at"]
+__all__ = ["SEARCH_MODES", "SearchConfig", "Searcher", "SearchResult", "SearchPreempted",
+           "run_search", "temperature_at"]
 
 SEARCH_MODES = ("joint", "alternate")
 
@@ -98,119 +102,217 @@ def temperature_at(config, epoch):
 
 
 class Searcher:
-    """Optimizers and compiled train/eval steps of one search."""
+    """Optimizers, step counter and compiled (distributed) steps of one search.
 
-    def __init__(self, model, config, steps_per_epoch):
+    Create the model and the Searcher inside ``strategy.scope()`` (the
+    Searcher enters the scope itself for what it creates).  With the default
+    strategy everything runs on one device.
+    """
+
+    def __init__(self, model, config, steps_per_epoch, strategy=None, global_batch_size=None):
         if not model.built:
             raise ValueError("build the SearchNetwork (model.build(input_shape)) before searching.")
         self.model, self.config = model, config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.steps_per_epoch = steps_per_epoch
+        self.global_batch_size = global_batch_size
         total_steps = max(1, config.epochs * steps_per_epoch)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=total_steps,
-            alpha=config.learning_rate_min / config.learning_rate)
-        self.weight_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
-                                                     name="weight_sgd")
-        self.arch_optimizer = keras.optimizers.Adam(
-            config.arch_learning_rate, beta_1=config.arch_beta_1, beta_2=config.arch_beta_2,
-            name="arch_adam")
-        self.weight_optimizer.build(model.network_variables)
-        self.arch_optimizer.build(model.architecture_variables)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="search_step")
+        with self.strategy.scope():
+            schedule = keras.optimizers.schedules.CosineDecay(
+                config.learning_rate, decay_steps=total_steps,
+                alpha=config.learning_rate_min / config.learning_rate)
+            self.weight_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
+                                                         name="weight_sgd")
+            self.arch_optimizer = keras.optimizers.Adam(
+                config.arch_learning_rate, beta_1=config.arch_beta_1, beta_2=config.arch_beta_2,
+                name="arch_adam")
+            self.weight_optimizer.build(model.network_variables)
+            self.arch_optimizer.build(model.architecture_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="search_step")
+            # Sums of the running epoch's metrics (checkpointed, for exact resume).
+            self.epoch_sums = {name: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=name)
+                               for name in ("loss", "accuracy", "arch_loss", "arch_accuracy",
+                                            "batches")}
         self._seed = tf.constant(config.seed, tf.int64)
         self.joint_step = tf.function(self._joint_step)
         self.arch_step = tf.function(self._arch_step)
         self.weight_step = tf.function(self._weight_step)
         self.eval_step = tf.function(self._eval_step)
-        self.fixed_eval_step = tf.function(self._fixed_eval_step)
 
     # -- pieces ------------------------------------------------------------
     def step_seed(self, stream):
         """[2] int64 seed for this step and stream (same on every replica)."""
         return tf.stack([self._seed, self.step * 3 + stream])
 
-    @staticmethod
-    def _loss_and_accuracy(labels, logits):
+    def _per_example(self, labels, logits):
         labels = tf.cast(labels, tf.int32)
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True))
-        correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
-        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+        losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels),
+                          tf.float32)
+        return losses, correct
+
+    def _replica_loss(self, labels, logits):
+        """Per-replica loss scaled by the global batch, and the correct count."""
+        losses, correct = self._per_example(labels, logits)
+        global_batch = self.global_batch_size or tf.shape(labels)[0] * \
+            self.strategy.num_replicas_in_sync
+        return tf.nn.compute_average_loss(losses, global_batch_size=global_batch), \
+            tf.reduce_sum(correct)
+
+    def _summed_gradients(self, grads, variables):
+        """All-reduces (sums) per-replica gradients; None becomes zeros."""
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        context = tf.distribute.get_replica_context()
+        if context is not None and self.strategy.num_replicas_in_sync > 1:
+            grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        return grads
+
+    def _apply(self, optimizer, grads, variables):
+        # Keras sums gradients across replicas again inside apply_gradients;
+        # the processed (already global) gradients are divided by the
+        # replica count so that sum gives them back exactly.
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1:
+            grads = [g / replicas for g in grads]
+        optimizer.apply_gradients(zip(grads, variables))
 
     def _apply_weight_gradients(self, grads):
         variables = self.model.network_variables
+        grads = self._summed_gradients(grads, variables)
         grads, _ = tf.clip_by_global_norm(grads, self.config.grad_clip)
         grads = [g + self.config.weight_decay * v for g, v in zip(grads, variables)]
-        self.weight_optimizer.apply_gradients(zip(grads, variables))
+        self._apply(self.weight_optimizer, grads, variables)
 
     def _apply_arch_gradients(self, grads):
         variables = self.model.architecture_variables
+        grads = self._summed_gradients(grads, variables)
         grads = [g + self.config.arch_weight_decay * v for g, v in zip(grads, variables)]
-        self.arch_optimizer.apply_gradients(zip(grads, variables))
+        self._apply(self.arch_optimizer, grads, variables)
 
     def _forward(self, images, stream, training=True):
         weights = self.model.edge_weights(stochastic=True, seed=self.step_seed(stream))
         return self.model.forward(images, weights, training=training)
 
-    # -- steps -------------------------------------------------------------
-    def _joint_step(self, images, labels):
+    # -- replica functions -------------------------------------------------
+    def _joint_replica(self, images, labels):
         net_vars, arch_vars = self.model.network_variables, self.model.architecture_variables
         with tf.GradientTape() as tape:
-            logits = self._forward(images, _STREAM_WEIGHTS)
-            loss, accuracy = self._loss_and_accuracy(labels, logits)
+            loss, correct = self._replica_loss(labels, self._forward(images, _STREAM_WEIGHTS))
         grads = tape.gradient(loss, net_vars + arch_vars)
         self._apply_weight_gradients(grads[:len(net_vars)])
         self._apply_arch_gradients(grads[len(net_vars):])
+        return loss, correct, tf.shape(labels)[0]
+
+    def _arch_replica(self, images, labels):
+        arch_vars = self.model.architecture_variables
+        with tf.GradientTape() as tape:
+            loss, correct = self._replica_loss(labels, self._forward(images, _STREAM_ARCH))
+        self._apply_arch_gradients(tape.gradient(loss, arch_vars))
+        return loss, correct, tf.shape(labels)[0]
+
+    def _weight_replica(self, images, labels):
+        net_vars = self.model.network_variables
+        with tf.GradientTape() as tape:
+            loss, correct = self._replica_loss(labels, self._forward(images, _STREAM_WEIGHTS))
+        self._apply_weight_gradients(tape.gradient(loss, net_vars))
+        return loss, correct, tf.shape(labels)[0]
+
+    def _reduce(self, per_replica):
+        loss, correct, count = (self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                                for v in per_replica)
+        return loss, correct / tf.cast(count, tf.float32)
+
+    def _accumulate(self, prefix, loss, accuracy):
+        self.epoch_sums[prefix + "loss"].assign_add(tf.cast(loss, tf.float64))
+        self.epoch_sums[prefix + "accuracy"].assign_add(tf.cast(accuracy, tf.float64))
+
+    # -- compiled steps (cross-replica) ------------------------------------
+    def _joint_step(self, images, labels):
+        loss, accuracy = self._reduce(self.strategy.run(self._joint_replica, (images, labels)))
+        self._accumulate("", loss, accuracy)
+        self.epoch_sums["batches"].assign_add(1.0)
         self.step.assign_add(1)
         return {"loss": loss, "accuracy": accuracy}
 
     def _arch_step(self, images, labels):
-        arch_vars = self.model.architecture_variables
-        with tf.GradientTape() as tape:
-            logits = self._forward(images, _STREAM_ARCH)
-            loss, accuracy = self._loss_and_accuracy(labels, logits)
-        self._apply_arch_gradients(tape.gradient(loss, arch_vars))
+        loss, accuracy = self._reduce(self.strategy.run(self._arch_replica, (images, labels)))
+        self._accumulate("arch_", loss, accuracy)
         return {"arch_loss": loss, "arch_accuracy": accuracy}
 
     def _weight_step(self, images, labels):
-        net_vars = self.model.network_variables
-        with tf.GradientTape() as tape:
-            logits = self._forward(images, _STREAM_WEIGHTS)
-            loss, accuracy = self._loss_and_accuracy(labels, logits)
-        self._apply_weight_gradients(tape.gradient(loss, net_vars))
+        loss, accuracy = self._reduce(self.strategy.run(self._weight_replica, (images, labels)))
+        self._accumulate("", loss, accuracy)
+        self.epoch_sums["batches"].assign_add(1.0)
         self.step.assign_add(1)
         return {"loss": loss, "accuracy": accuracy}
 
-    def _eval_step(self, images, labels, batch_index):
-        seed = tf.stack([self._seed + 7919, tf.cast(batch_index, tf.int64)])
-        weights = self.model.edge_weights(stochastic=True, seed=seed)
-        return self._loss_and_accuracy(labels, self.model.forward(images, weights, training=False))
+    def _eval_replica(self, images, labels, weights):
+        losses, correct = self._per_example(labels, self.model.forward(images, weights,
+                                                                       training=False))
+        return tf.reduce_sum(losses), tf.reduce_sum(correct), tf.shape(labels)[0]
 
-    def _fixed_eval_step(self, images, labels, weights):
-        return self._loss_and_accuracy(labels, self.model.forward(images, weights, training=False))
+    def _eval_step(self, images, labels, batch_index, fixed_weights=None):
+        if fixed_weights is None:
+            seed = tf.stack([self._seed + 7919, tf.cast(batch_index, tf.int64)])
+            weights = self.model.edge_weights(stochastic=True, seed=seed)
+        else:
+            weights = fixed_weights
+        per_replica = self.strategy.run(self._eval_replica, (images, labels, weights))
+        return tuple(self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                     for v in per_replica)
 
     # -- loops -------------------------------------------------------------
-    def train_epoch(self, epoch, inputs, progbar=None):
-        """One epoch; returns mean metrics."""
-        totals, count = {}, 0
-        train = inputs.train(epoch)
-        arch = inputs.arch(epoch) if self.config.search_mode == "alternate" else None
-        batches = zip(train, arch) if arch is not None else ((b, None) for b in train)
+    def distribute(self, dataset_fn):
+        """Distributes a pipeline built by `dataset_fn(input_context)`."""
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def epoch_metrics(self):
+        batches = max(float(self.epoch_sums["batches"].numpy()), 1.0)
+        out = {"train_loss": self.epoch_sums["loss"].numpy() / batches,
+               "train_accuracy": self.epoch_sums["accuracy"].numpy() / batches}
+        if self.config.search_mode == "alternate":
+            out.update({"train_arch_loss": self.epoch_sums["arch_loss"].numpy() / batches,
+                        "train_arch_accuracy": self.epoch_sums["arch_accuracy"].numpy() / batches})
+        return {k: float(v) for k, v in out.items()}
+
+    def reset_epoch_metrics(self):
+        for variable in self.epoch_sums.values():
+            variable.assign(0.0)
+
+    def train_batches(self, epoch, inputs, after_step=None, progbar=None):
+        """Runs the rest of `epoch`, resuming after the steps already done.
+
+        The epoch's example order is a pure function of (seed, epoch), so
+        skipping the finished steps' batches continues exactly where an
+        interrupted run stopped.
+        """
+        done = int(self.step.numpy()) - epoch * self.steps_per_epoch
+        remaining = self.steps_per_epoch - done
+
+        def pipeline(make):
+            def dataset_fn(context):
+                per_pipeline = max(context.num_replicas_in_sync // context.num_input_pipelines, 1)
+                return make(epoch, context).skip(done * per_pipeline).take(remaining * per_pipeline)
+            return self.distribute(dataset_fn)
+
+        train = pipeline(inputs.train)
+        batches = ((b, None) for b in train)
+        if self.config.search_mode == "alternate":
+            batches = zip(train, pipeline(inputs.arch))
+        count = done
         for (images, labels), arch_batch in batches:
-            values = {}
             if arch_batch is not None:
-                values.update(self.arch_step(*arch_batch))
-            values.update(self.weight_step(images, labels) if arch_batch is not None
-                          else self.joint_step(images, labels))
-            values = {k: float(v) for k, v in values.items()}
-            for key, value in values.items():
-                totals[key] = totals.get(key, 0.0) + value
+                values = {**self.arch_step(*arch_batch), **self.weight_step(images, labels)}
+            else:
+                values = self.joint_step(images, labels)
             count += 1
             if progbar is not None:
-                progbar.update(count, values=list(values.items()))
-        return {k: v / max(count, 1) for k, v in totals.items()}
+                progbar.update(count, values=[(k, float(v)) for k, v in values.items()])
+            if after_step is not None:
+                after_step()
 
     def evaluate(self, dataset, weights=None):
-        """Mean loss/accuracy on `dataset` (BN in inference mode).
+        """Mean loss/accuracy on a distributed `dataset` (BN in inference mode).
 
         With `weights=None` each batch runs a child sampled with a fixed
         per-batch seed (so epochs are comparable); otherwise the given
@@ -219,14 +321,11 @@ class Searcher:
         loss_sum = correct_sum = 0.0
         total = 0
         for index, (images, labels) in enumerate(dataset):
-            if weights is None:
-                loss, accuracy = self.eval_step(images, labels, tf.constant(index, tf.int64))
-            else:
-                loss, accuracy = self.fixed_eval_step(images, labels, weights)
-            size = int(labels.shape[0])
-            loss_sum += float(loss) * size
-            correct_sum += float(accuracy) * size
-            total += size
+            loss, correct, count = self.eval_step(images, labels, tf.constant(index, tf.int64),
+                                                  weights)
+            loss_sum += float(loss)
+            correct_sum += float(correct)
+            total += int(count)
         return {"loss": loss_sum / max(total, 1), "accuracy": correct_sum / max(total, 1)}
 
 
@@ -251,52 +350,136 @@ def _arch_entropy(model):
     return float(np.mean(entropies))
 
 
-def run_search(model, inputs, config, model_dir, *, verbose=1, metadata=None):
-    """Runs a whole search and writes its artifacts into `model_dir`.
+class SearchPreempted(Exception):
+    """Raised after a SIGTERM once the search state has been checkpointed."""
 
-    Writes: ``search_config.json`` (config, model, data sizes, metadata),
-    ``metrics.jsonl`` (one line per epoch), ``tensorboard/``,
-    ``genotype.json`` (derived with ``config.derivation``) and
-    ``genotype_<rule>.json`` for every rule, ``arch_probabilities.json`` and
-    ``search_result.json`` (final metrics, skip-connect counts, timings).
+
+class _TerminationFlag:
+    """Records SIGTERM (cluster preemption) instead of dying mid-step."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _completed_history(metrics_path, epochs_completed):
+    """Metrics of the epochs a checkpoint covers (drops lines written after it)."""
+    history = [r for r in read_jsonl(metrics_path) if r["epoch"] <= epochs_completed]
+    with open(metrics_path, "w") as handle:
+        for record in history:
+            handle.write(json.dumps(record) + "\n")
+    return history
+
+
+def run_search(model, inputs, config, model_dir, *, strategy=None, verbose=1, metadata=None,
+               checkpoint_every_steps=200):
+    """Runs (or resumes) a whole search and writes its artifacts.
+
+    Re-running with the same `model_dir` resumes from the last checkpoint,
+    mid-epoch included, and ends with the same architecture as an
+    uninterrupted run.  A SIGTERM checkpoints at the next step boundary and
+    raises SearchPreempted.
+
+    Writes into `model_dir` (workers other than the chief write into
+    `model_dir/worker_<id>`): ``search_config.json``, ``metrics.jsonl`` (one
+    line per epoch), ``tensorboard/``, ``checkpoints/``, ``genotype.json``
+    (rule ``config.derivation``) and ``genotype_<rule>.json`` for every rule,
+    ``arch_probabilities.json`` and ``search_result.json``.
     """
+    strategy = strategy or tf.distribute.get_strategy()
+    if not is_chief(strategy):
+        model_dir = os.path.join(model_dir, "worker_%d" % worker_id(strategy)[1])
     os.makedirs(model_dir, exist_ok=True)
-    searcher = Searcher(model, config, inputs.steps_per_epoch)
+    steps_per_epoch = inputs.distributed_steps_per_epoch(num_input_pipelines(strategy),
+                                                         strategy.num_replicas_in_sync)
+    if steps_per_epoch < 1:
+        raise ValueError(f"{inputs.sizes()['train']} training images give no full batch of "
+                         f"{inputs.batch_size} per step; raise --train_size or lower --batch_size.")
+    searcher = Searcher(model, config, steps_per_epoch, strategy=strategy,
+                        global_batch_size=inputs.batch_size)
+    with strategy.scope():
+        epochs_completed = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_completed")
+    checkpoint = tf.train.Checkpoint(model=model, weight_optimizer=searcher.weight_optimizer,
+                                     arch_optimizer=searcher.arch_optimizer, step=searcher.step,
+                                     epochs_completed=epochs_completed, **searcher.epoch_sums)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
+                                         max_to_keep=2, step_counter=searcher.step)
+    metrics_path = os.path.join(model_dir, "metrics.jsonl")
+    history = []
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        history = _completed_history(metrics_path, int(epochs_completed.numpy()))
+        if verbose:
+            print(f"Resuming from {manager.latest_checkpoint}: step {int(searcher.step.numpy())}, "
+                  f"{int(epochs_completed.numpy())} epoch(s) completed.", flush=True)
+    elif os.path.exists(metrics_path):
+        os.unlink(metrics_path)
     write_json_atomic(os.path.join(model_dir, "search_config.json"), {
         "search": dataclasses.asdict(config),
         "model": model.get_config(),
         "data": inputs.sizes(),
+        "distribution": {"strategy": type(strategy).__name__,
+                         "replicas": strategy.num_replicas_in_sync,
+                         "steps_per_epoch": steps_per_epoch},
         "metadata": metadata or {},
     })
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
-    metrics_path = os.path.join(model_dir, "metrics.jsonl")
-    history = []
-    valid_data = inputs.validation()
+    valid_data = searcher.distribute(inputs.validation)
     started = time.time()
-    for epoch in range(config.epochs):
-        temperature = temperature_at(config, epoch)
-        model.egs.set_temperature(temperature)
-        if verbose:
-            print(f"Epoch {epoch + 1}/{config.epochs} (temperature {temperature:.3f})", flush=True)
-        progbar = keras.utils.Progbar(inputs.steps_per_epoch, verbose=verbose) if verbose else None
-        epoch_start = time.time()
-        train_metrics = searcher.train_epoch(epoch, inputs, progbar)
-        valid = searcher.evaluate(valid_data)
-        record = {"epoch": epoch + 1, "temperature": temperature,
-                  "learning_rate": float(searcher.weight_optimizer.learning_rate),
-                  **{f"train_{k}": v for k, v in train_metrics.items()},
-                  "valid_loss": valid["loss"], "valid_accuracy": valid["accuracy"],
-                  "arch_entropy": _arch_entropy(model),
-                  "epoch_seconds": time.time() - epoch_start}
-        history.append(record)
-        append_jsonl(metrics_path, record)
-        with writer.as_default(step=epoch + 1):
-            for key, value in record.items():
-                if key != "epoch":
-                    tf.summary.scalar(key, value)
-        if verbose:
-            print(f"  valid_accuracy={valid['accuracy']:.4f} valid_loss={valid['loss']:.4f} "
-                  f"arch_entropy={record['arch_entropy']:.3f}", flush=True)
+    with _TerminationFlag() as terminated:
+        def after_step():
+            step = int(searcher.step.numpy())
+            if terminated.raised:
+                manager.save(checkpoint_number=step)
+                raise SearchPreempted(f"SIGTERM: checkpoint saved at step {step} in {model_dir}; "
+                                      "rerun the same command to resume.")
+            if checkpoint_every_steps and step % checkpoint_every_steps == 0:
+                manager.save(checkpoint_number=step)
+                if verbose > 1:
+                    print(f"checkpoint saved at step {step}", flush=True)
+
+        for epoch in range(int(epochs_completed.numpy()), config.epochs):
+            temperature = temperature_at(config, epoch)
+            model.egs.set_temperature(temperature)
+            if int(searcher.step.numpy()) == epoch * steps_per_epoch:
+                searcher.reset_epoch_metrics()
+            if verbose:
+                print(f"Epoch {epoch + 1}/{config.epochs} (temperature {temperature:.3f})",
+                      flush=True)
+            progbar = keras.utils.Progbar(steps_per_epoch, verbose=verbose) if verbose else None
+            epoch_start = time.time()
+            searcher.train_batches(epoch, inputs, after_step=after_step, progbar=progbar)
+            valid = searcher.evaluate(valid_data)
+            record = {"epoch": epoch + 1, "temperature": temperature,
+                      "learning_rate": float(searcher.weight_optimizer.learning_rate),
+                      **searcher.epoch_metrics(),
+                      "valid_loss": valid["loss"], "valid_accuracy": valid["accuracy"],
+                      "arch_entropy": _arch_entropy(model),
+                      "epoch_seconds": time.time() - epoch_start}
+            history.append(record)
+            append_jsonl(metrics_path, record)
+            epochs_completed.assign(epoch + 1)
+            manager.save(checkpoint_number=int(searcher.step.numpy()))
+            with writer.as_default(step=epoch + 1):
+                for key, value in record.items():
+                    if key != "epoch":
+                        tf.summary.scalar(key, value)
+            if verbose:
+                print(f"  valid_accuracy={valid['accuracy']:.4f} valid_loss={valid['loss']:.4f} "
+                      f"arch_entropy={record['arch_entropy']:.3f}", flush=True)
     writer.flush()
 
     logits = logits_of(model)
@@ -314,11 +497,11 @@ def run_search(model, inputs, config, model_dir, *, verbose=1, metadata=None):
                                                               model.num_nodes))
     final = {
         "derivation": config.derivation,
-        "supernet_valid_accuracy": history[-1]["valid_accuracy"],
+        "supernet_valid_accuracy": history[-1]["valid_accuracy"] if history else None,
         "child_valid_accuracy_inherited_weights": child["accuracy"],
         "skip_connects": {kind: genotype.num_skip_connects(kind) for kind in ("normal", "reduce")},
         "op_counts": genotype.op_counts(),
-        "search_seconds": time.time() - started,
+        "search_seconds_this_process": time.time() - started,
         "steps": int(searcher.step.numpy()),
     }
     write_json_atomic(os.path.join(model_dir, "search_result.json"), final)

@@ -12,7 +12,8 @@ from absl import flags as absl_flags
 from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 
 __all__ = ["define_run_flags", "define_image_data_flags", "define_search_flags",
-           "define_train_flags", "apply_preset", "write_flags", "SEARCH_PRESETS"]
+           "define_train_flags", "define_distribution_flags", "apply_preset", "write_flags",
+           "SEARCH_PRESETS"]
 
 # Presets fill in flags the user did not set on the command line.
 SEARCH_PRESETS = {
@@ -106,6 +107,40 @@ def define_train_flags(*, epochs, learning_rate, weight_decay, init_channels, la
     absl_flags.DEFINE_float("label_smoothing", label_smoothing, "Label smoothing.")
     absl_flags.DEFINE_integer("cutout", cutout, "Cutout square side (0 = off).", lower_bound=0)
     absl_flags.DEFINE_string("export_dir", None, "Write a SavedModel (images -> logits) here.")
+
+
+def define_distribution_flags():
+    """tf.distribute strategy, checkpointing and determinism flags."""
+    absl_flags.DEFINE_enum("distribution_strategy", "one_device",
+                           ["one_device", "mirrored", "multi_worker_mirrored", "tpu"],
+                           "How to distribute training.")
+    absl_flags.DEFINE_integer("num_gpus", 0, "GPUs to use (0 = CPU).", lower_bound=0)
+    absl_flags.DEFINE_integer("num_cpu_devices", 1, "Split the CPU into this many logical "
+                              "devices (lets 'mirrored' run several replicas on a CPU).",
+                              lower_bound=1)
+    absl_flags.DEFINE_string("tpu", None, "TPU name or grpc:// address ('' = local TPU VM).")
+    absl_flags.DEFINE_list("worker_hosts", None, "host:port of every worker "
+                           "(multi_worker_mirrored; alternatively set TF_CONFIG).")
+    absl_flags.DEFINE_integer("task_index", None, "This worker's index in --worker_hosts.",
+                              lower_bound=0)
+    absl_flags.DEFINE_integer("checkpoint_every_steps", 200, "Also checkpoint every N steps "
+                              "(0 = only at epoch ends).", lower_bound=0)
+    absl_flags.DEFINE_boolean("deterministic_ops", False, "tf.config.experimental."
+                              "enable_op_determinism(): bit-identical reruns, slower.")
+
+
+def strategy_from_flags(flag_values):
+    """Builds the strategy the distribution flags ask for (after parsing)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from datanas.distribute import build_strategy, configure_cpu_devices
+
+    if flag_values.deterministic_ops:
+        tf.config.experimental.enable_op_determinism()
+    configure_cpu_devices(flag_values.num_cpu_devices)
+    return build_strategy(flag_values.distribution_strategy, num_gpus=flag_values.num_gpus,
+                          tpu_address=flag_values.tpu, worker_hosts=flag_values.worker_hosts,
+                          task_index=flag_values.task_index)
 
 
 def apply_preset(flag_values, presets):

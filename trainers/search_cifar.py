@@ -11,27 +11,29 @@ import sys
 
 from absl import app
 from absl import flags as absl_flags
+from absl import logging
 
 from flags import core as flags_core
 
 flags_core.define_run_flags()
 flags_core.define_image_data_flags(default_dataset="cifar10", default_batch_size=64)
 flags_core.define_search_flags()
+flags_core.define_distribution_flags()
 
 FLAGS = absl_flags.FLAGS
 
 
 def main(argv):
     del argv
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
     applied = flags_core.apply_preset(FLAGS, flags_core.SEARCH_PRESETS)
     # Heavy imports after flag parsing so --help is fast.
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from data_tf.search_inputs import make_search_inputs
-    from datanas.search import SearchConfig, run_search
+    from datanas.search import SearchConfig, SearchPreempted, run_search
     from datanas.search_network import SearchNetwork
     import keras
-
-    keras.utils.set_random_seed(FLAGS.seed)
 
     try:
         config = SearchConfig(
@@ -43,15 +45,19 @@ def main(argv):
             initial_temperature=FLAGS.initial_temperature,
             final_temperature=FLAGS.final_temperature, search_mode=FLAGS.search_mode,
             derivation=FLAGS.derivation, seed=FLAGS.seed)
+        strategy = flags_core.strategy_from_flags(FLAGS)
+        keras.utils.set_random_seed(FLAGS.seed)
         dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
         inputs = make_search_inputs(
             dataset, batch_size=FLAGS.batch_size, train_size=FLAGS.train_size,
             validation_fraction=FLAGS.validation_fraction,
             separate_arch_split=FLAGS.search_mode == "alternate", seed=FLAGS.seed)
-        model = SearchNetwork(
-            dataset.num_classes, init_channels=FLAGS.init_channels, num_cells=FLAGS.layers,
-            num_nodes=FLAGS.nodes, num_samples=FLAGS.M, egs_scope=FLAGS.egs_scope,
-            temperature=FLAGS.initial_temperature, seed=FLAGS.seed)
+        with strategy.scope():
+            model = SearchNetwork(
+                dataset.num_classes, init_channels=FLAGS.init_channels, num_cells=FLAGS.layers,
+                num_nodes=FLAGS.nodes, num_samples=FLAGS.M, egs_scope=FLAGS.egs_scope,
+                temperature=FLAGS.initial_temperature, seed=FLAGS.seed)
+            model.build((None,) + dataset.image_shape)
     except (ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"search_cifar: error: {error}")
 
@@ -60,13 +66,18 @@ def main(argv):
     if applied:
         print(f"Preset {FLAGS.preset}: {applied}", flush=True)
     flags_core.write_flags(FLAGS, FLAGS.model_dir)
-    model.build((None,) + dataset.image_shape)
     print(f"Search network: {FLAGS.layers} cells, C={FLAGS.init_channels}, M={FLAGS.M}, "
-          f"scope={FLAGS.egs_scope}, {model.count_params():,} parameters. Building the "
+          f"scope={FLAGS.egs_scope}, {model.count_params():,} parameters, "
+          f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}). Building the "
           f"training graph (one-time, can take a few minutes on CPU)...", flush=True)
-    run_search(model, inputs, config, FLAGS.model_dir,
-               metadata={"dataset": dataset.name, "data_source": dataset.source,
-                         "preset": FLAGS.preset})
+    try:
+        run_search(model, inputs, config, FLAGS.model_dir, strategy=strategy,
+                   checkpoint_every_steps=FLAGS.checkpoint_every_steps,
+                   metadata={"dataset": dataset.name, "data_source": dataset.source,
+                             "preset": FLAGS.preset})
+    except SearchPreempted as preempted:
+        print(str(preempted), flush=True)
+        sys.exit(143)
 
 
 if __name__ == "__main__":

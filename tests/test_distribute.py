@@ -1,0 +1,204 @@
+"""Strategies, distributed search steps, and exact resume after a kill."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from datanas.distribute import build_strategy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+TINY_SEARCH = ["--dataset=digits", "--layers=3", "--nodes=2", "--init_channels=4",
+               "--train_size=480", "--batch_size=32", "--M=2", "--seed=3"]
+
+
+def test_unknown_strategy_and_too_many_gpus():
+    with pytest.raises(ValueError, match="'ps'"):
+        build_strategy("ps")
+    visible = len(tf.config.list_physical_devices("GPU"))
+    with pytest.raises(ValueError, match=f"--num_gpus={visible + 1}"):
+        build_strategy("one_device", num_gpus=visible + 1)
+
+
+def test_multi_worker_needs_a_cluster(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        build_strategy("multi_worker_mirrored")
+    with pytest.raises(ValueError, match="--task_index"):
+        build_strategy("multi_worker_mirrored", worker_hosts=["localhost:1", "localhost:2"],
+                       task_index=5)
+
+
+def _tpu_available():
+    return bool(tf.config.list_logical_devices("TPU")) or os.path.exists("/dev/accel0")
+
+
+@pytest.mark.skipif(_tpu_available(), reason="a TPU is attached: the error path cannot be shown")
+def test_tpu_without_tpu_gives_one_clear_error():
+    with pytest.raises(ValueError, match="could not reach a TPU at --tpu="):
+        build_strategy("tpu", tpu_address="")
+
+
+@pytest.mark.skipif(not _tpu_available(), reason="no TPU on this machine")
+def test_tpu_strategy_constructs():
+    strategy = build_strategy("tpu", tpu_address="")
+    assert strategy.num_replicas_in_sync >= 1
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np, tensorflow as tf, keras
+    from datanas.distribute import build_strategy, configure_cpu_devices
+    from datanas.search import SearchConfig, Searcher
+    from datanas.search_network import SearchNetwork
+    configure_cpu_devices(2)
+    tf.config.experimental.enable_op_determinism()
+    rng = np.random.default_rng(0)
+    half_x = rng.normal(size=(5, 8, 8, 8, 1)).astype("float32")
+    half_y = rng.integers(0, 10, size=(5, 8)).astype("int32")
+    # Each global batch = the same 8 examples twice, so per-replica batch-norm
+    # statistics equal the global ones and the comparison isolates loss
+    # scaling and gradient aggregation.
+    batches = [(np.concatenate([x, x]), np.concatenate([y, y])) for x, y in zip(half_x, half_y)]
+
+    def run(strategy):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = SearchNetwork(10, init_channels=4, num_cells=3, num_nodes=2, num_samples=2,
+                                  seed=0, primitives=("none", "skip_connect", "sep_conv_3x3",
+                                                      "max_pool_3x3"))
+            model.build((None, 8, 8, 1))
+        searcher = Searcher(model, SearchConfig(epochs=1, seed=1), steps_per_epoch=5,
+                            strategy=strategy, global_batch_size=16)
+        losses = []
+        for x, y in batches:
+            data = strategy.experimental_distribute_dataset(
+                tf.data.Dataset.from_tensors((x, y)))
+            for images, labels in data:
+                losses.append(float(searcher.joint_step(images, labels)["loss"]))
+        return losses, [v.numpy().tolist() for v in model.architecture_variables]
+
+    one = run(build_strategy("one_device"))
+    mirrored = build_strategy("mirrored")
+    assert mirrored.num_replicas_in_sync == 2, mirrored.num_replicas_in_sync
+    two = run(mirrored)
+    print("RESULT " + json.dumps({"one": one, "two": two}))
+""")
+
+
+def test_mirrored_two_cpu_replicas_match_one_device():
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    (loss_1, arch_1), (loss_2, arch_2) = result["one"], result["two"]
+    # Summation order differs (two half-batch sums vs one), so allow float noise
+    # that grows over the steps; a wrong loss scale or a missing all-reduce
+    # would be off by a factor of 2.
+    np.testing.assert_allclose(loss_2, loss_1, rtol=1e-3, atol=1e-5)
+    for a, b in zip(arch_1, arch_2):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-2, atol=1e-5)
+    # The architecture logits moved, so the comparison is not trivially equal.
+    assert max(np.abs(np.array(a)).max() for a in arch_1) > 1e-3
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_mirrored_two_local_workers_agree(tmp_path):
+    hosts = ",".join(f"localhost:{p}" for p in _free_ports(2))
+    model_dir = tmp_path / "run"
+    env = {k: v for k, v in ENV.items() if k != "TF_CONFIG"}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "trainers.search_cifar", *TINY_SEARCH, "--epochs=1",
+         f"--model_dir={model_dir}", "--distribution_strategy=multi_worker_mirrored",
+         f"--worker_hosts={hosts}", f"--task_index={i}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    chief = json.loads((model_dir / "arch_probabilities.json").read_text())
+    worker = json.loads((model_dir / "worker_1" / "arch_probabilities.json").read_text())
+    assert chief == worker
+    assert (model_dir / "genotype.json").read_text() == \
+        (model_dir / "worker_1" / "genotype.json").read_text()
+    config = json.loads((model_dir / "search_config.json").read_text())
+    assert config["distribution"]["replicas"] == 2
+
+
+def _search_cmd(model_dir, extra=()):
+    return [sys.executable, "-m", "trainers.search_cifar", *TINY_SEARCH, "--epochs=2",
+            f"--model_dir={model_dir}", "--checkpoint_every_steps=3", "--deterministic_ops",
+            *extra]
+
+
+def _latest_step(model_dir):
+    state = model_dir / "checkpoints" / "checkpoint"
+    if not state.exists():
+        return 0
+    text = state.read_text()
+    return int(text.split('model_checkpoint_path: "ckpt-', 1)[1].split('"', 1)[0])
+
+
+def _final_state(model_dir):
+    return (json.loads((model_dir / "arch_probabilities.json").read_text()),
+            (model_dir / "genotype.json").read_text(),
+            [json.loads(l) for l in (model_dir / "metrics.jsonl").read_text().splitlines()])
+
+
+@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_search_resumes_to_the_same_architecture(tmp_path, kill_signal):
+    reference = tmp_path / "reference"
+    proc = subprocess.run(_search_cmd(reference), cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps_per_epoch = json.loads((reference / "search_config.json").read_text())[
+        "distribution"]["steps_per_epoch"]
+
+    run = tmp_path / "killed"
+    victim = subprocess.Popen(_search_cmd(run), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    # Kill in the middle of the first epoch, after at least one mid-epoch checkpoint.
+    while _latest_step(run) < 3 and time.time() < deadline and victim.poll() is None:
+        time.sleep(0.05)
+    victim.send_signal(kill_signal)
+    out, err = victim.communicate(timeout=300)
+    assert _latest_step(run) < 2 * steps_per_epoch, "the run finished before it was killed"
+    if kill_signal == signal.SIGTERM:
+        assert victim.returncode == 143, err[-2000:]
+        assert "rerun the same command to resume" in out
+    else:
+        assert victim.returncode == -signal.SIGKILL
+
+    resumed = subprocess.run(_search_cmd(run), cwd=ROOT, env=ENV, capture_output=True,
+                             text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stdout
+    probs_ref, genotype_ref, history_ref = _final_state(reference)
+    probs, genotype, history = _final_state(run)
+    assert genotype == genotype_ref
+    for kind in ("normal", "reduce"):
+        for node_ref, node in zip(probs_ref[kind], probs[kind]):
+            np.testing.assert_allclose(node["p"], node_ref["p"], atol=1e-5)
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h, h_ref in zip(history, history_ref):
+        assert h["train_loss"] == pytest.approx(h_ref["train_loss"], rel=1e-4)
+        assert h["valid_accuracy"] == pytest.approx(h_ref["valid_accuracy"], abs=1e-6)
