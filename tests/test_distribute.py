@@ -163,30 +163,37 @@ def _final_state(model_dir):
             [json.loads(l) for l in (model_dir / "metrics.jsonl").read_text().splitlines()])
 
 
-@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_search_resumes_to_the_same_architecture(tmp_path, kill_signal):
+def _start_and_kill(run, kill_signal, min_step, max_step):
+    """Starts the search and sends `kill_signal` once a checkpoint >= min_step exists."""
+    victim = subprocess.Popen(_search_cmd(run), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while _latest_step(run) < min_step and time.time() < deadline and victim.poll() is None:
+        time.sleep(0.05)
+    victim.send_signal(kill_signal)
+    out, err = victim.communicate(timeout=300)
+    assert _latest_step(run) < max_step, "the run finished before it was killed"
+    return victim.returncode, out, err
+
+
+def test_killed_search_resumes_to_the_same_architecture(tmp_path):
+    """SIGKILL in epoch 1, SIGTERM (preemption) in epoch 2, then finish: the
+    result equals an uninterrupted run with the same flags."""
     reference = tmp_path / "reference"
     proc = subprocess.run(_search_cmd(reference), cwd=ROOT, env=ENV, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     steps_per_epoch = json.loads((reference / "search_config.json").read_text())[
         "distribution"]["steps_per_epoch"]
+    assert steps_per_epoch > 6
 
     run = tmp_path / "killed"
-    victim = subprocess.Popen(_search_cmd(run), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 600
-    # Kill in the middle of the first epoch, after at least one mid-epoch checkpoint.
-    while _latest_step(run) < 3 and time.time() < deadline and victim.poll() is None:
-        time.sleep(0.05)
-    victim.send_signal(kill_signal)
-    out, err = victim.communicate(timeout=300)
-    assert _latest_step(run) < 2 * steps_per_epoch, "the run finished before it was killed"
-    if kill_signal == signal.SIGTERM:
-        assert victim.returncode == 143, err[-2000:]
-        assert "rerun the same command to resume" in out
-    else:
-        assert victim.returncode == -signal.SIGKILL
+    code, _, _ = _start_and_kill(run, signal.SIGKILL, 3, steps_per_epoch)
+    assert code == -signal.SIGKILL
+    code, out, err = _start_and_kill(run, signal.SIGTERM, steps_per_epoch + 3,
+                                     2 * steps_per_epoch)
+    assert code == 143, err[-2000:]
+    assert "Resuming from" in out and "rerun the same command to resume" in out
 
     resumed = subprocess.run(_search_cmd(run), cwd=ROOT, env=ENV, capture_output=True,
                              text=True, timeout=900)
