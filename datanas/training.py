@@ -19,6 +19,7 @@ import time
 import keras
 import tensorflow as tf
 
+from datanas.distribute import is_chief, worker_id
 from datanas.export import export_saved_model
 from datanas.run_files import append_jsonl, write_json_atomic
 
@@ -63,82 +64,129 @@ class TrainConfig:
 
 
 class GenotypeTrainer:
-    """Optimizer and compiled steps for a NetworkCIFAR / NetworkImageNet."""
+    """Optimizer and compiled (distributed) steps for a genotype network.
 
-    def __init__(self, model, config, steps_per_epoch):
+    Build the model inside ``strategy.scope()``.  Per-replica losses are
+    scaled by the global batch; gradients are summed across replicas before
+    clipping and weight decay, so a step equals the single-device step.
+    """
+
+    def __init__(self, model, config, steps_per_epoch, strategy=None, global_batch_size=None):
         self.model, self.config = model, config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.global_batch_size = global_batch_size
         total = max(1, config.epochs * steps_per_epoch)
-        if config.lr_schedule == "cosine":
-            schedule = keras.optimizers.schedules.CosineDecay(
-                config.learning_rate, total, alpha=config.learning_rate_min / config.learning_rate)
-        else:
-            schedule = keras.optimizers.schedules.PolynomialDecay(
-                config.learning_rate, total, end_learning_rate=config.learning_rate_min, power=1.0)
-        self.optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, name="sgd")
-        self.optimizer.build(model.trainable_variables)
+        with self.strategy.scope():
+            if config.lr_schedule == "cosine":
+                schedule = keras.optimizers.schedules.CosineDecay(
+                    config.learning_rate, total,
+                    alpha=config.learning_rate_min / config.learning_rate)
+            else:
+                schedule = keras.optimizers.schedules.PolynomialDecay(
+                    config.learning_rate, total, end_learning_rate=config.learning_rate_min,
+                    power=1.0)
+            self.optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, name="sgd")
+            self.optimizer.build(model.trainable_variables)
         self.num_classes = model.num_classes
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step)
 
-    def _loss(self, labels, logits):
+    def _per_example_loss(self, labels, logits):
         one_hot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
-        return tf.reduce_mean(keras.losses.categorical_crossentropy(
-            one_hot, logits, from_logits=True, label_smoothing=self.config.label_smoothing))
+        return keras.losses.categorical_crossentropy(
+            one_hot, logits, from_logits=True, label_smoothing=self.config.label_smoothing)
 
-    def _train_step(self, images, labels):
+    def _replica_train(self, images, labels):
         variables = self.model.trainable_variables
+        replicas = self.strategy.num_replicas_in_sync
+        global_batch = self.global_batch_size or tf.shape(labels)[0] * replicas
         with tf.GradientTape() as tape:
             logits, auxiliary = self.model.logits_and_auxiliary(images, training=True)
-            loss = self._loss(labels, logits)
-            total = loss
+            per_example = self._per_example_loss(labels, logits)
             if auxiliary is not None and self.config.auxiliary_weight > 0:
-                total = loss + self.config.auxiliary_weight * self._loss(labels, auxiliary)
-        grads = tape.gradient(total, variables)
+                per_example_total = per_example + self.config.auxiliary_weight * \
+                    self._per_example_loss(labels, auxiliary)
+            else:
+                per_example_total = per_example
+            total = tf.nn.compute_average_loss(per_example_total, global_batch_size=global_batch)
+        grads = [tf.zeros_like(v) if g is None else g
+                 for g, v in zip(tape.gradient(total, variables), variables)]
+        context = tf.distribute.get_replica_context()
+        if replicas > 1 and context is not None:
+            grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
         if self.config.grad_clip > 0:
             grads, _ = tf.clip_by_global_norm(grads, self.config.grad_clip)
         grads = [g + self.config.weight_decay * v for g, v in zip(grads, variables)]
+        if replicas > 1:
+            grads = [g / replicas for g in grads]   # Keras sums across replicas again
         self.optimizer.apply_gradients(zip(grads, variables))
         correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(labels, tf.int32))
-        return {"loss": loss, "accuracy": tf.reduce_mean(tf.cast(correct, tf.float32))}
+        return (tf.reduce_sum(per_example), tf.reduce_sum(tf.cast(correct, tf.float32)),
+                tf.shape(labels)[0])
 
-    def _eval_step(self, images, labels):
+    def _train_step(self, images, labels):
+        loss, correct, count = (self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                                for v in self.strategy.run(self._replica_train, (images, labels)))
+        count = tf.cast(count, tf.float32)
+        return {"loss": loss / count, "accuracy": correct / count}
+
+    def _replica_eval(self, images, labels):
         labels = tf.cast(labels, tf.int32)
         logits = self.model(images, training=False)
-        loss = self._loss(labels, logits) * tf.cast(tf.shape(labels)[0], tf.float32)
+        loss = tf.reduce_sum(self._per_example_loss(labels, logits))
         top1 = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
                                      tf.float32))
         k = min(5, self.num_classes)
         top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32))
-        return loss, top1, top5
+        return loss, top1, top5, tf.shape(labels)[0]
+
+    def _eval_step(self, images, labels):
+        return tuple(self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                     for v in self.strategy.run(self._replica_eval, (images, labels)))
+
+    def distribute(self, dataset_fn):
+        """Distributes a pipeline built by `dataset_fn(input_context)`."""
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def evaluate(self, dataset):
         loss = top1 = top5 = 0.0
         count = 0
         for images, labels in dataset:
-            l, a, b = self.eval_step(images, labels)
+            l, a, b, n = self.eval_step(images, labels)
             loss, top1, top5 = loss + float(l), top1 + float(a), top5 + float(b)
-            count += int(labels.shape[0])
+            count += int(n)
         count = max(count, 1)
         return {"loss": loss / count, "accuracy": top1 / count, "top5": top5 / count,
                 "error": 1.0 - top1 / count}
 
 
 def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_epoch,
-                 image_shape, select_on=None, export_dir=None, verbose=1, metadata=None):
+                 image_shape, select_on=None, export_dir=None, verbose=1, metadata=None,
+                 strategy=None, global_batch_size=None):
     """Trains `model` and writes everything into `model_dir`.
 
+    Resumes from the last end-of-epoch checkpoint in `model_dir`.
+
     Args:
-      train_data: callable epoch -> tf.data.Dataset of (images, labels).
-      eval_sets: {name: dataset} evaluated after every epoch (e.g.
-        {"valid": ..., "test": ...}).
+      train_data: callable (epoch, input_context) -> tf.data.Dataset of
+        (images, labels) batches of the per-replica size; input_context may
+        be None (single pipeline).
+      eval_sets: {name: callable input_context -> dataset} evaluated after
+        every epoch (e.g. {"valid": ..., "test": ...}).
       select_on: name in eval_sets whose accuracy picks the best checkpoint;
         None keeps only the last (no selection on the test split by default).
       export_dir: if set, the final model is exported there as a SavedModel.
     """
+    strategy = strategy or tf.distribute.get_strategy()
+    if not is_chief(strategy):
+        model_dir = os.path.join(model_dir, "worker_%d" % worker_id(strategy)[1])
     os.makedirs(model_dir, exist_ok=True)
-    trainer = GenotypeTrainer(model, config, steps_per_epoch)
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_accuracy")
+    trainer = GenotypeTrainer(model, config, steps_per_epoch, strategy=strategy,
+                              global_batch_size=global_batch_size)
+    with trainer.strategy.scope():
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_accuracy")
+    eval_sets = {name: trainer.distribute(fn) for name, fn in eval_sets.items()}
     checkpoint = tf.train.Checkpoint(model=model, optimizer=trainer.optimizer, epoch=epoch_var,
                                      best_accuracy=best_var)
     last = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
@@ -162,7 +210,8 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
             print(f"Epoch {epoch + 1}/{config.epochs}", flush=True)
         progbar = keras.utils.Progbar(steps_per_epoch, verbose=verbose) if verbose else None
         totals, count, start = {"loss": 0.0, "accuracy": 0.0}, 0, time.time()
-        for images, labels in train_data(epoch):
+        train = trainer.distribute(lambda context, epoch=epoch: train_data(epoch, context))
+        for images, labels in train:
             values = {k: float(v) for k, v in trainer.train_step(images, labels).items()}
             for key in totals:
                 totals[key] += values[key]
@@ -194,7 +243,7 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
     results = {"final": record, "best_selected_on": select_on,
                "best_accuracy": float(best_var.numpy()) if select_on else None,
                "epochs": config.epochs}
-    if export_dir:
+    if export_dir and is_chief(trainer.strategy):
         export_saved_model(model, export_dir, image_shape)
         results["export_dir"] = export_dir
     model.save(os.path.join(model_dir, "model.keras"))

@@ -76,12 +76,14 @@ def test_train_export_reload_on_fashion_mnist(tmp_path):
     model = NetworkCIFAR(MULTI_OP, num_classes=10, init_channels=8, layers=3)
     model.build((None, 28, 28, 1))
 
-    def train_data(epoch):
+    def train_data(epoch, context):
         return make_image_pipeline(images, labels, batch_size=64, training=True, mean=data.mean,
-                                   std=data.std, seed=0, epoch=epoch, drop_remainder=True)
+                                   std=data.std, seed=0, epoch=epoch, drop_remainder=True,
+                                   input_context=context)
 
-    test = make_image_pipeline(test_x, test_y, batch_size=100, training=False, mean=data.mean,
-                               std=data.std)
+    def test(context=None):
+        return make_image_pipeline(test_x, test_y, batch_size=100, training=False,
+                                   mean=data.mean, std=data.std, input_context=context)
     export_dir = str(tmp_path / "export")
     results = run_training(model, train_data, {"test": test},
                            TrainConfig(epochs=2, learning_rate=0.05, drop_path_prob=0.1),
@@ -92,7 +94,7 @@ def test_train_export_reload_on_fashion_mnist(tmp_path):
     assert (tmp_path / "run" / "checkpoints").is_dir()
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
 
-    batch = next(iter(test))[0][:16]
+    batch = next(iter(test()))[0][:16]
     expected = model(batch, training=False).numpy()
     reloaded = tf.saved_model.load(export_dir)
     np.testing.assert_allclose(reloaded.serve(batch).numpy(), expected, rtol=1e-4, atol=1e-4)
@@ -143,7 +145,9 @@ def test_train_cifar_trainer_runs(tmp_path):
     save_genotype(MULTI_OP, path)
     proc = _run_trainer([f"--genotype={path}", "--dataset=fashion_mnist", "--train_size=512",
                          "--batch_size=64", "--epochs=1", "--layers=3", "--init_channels=8",
-                         "--validation_fraction=0.1", f"--export_dir={tmp_path / 'export'}"],
+                         "--validation_fraction=0.1", f"--export_dir={tmp_path / 'export'}",
+                         # exercises the distributed path: 2 replicas on 2 logical CPUs
+                         "--distribution_strategy=mirrored", "--num_cpu_devices=2"],
                         tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "multiply-adds" in proc.stdout and "test_accuracy" in proc.stdout

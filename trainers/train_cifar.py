@@ -20,6 +20,7 @@ flags_core.define_run_flags()
 flags_core.define_image_data_flags(default_dataset="cifar10", default_batch_size=96)
 flags_core.define_train_flags(epochs=600, learning_rate=0.025,
                               weight_decay=3e-4, init_channels=36, layers=20, cutout=16)
+flags_core.define_distribution_flags()
 absl_flags.FLAGS.set_default("validation_fraction", 0.0)
 
 FLAGS = absl_flags.FLAGS
@@ -40,8 +41,9 @@ def main(argv):
     from datanas.networks import NetworkCIFAR
     from datanas.training import TrainConfig, run_training
 
-    keras.utils.set_random_seed(FLAGS.seed)
     try:
+        strategy = flags_core.strategy_from_flags(FLAGS)
+        keras.utils.set_random_seed(FLAGS.seed)
         genotype = load_genotype(FLAGS.genotype)
         config = TrainConfig(
             epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
@@ -60,23 +62,26 @@ def main(argv):
             images, labels = images[train_idx], labels[train_idx]
         if len(labels) < FLAGS.batch_size:
             raise ValueError(f"{len(labels)} training images but --batch_size={FLAGS.batch_size}.")
-        model = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
-                             init_channels=FLAGS.init_channels, layers=FLAGS.layers,
-                             auxiliary=FLAGS.auxiliary)
-        model.build((None,) + dataset.image_shape)
+        with strategy.scope():
+            model = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
+                                 init_channels=FLAGS.init_channels, layers=FLAGS.layers,
+                                 auxiliary=FLAGS.auxiliary)
+            model.build((None,) + dataset.image_shape)
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_cifar: error: {error}")
 
     augment = default_augment(dataset, cutout_size=FLAGS.cutout)
 
-    def train_data(epoch):
+    def train_data(epoch, context):
         return make_image_pipeline(images, labels, batch_size=FLAGS.batch_size, training=True,
                                    mean=dataset.mean, std=dataset.std, augment=augment,
-                                   seed=FLAGS.seed, epoch=epoch, drop_remainder=True)
+                                   seed=FLAGS.seed, epoch=epoch, drop_remainder=True,
+                                   input_context=context)
 
     def eval_data(split_images, split_labels):
-        return make_image_pipeline(split_images, split_labels, batch_size=FLAGS.batch_size,
-                                   training=False, mean=dataset.mean, std=dataset.std)
+        return lambda context: make_image_pipeline(
+            split_images, split_labels, batch_size=FLAGS.batch_size, training=False,
+            mean=dataset.mean, std=dataset.std, input_context=context)
 
     eval_sets = {}
     if valid is not None:
@@ -91,6 +96,7 @@ def main(argv):
           f"parameters (auxiliary head excluded), {mult_adds / 1e6:.1f}M multiply-adds", flush=True)
     flags_core.write_flags(FLAGS, FLAGS.model_dir)
     run_training(model, train_data, eval_sets, config, FLAGS.model_dir,
+                 strategy=strategy, global_batch_size=FLAGS.batch_size,
                  steps_per_epoch=len(labels) // FLAGS.batch_size,
                  image_shape=dataset.image_shape, select_on="valid" if valid is not None else None,
                  export_dir=FLAGS.export_dir,

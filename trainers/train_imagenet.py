@@ -24,6 +24,7 @@ flags_core.define_run_flags()
 flags_core.define_train_flags(epochs=250, learning_rate=0.1, weight_decay=3e-5,
                               init_channels=48, layers=14, lr_schedule="linear",
                               label_smoothing=0.1)
+flags_core.define_distribution_flags()
 absl_flags.DEFINE_string("data_dir", None, "Class-folder ImageNet root or TFDS data_dir.")
 absl_flags.DEFINE_integer("batch_size", 128, "Global batch size.", lower_bound=1)
 absl_flags.DEFINE_integer("image_size", 224, "Input resolution (224 = mobile setting).",
@@ -52,9 +53,10 @@ def main(argv):
     from datanas.networks import NetworkImageNet
     from datanas.training import TrainConfig, run_training
 
-    keras.utils.set_random_seed(FLAGS.seed)
     size = FLAGS.image_size
     try:
+        strategy = flags_core.strategy_from_flags(FLAGS)
+        keras.utils.set_random_seed(FLAGS.seed)
         genotype = load_genotype(FLAGS.genotype)
         config = TrainConfig(
             epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
@@ -67,34 +69,39 @@ def main(argv):
             num_classes, source = train_split.num_classes, f"class folders {FLAGS.data_dir}"
             num_train = min(len(train_split), FLAGS.train_size or len(train_split))
 
-            def train_data(epoch):
+            def train_data(epoch, context):
                 return imagenet.make_imagenet_pipeline(
                     train_split, batch_size=FLAGS.batch_size, training=True, image_size=size,
-                    seed=FLAGS.seed, epoch=epoch, drop_remainder=True, take=FLAGS.train_size)
+                    seed=FLAGS.seed, epoch=epoch, drop_remainder=True, take=FLAGS.train_size,
+                    input_context=context)
 
-            valid = imagenet.make_imagenet_pipeline(val_split, batch_size=FLAGS.batch_size,
-                                                    training=False, image_size=size,
-                                                    take=FLAGS.eval_size)
+            def valid(context):
+                return imagenet.make_imagenet_pipeline(
+                    val_split, batch_size=FLAGS.batch_size, training=False, image_size=size,
+                    take=FLAGS.eval_size, input_context=context)
         else:
             train_ds, val_ds, num_classes = imagenet.load_tfds_imagenet(FLAGS.data_dir)
             source = f"tfds imagenet2012 in {FLAGS.data_dir}"
             num_train = int(train_ds.cardinality())
             num_train = min(num_train, FLAGS.train_size or num_train)
 
-            def train_data(epoch):
+            def train_data(epoch, context):
                 return imagenet.make_tfds_imagenet_pipeline(
                     train_ds, batch_size=FLAGS.batch_size, training=True, image_size=size,
-                    seed=FLAGS.seed, epoch=epoch, drop_remainder=True, take=FLAGS.train_size)
+                    seed=FLAGS.seed, epoch=epoch, drop_remainder=True, take=FLAGS.train_size,
+                    input_context=context)
 
-            valid = imagenet.make_tfds_imagenet_pipeline(val_ds, batch_size=FLAGS.batch_size,
-                                                         training=False, image_size=size,
-                                                         take=FLAGS.eval_size)
+            def valid(context):
+                return imagenet.make_tfds_imagenet_pipeline(
+                    val_ds, batch_size=FLAGS.batch_size, training=False, image_size=size,
+                    take=FLAGS.eval_size, input_context=context)
         if num_train < FLAGS.batch_size:
             raise ValueError(f"{num_train} training images but --batch_size={FLAGS.batch_size}.")
-        model = NetworkImageNet(genotype, num_classes=num_classes,
-                                init_channels=FLAGS.init_channels, layers=FLAGS.layers,
-                                auxiliary=FLAGS.auxiliary)
-        model.build((None, size, size, 3))
+        with strategy.scope():
+            model = NetworkImageNet(genotype, num_classes=num_classes,
+                                    init_channels=FLAGS.init_channels, layers=FLAGS.layers,
+                                    auxiliary=FLAGS.auxiliary)
+            model.build((None, size, size, 3))
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_imagenet: error: {error}")
 
@@ -108,6 +115,7 @@ def main(argv):
           f"mobile setting of < 600M at 224x224)", flush=True)
     flags_core.write_flags(FLAGS, FLAGS.model_dir)
     run_training(model, train_data, {"valid": valid}, config, FLAGS.model_dir,
+                 strategy=strategy, global_batch_size=FLAGS.batch_size,
                  steps_per_epoch=num_train // FLAGS.batch_size, image_shape=(size, size, 3),
                  select_on="valid", export_dir=FLAGS.export_dir,
                  metadata={"data_source": source, "batch_size": FLAGS.batch_size,
