@@ -247,9 +247,14 @@ class Searcher:
         return {"loss": loss, "accuracy": accuracy}
 
     def _eval_replica(self, images, labels, weights):
-        losses, correct = self._per_example(labels, self.model.forward(images, weights,
-                                                                       training=False))
-        return tf.reduce_sum(losses), tf.reduce_sum(correct), tf.shape(labels)[0]
+        def sums():
+            losses, correct = self._per_example(labels, self.model.forward(images, weights,
+                                                                           training=False))
+            return tf.reduce_sum(losses), tf.reduce_sum(correct)
+
+        # The last evaluation batch can leave some replicas with 0 examples.
+        loss, correct = tf.cond(tf.shape(labels)[0] > 0, sums, lambda: (0.0, 0.0))
+        return loss, correct, tf.shape(labels)[0]
 
     def _eval_step(self, images, labels, batch_index, fixed_weights=None):
         if fixed_weights is None:

@@ -132,12 +132,18 @@ class GenotypeTrainer:
 
     def _replica_eval(self, images, labels):
         labels = tf.cast(labels, tf.int32)
-        logits = self.model(images, training=False)
-        loss = tf.reduce_sum(self._per_example_loss(labels, logits))
-        top1 = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
-                                     tf.float32))
-        k = min(5, self.num_classes)
-        top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32))
+
+        def sums():
+            logits = self.model(images, training=False)
+            loss = tf.reduce_sum(self._per_example_loss(labels, logits))
+            top1 = tf.reduce_sum(tf.cast(
+                tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
+            k = min(5, self.num_classes)
+            top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32))
+            return loss, top1, top5
+
+        # The last evaluation batch can leave some replicas with 0 examples.
+        loss, top1, top5 = tf.cond(tf.shape(labels)[0] > 0, sums, lambda: (0.0, 0.0, 0.0))
         return loss, top1, top5, tf.shape(labels)[0]
 
     def _eval_step(self, images, labels):
