@@ -13,6 +13,7 @@ from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 
 __all__ = ["define_run_flags", "define_image_data_flags", "define_search_flags",
            "define_train_flags", "define_distribution_flags", "apply_preset", "write_flags",
+           "train_config_from_flags", "strategy_from_flags",
            "SEARCH_PRESETS"]
 
 # Presets fill in flags the user did not set on the command line.
@@ -107,6 +108,19 @@ def define_train_flags(*, epochs, learning_rate, weight_decay, init_channels, la
     absl_flags.DEFINE_float("label_smoothing", label_smoothing, "Label smoothing.")
     absl_flags.DEFINE_integer("cutout", cutout, "Cutout square side (0 = off).", lower_bound=0)
     absl_flags.DEFINE_string("export_dir", None, "Write a SavedModel (images -> logits) here.")
+
+
+def train_config_from_flags(flag_values):
+    """TrainConfig of the evaluation trainers from parsed define_train_flags values."""
+    from datanas.training import TrainConfig  # pylint: disable=import-outside-toplevel
+
+    return TrainConfig(
+        epochs=flag_values.epochs, learning_rate=flag_values.learning_rate,
+        learning_rate_min=flag_values.learning_rate_min, lr_schedule=flag_values.lr_schedule,
+        momentum=flag_values.momentum, weight_decay=flag_values.weight_decay,
+        grad_clip=flag_values.grad_clip, auxiliary_weight=flag_values.auxiliary_weight,
+        drop_path_prob=flag_values.drop_path_prob, label_smoothing=flag_values.label_smoothing,
+        seed=flag_values.seed)
 
 
 def define_distribution_flags():

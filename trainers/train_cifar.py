@@ -39,18 +39,13 @@ def main(argv):
     from datanas.genotypes import GenotypeError, load_genotype
     from datanas.model_stats import count_multiply_adds, count_parameters
     from datanas.networks import NetworkCIFAR
-    from datanas.training import TrainConfig, run_training
+    from datanas.training import run_training
 
     try:
         strategy = flags_core.strategy_from_flags(FLAGS)
         keras.utils.set_random_seed(FLAGS.seed)
         genotype = load_genotype(FLAGS.genotype)
-        config = TrainConfig(
-            epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
-            learning_rate_min=FLAGS.learning_rate_min, lr_schedule=FLAGS.lr_schedule,
-            momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay, grad_clip=FLAGS.grad_clip,
-            auxiliary_weight=FLAGS.auxiliary_weight, drop_path_prob=FLAGS.drop_path_prob,
-            label_smoothing=FLAGS.label_smoothing, seed=FLAGS.seed)
+        config = flags_core.train_config_from_flags(FLAGS)
         dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
         images, labels = take_subset(dataset.train_images, dataset.train_labels,
                                      FLAGS.train_size, FLAGS.seed)

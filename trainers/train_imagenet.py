@@ -51,19 +51,14 @@ def main(argv):
     from datanas.model_stats import (IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds,
                                      count_parameters)
     from datanas.networks import NetworkImageNet
-    from datanas.training import TrainConfig, run_training
+    from datanas.training import run_training
 
     size = FLAGS.image_size
     try:
         strategy = flags_core.strategy_from_flags(FLAGS)
         keras.utils.set_random_seed(FLAGS.seed)
         genotype = load_genotype(FLAGS.genotype)
-        config = TrainConfig(
-            epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
-            learning_rate_min=FLAGS.learning_rate_min, lr_schedule=FLAGS.lr_schedule,
-            momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay, grad_clip=FLAGS.grad_clip,
-            auxiliary_weight=FLAGS.auxiliary_weight, drop_path_prob=FLAGS.drop_path_prob,
-            label_smoothing=FLAGS.label_smoothing, seed=FLAGS.seed)
+        config = flags_core.train_config_from_flags(FLAGS)
         if os.path.isdir(os.path.join(FLAGS.data_dir, "train")):
             train_split, val_split = imagenet.load_imagenet_folders(FLAGS.data_dir)
             num_classes, source = train_split.num_classes, f"class folders {FLAGS.data_dir}"
