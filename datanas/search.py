@@ -137,7 +137,10 @@ class Searcher:
         self.joint_step = tf.function(self._joint_step)
         self.arch_step = tf.function(self._arch_step)
         self.weight_step = tf.function(self._weight_step)
+        # Edge weights are an input of the evaluation graph, so sampled children
+        # and a fixed derived child share one traced graph.
         self.eval_step = tf.function(self._eval_step)
+        self.sample_eval_weights = tf.function(self._sample_eval_weights)
 
     # -- pieces ------------------------------------------------------------
     def step_seed(self, stream):
@@ -256,15 +259,14 @@ class Searcher:
         loss, correct = tf.cond(tf.shape(labels)[0] > 0, sums, lambda: (0.0, 0.0))
         return loss, correct, tf.shape(labels)[0]
 
-    def _eval_step(self, images, labels, batch_index, fixed_weights=None):
-        if fixed_weights is None:
-            seed = tf.stack([self._seed + 7919, tf.cast(batch_index, tf.int64)])
-            weights = self.model.edge_weights(stochastic=True, seed=seed)
-        else:
-            weights = fixed_weights
+    def _eval_step(self, images, labels, weights):
         per_replica = self.strategy.run(self._eval_replica, (images, labels, weights))
         return tuple(self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                      for v in per_replica)
+
+    def _sample_eval_weights(self, batch_index):
+        seed = tf.stack([self._seed + 7919, tf.cast(batch_index, tf.int64)])
+        return self.model.edge_weights(stochastic=True, seed=seed)
 
     # -- loops -------------------------------------------------------------
     def distribute(self, dataset_fn):
@@ -326,8 +328,10 @@ class Searcher:
         loss_sum = correct_sum = 0.0
         total = 0
         for index, (images, labels) in enumerate(dataset):
-            loss, correct, count = self.eval_step(images, labels, tf.constant(index, tf.int64),
-                                                  weights)
+            batch_weights = weights
+            if batch_weights is None:
+                batch_weights = self.sample_eval_weights(tf.constant(index, tf.int64))
+            loss, correct, count = self.eval_step(images, labels, batch_weights)
             loss_sum += float(loss)
             correct_sum += float(correct)
             total += int(count)
