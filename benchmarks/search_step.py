@@ -1,7 +1,14 @@
-"""Time and memory of one search step: EGS (sparse) vs DARTS-style dense mixing.
+"""Time and memory of one search step: EGS (sparse) vs DARTS mixing vs the child alone.
 
     python -m benchmarks.search_step                 # 8 cells, C=16, batch 32, 32x32x3
     python -m benchmarks.search_step --variants=egs4,dense --steps=10
+
+Variants: ``egsM`` (joint DATA step, sparse EGS with M samples), ``dense``
+(the same step with DARTS softmax mixing, every op computed), ``darts2``
+(second-order DARTS architecture step + weight step) and ``child`` (a plain
+SGD step of one EGS-sampled child, M=4 at the initial logits, built as a
+stand-alone NetworkCIFAR of the same size without auxiliary head or
+drop-path: the floor the sparse search step can approach).
 
 Each variant runs in its own subprocess (so graph-building memory of one does
 not pollute the next) and reports: the one-time graph build + first step,
@@ -21,8 +28,9 @@ import time
 from absl import app
 from absl import flags as absl_flags
 
-absl_flags.DEFINE_list("variants", ["egs1", "egs4", "egs7", "dense"],
-                       "egsM (sparse EGS with M samples) and/or dense (DARTS softmax mixing).")
+absl_flags.DEFINE_list("variants", ["egs1", "egs4", "egs7", "dense", "child"],
+                       "egsM (sparse EGS with M samples), dense (DARTS softmax mixing), "
+                       "darts2 (second-order DARTS), child (sampled child network alone).")
 absl_flags.DEFINE_integer("layers", 8, "Cells.")
 absl_flags.DEFINE_integer("init_channels", 16, "Channels.")
 absl_flags.DEFINE_integer("batch_size", 32, "Batch size.")
@@ -60,38 +68,76 @@ class PeakMemory:
         self.peak = max(self.peak, self._process.memory_info().rss)
 
 
+def _child_step(images, labels):
+    """A plain SGD training step of one EGS-sampled child network."""
+    from datanas.derivation import derive_genotype, logits_of
+    from datanas.networks import NetworkCIFAR
+    from datanas.search_network import SearchNetwork
+    from datanas.training import GenotypeTrainer, TrainConfig
+
+    supernet = SearchNetwork(10, init_channels=FLAGS.init_channels, num_cells=FLAGS.layers,
+                             num_samples=4, seed=0)
+    genotype = derive_genotype(logits_of(supernet), rule="sample", scope=supernet.egs_scope,
+                               num_samples=4, primitives=supernet.primitives, seed=0)
+    model = NetworkCIFAR(genotype, num_classes=10, init_channels=FLAGS.init_channels,
+                         layers=FLAGS.layers, auxiliary=False)
+    model.build(tuple(images.shape))
+    trainer = GenotypeTrainer(model, TrainConfig(epochs=1, drop_path_prob=0.0),
+                              steps_per_epoch=1000)
+    return model, lambda: trainer.train_step(images, labels)
+
+
+def _search_step(variant, images, labels):
+    from datanas.search import SearchConfig, Searcher
+    from datanas.search_network import SearchNetwork
+
+    config = SearchConfig(epochs=1)
+    if variant == "dense":
+        kwargs = dict(weighting="softmax", mode="dense")
+    elif variant == "darts2":
+        kwargs = dict(weighting="softmax", mode="dense")
+        config = SearchConfig(epochs=1, search_mode="alternate", unrolled=True,
+                              derivation="darts")
+    elif variant.startswith("egs") and variant[3:].isdigit():
+        kwargs = dict(num_samples=int(variant[3:]))
+    else:
+        raise app.UsageError(f"unknown variant {variant!r}; use egsM (e.g. egs4), dense, "
+                             "darts2 or child.")
+    model = SearchNetwork(10, init_channels=FLAGS.init_channels, num_cells=FLAGS.layers,
+                          seed=0, **kwargs)
+    model.build(tuple(images.shape))
+    searcher = Searcher(model, config, steps_per_epoch=1000)
+    if config.search_mode == "alternate":
+        def step():
+            searcher.unrolled_arch_step(images, labels, images, labels)
+            return searcher.weight_step(images, labels)
+        return model, step
+    return model, lambda: searcher.joint_step(images, labels)
+
+
 def run_variant(variant):
     import numpy as np
     import tensorflow as tf
 
-    from datanas.search import SearchConfig, Searcher
-    from datanas.search_network import SearchNetwork
-
-    if variant == "dense":
-        kwargs = dict(weighting="softmax", mode="dense")
-    elif variant.startswith("egs") and variant[3:].isdigit():
-        kwargs = dict(num_samples=int(variant[3:]))
-    else:
-        raise app.UsageError(f"unknown variant {variant!r}; use egsM (e.g. egs4) or dense.")
     size = FLAGS.image_size
-    model = SearchNetwork(10, init_channels=FLAGS.init_channels, num_cells=FLAGS.layers,
-                          seed=0, **kwargs)
-    model.build((None, size, size, 3))
-    searcher = Searcher(model, SearchConfig(epochs=1), steps_per_epoch=1000)
     images = tf.random.stateless_normal([FLAGS.batch_size, size, size, 3], seed=[0, 0])
     labels = tf.random.stateless_uniform([FLAGS.batch_size], seed=[0, 1], maxval=10,
                                          dtype=tf.int32)
+    if variant == "child":
+        model, step = _child_step(images, labels)
+    else:
+        model, step = _search_step(variant, images, labels)
     with PeakMemory() as build_memory:
         start = time.perf_counter()
-        float(searcher.joint_step(images, labels)["loss"])
+        float(step()["loss"])
         first = time.perf_counter() - start
         for _ in range(FLAGS.warmup):
-            float(searcher.joint_step(images, labels)["loss"])
+            float(step()["loss"])
     times = []
     with PeakMemory() as step_memory:
         for _ in range(FLAGS.steps):
             start = time.perf_counter()
-            float(searcher.joint_step(images, labels)["loss"])
+            float(step()["loss"])
             times.append(time.perf_counter() - start)
     device = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return {"variant": variant, "device": device[0].name, "params": int(model.count_params()),
@@ -123,18 +169,22 @@ def main(argv):
     if not results:
         sys.exit("no variant ran")
     dense = next((r for r in results if r["variant"] == "dense"), None)
+    child = next((r for r in results if r["variant"] == "child"), None)
+
+    def ratio(r, reference, key):
+        return f"{r[key] / reference[key]:.2f}" if reference else "-"
+
     print(f"\nsearch step, {FLAGS.layers} cells, C={FLAGS.init_channels}, batch "
           f"{FLAGS.batch_size}, {FLAGS.image_size}x{FLAGS.image_size}x3, device "
           f"{results[0]['device']}")
-    header = (f"{'variant':8} {'build+1st s':>11} {'median s':>9} {'p90 s':>7} "
-              f"{'RSS steps GB':>12} {'RSS peak GB':>11} {'step/dense':>10} {'mem/dense':>9}")
-    print(header)
+    print(f"{'variant':8} {'build+1st s':>11} {'median s':>9} {'p90 s':>7} "
+          f"{'RSS steps GB':>12} {'RSS peak GB':>11} {'step/dense':>10} {'mem/dense':>9} "
+          f"{'step/child':>10}")
     for r in results:
-        step_ratio = f"{r['median_step_s'] / dense['median_step_s']:.2f}" if dense else "-"
-        mem_ratio = f"{r['peak_rss_steps_gb'] / dense['peak_rss_steps_gb']:.2f}" if dense else "-"
         print(f"{r['variant']:8} {r['build_and_first_step_s']:11.1f} {r['median_step_s']:9.3f} "
               f"{r['p90_step_s']:7.3f} {r['peak_rss_steps_gb']:12.2f} "
-              f"{r['peak_rss_overall_gb']:11.2f} {step_ratio:>10} {mem_ratio:>9}")
+              f"{r['peak_rss_overall_gb']:11.2f} {ratio(r, dense, 'median_step_s'):>10} "
+              f"{ratio(r, dense, 'peak_rss_steps_gb'):>9} {ratio(r, child, 'median_step_s'):>10}")
     if FLAGS.output:
         with open(FLAGS.output, "w") as handle:
             json.dump(results, handle, indent=2)

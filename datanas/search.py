@@ -5,9 +5,15 @@
 * ``joint`` (DATA's single-level optimisation): one forward/backward pass of
   a sampled child on a training batch gives gradients for both the network
   weights and the architecture logits; both are updated from the same batch.
-* ``alternate`` (first-order DARTS protocol): an architecture step on a batch
-  from a held-out half of the training split, then a weight step on a batch
-  of the other half, each with its own sampled child.
+* ``alternate`` (DARTS protocol): an architecture step on a batch from a
+  held-out half of the training split, then a weight step on a batch of the
+  other half, each with its own sampled child.  First order by default; with
+  ``unrolled=True`` the architecture gradient is DARTS' second-order one,
+  taken at the one-step-unrolled weights w' = w - xi * (momentum + grad +
+  decay) with the Hessian-vector product by central finite differences
+  (Liu et al. 2019, Eq. 7-8).  The unrolled weights are plain tensors fed
+  through ``keras.StatelessScope``, so no variable is overwritten and the
+  step runs unchanged under a distribution strategy.
 
 Weights: SGD, momentum 0.9, cosine learning rate 0.025 -> 0.001, L2 weight
 decay 3e-4 added to the clipped gradient (global norm 5).  Architecture
@@ -62,13 +68,17 @@ class SearchConfig:
     final_temperature: float = 1.0
     search_mode: str = "joint"
     derivation: str = "sample"
+    unrolled: bool = False
+    # Finite-difference step of the Hessian-vector product, as a fraction of
+    # the held-out gradient's norm (DARTS: 0.01).
+    hessian_radius: float = 0.01
     seed: int = 0
 
     def __post_init__(self):
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}.")
         for name in ("learning_rate", "arch_learning_rate", "initial_temperature",
-                     "final_temperature", "grad_clip"):
+                     "final_temperature", "grad_clip", "hessian_radius"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}.")
@@ -86,6 +96,10 @@ class SearchConfig:
         if self.search_mode not in SEARCH_MODES:
             raise ValueError(f"search_mode must be one of {', '.join(SEARCH_MODES)}; "
                              f"got {self.search_mode!r}.")
+        if self.unrolled and self.search_mode != "alternate":
+            raise ValueError("unrolled (second-order) architecture steps need "
+                             "search_mode='alternate' (a held-out architecture split); got "
+                             f"search_mode={self.search_mode!r}.")
         if self.derivation not in DERIVATION_RULES:
             raise ValueError(f"derivation must be one of {', '.join(DERIVATION_RULES)}; "
                              f"got {self.derivation!r}.")
@@ -137,6 +151,7 @@ class Searcher:
         self.joint_step = tf.function(self._joint_step)
         self.arch_step = tf.function(self._arch_step)
         self.weight_step = tf.function(self._weight_step)
+        self.unrolled_arch_step = tf.function(self._unrolled_arch_step)
         # Edge weights are an input of the evaluation graph, so sampled children
         # and a fixed derived child share one traced graph.
         self.eval_step = tf.function(self._eval_step)
@@ -186,9 +201,10 @@ class Searcher:
         grads = [g + self.config.weight_decay * v for g, v in zip(grads, variables)]
         self._apply(self.weight_optimizer, grads, variables)
 
-    def _apply_arch_gradients(self, grads):
+    def _apply_arch_gradients(self, grads, summed=False):
         variables = self.model.architecture_variables
-        grads = self._summed_gradients(grads, variables)
+        if not summed:
+            grads = self._summed_gradients(grads, variables)
         grads = [g + self.config.arch_weight_decay * v for g, v in zip(grads, variables)]
         self._apply(self.arch_optimizer, grads, variables)
 
@@ -197,28 +213,78 @@ class Searcher:
         return self.model.forward(images, weights, training=training)
 
     # -- replica functions -------------------------------------------------
-    def _joint_replica(self, images, labels):
-        net_vars, arch_vars = self.model.network_variables, self.model.architecture_variables
+    def _replica_update(self, images, labels, stream, update_weights, update_arch):
+        """Forward/backward of one sampled child; updates the chosen variable sets."""
+        net_vars = self.model.network_variables if update_weights else []
+        arch_vars = self.model.architecture_variables if update_arch else []
         with tf.GradientTape() as tape:
-            loss, correct = self._replica_loss(labels, self._forward(images, _STREAM_WEIGHTS))
+            loss, correct = self._replica_loss(labels, self._forward(images, stream))
         grads = tape.gradient(loss, net_vars + arch_vars)
-        self._apply_weight_gradients(grads[:len(net_vars)])
-        self._apply_arch_gradients(grads[len(net_vars):])
+        if update_weights:
+            self._apply_weight_gradients(grads[:len(net_vars)])
+        if update_arch:
+            self._apply_arch_gradients(grads[len(net_vars):])
         return loss, correct, tf.shape(labels)[0]
 
-    def _arch_replica(self, images, labels):
-        arch_vars = self.model.architecture_variables
-        with tf.GradientTape() as tape:
-            loss, correct = self._replica_loss(labels, self._forward(images, _STREAM_ARCH))
-        self._apply_arch_gradients(tape.gradient(loss, arch_vars))
-        return loss, correct, tf.shape(labels)[0]
+    def _loss_at(self, weight_values, images, labels, stream):
+        """Replica loss with the network weights replaced by `weight_values`."""
+        mapping = list(zip(self.model.network_variables, weight_values))
+        with keras.StatelessScope(state_mapping=mapping):
+            # Batch-norm statistic updates stay inside the scope (discarded).
+            return self._replica_loss(labels, self._forward(images, stream))
 
-    def _weight_replica(self, images, labels):
+    def unrolled_arch_gradients(self, arch_images, arch_labels, train_images, train_labels):
+        """Second-order DARTS architecture gradient (finite-difference Hessian).
+
+        Returns (replica-summed gradients of the architecture variables, the
+        replica's scaled held-out loss, its correct count).  Runs in a replica
+        context (or outside any strategy).  Every pass runs on weight tensors
+        inside a StatelessScope, so neither the weights nor the batch-norm
+        statistics change; only the architecture step's update does.
+        """
         net_vars = self.model.network_variables
+        arch_vars = self.model.architecture_variables
+        stream = _STREAM_ARCH   # one child for every pass of this step
+        current = [tf.convert_to_tensor(v) for v in net_vars]
         with tf.GradientTape() as tape:
-            loss, correct = self._replica_loss(labels, self._forward(images, _STREAM_WEIGHTS))
-        self._apply_weight_gradients(tape.gradient(loss, net_vars))
-        return loss, correct, tf.shape(labels)[0]
+            tape.watch(current)
+            train_loss, _ = self._loss_at(current, train_images, train_labels, stream)
+        grads = self._summed_gradients(tape.gradient(train_loss, current), net_vars)
+        xi = self.weight_optimizer.learning_rate
+        momentum = self.config.momentum
+        # Keras SGD keeps m = momentum * m - lr * grad and adds m to the weight.
+        velocities = self.weight_optimizer.momentums if momentum else [None] * len(net_vars)
+        unrolled = []
+        for value, grad, velocity in zip(current, grads, velocities):
+            step = -tf.cast(xi, value.dtype) * (grad + self.config.weight_decay * value)
+            if velocity is not None:
+                step += momentum * tf.convert_to_tensor(velocity)
+            unrolled.append(value + step)
+        with tf.GradientTape() as tape:
+            tape.watch(unrolled)
+            loss, correct = self._loss_at(unrolled, arch_images, arch_labels, stream)
+        grads = tape.gradient(loss, unrolled + arch_vars)
+        weight_grads = self._summed_gradients(grads[:len(net_vars)], net_vars)
+        arch_grads = self._summed_gradients(grads[len(net_vars):], arch_vars)
+        radius = self.config.hessian_radius / (tf.cast(tf.linalg.global_norm(weight_grads), tf.float64) + 1e-12)
+
+        def train_arch_grads(sign):
+            values = [v + tf.cast(sign * radius, d.dtype) * d
+                      for v, d in zip(current, weight_grads)]
+            with tf.GradientTape() as inner:
+                shifted_loss, _ = self._loss_at(values, train_images, train_labels, stream)
+            return self._summed_gradients(inner.gradient(shifted_loss, arch_vars), arch_vars)
+
+        plus, minus = train_arch_grads(1.0), train_arch_grads(-1.0)
+        arch_grads = [g - tf.cast(tf.cast(xi, tf.float64) / (2.0 * radius), g.dtype) * (p - m)
+                      for g, p, m in zip(arch_grads, plus, minus)]
+        return arch_grads, loss, correct
+
+    def _unrolled_arch_replica(self, arch_images, arch_labels, train_images, train_labels):
+        arch_grads, loss, correct = self.unrolled_arch_gradients(arch_images, arch_labels,
+                                                                 train_images, train_labels)
+        self._apply_arch_gradients(arch_grads, summed=True)
+        return loss, correct, tf.shape(arch_labels)[0]
 
     def _reduce(self, per_replica):
         loss, correct, count = (self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
@@ -230,24 +296,35 @@ class Searcher:
         self.epoch_sums[prefix + "accuracy"].assign_add(tf.cast(accuracy, tf.float64))
 
     # -- compiled steps (cross-replica) ------------------------------------
-    def _joint_step(self, images, labels):
-        loss, accuracy = self._reduce(self.strategy.run(self._joint_replica, (images, labels)))
+    def _run_update(self, images, labels, stream, update_weights, update_arch):
+        per_replica = self.strategy.run(
+            self._replica_update, (images, labels),
+            dict(stream=stream, update_weights=update_weights, update_arch=update_arch))
+        return self._reduce(per_replica)
+
+    def _weight_metrics(self, loss, accuracy):
         self._accumulate("", loss, accuracy)
         self.epoch_sums["batches"].assign_add(1.0)
         self.step.assign_add(1)
         return {"loss": loss, "accuracy": accuracy}
 
-    def _arch_step(self, images, labels):
-        loss, accuracy = self._reduce(self.strategy.run(self._arch_replica, (images, labels)))
+    def _joint_step(self, images, labels):
+        return self._weight_metrics(*self._run_update(images, labels, _STREAM_WEIGHTS, True, True))
+
+    def _weight_step(self, images, labels):
+        return self._weight_metrics(*self._run_update(images, labels, _STREAM_WEIGHTS, True,
+                                                      False))
+
+    def _arch_metrics(self, loss, accuracy):
         self._accumulate("arch_", loss, accuracy)
         return {"arch_loss": loss, "arch_accuracy": accuracy}
 
-    def _weight_step(self, images, labels):
-        loss, accuracy = self._reduce(self.strategy.run(self._weight_replica, (images, labels)))
-        self._accumulate("", loss, accuracy)
-        self.epoch_sums["batches"].assign_add(1.0)
-        self.step.assign_add(1)
-        return {"loss": loss, "accuracy": accuracy}
+    def _arch_step(self, images, labels):
+        return self._arch_metrics(*self._run_update(images, labels, _STREAM_ARCH, False, True))
+
+    def _unrolled_arch_step(self, arch_images, arch_labels, train_images, train_labels):
+        return self._arch_metrics(*self._reduce(self.strategy.run(
+            self._unrolled_arch_replica, (arch_images, arch_labels, train_images, train_labels))))
 
     def _eval_replica(self, images, labels, weights):
         def sums():
@@ -308,7 +385,10 @@ class Searcher:
             batches = zip(train, pipeline(inputs.arch))
         count = done
         for (images, labels), arch_batch in batches:
-            if arch_batch is not None:
+            if arch_batch is not None and self.config.unrolled:
+                values = {**self.unrolled_arch_step(*arch_batch, images, labels),
+                          **self.weight_step(images, labels)}
+            elif arch_batch is not None:
                 values = {**self.arch_step(*arch_batch), **self.weight_step(images, labels)}
             else:
                 values = self.joint_step(images, labels)
