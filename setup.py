@@ -25,6 +25,10 @@ setup(
     extras_require={
         # scikit-learn provides the zero-download 'digits' dataset.
         "digits": ["scikit-learn"],
-        "test": ["pytest", "scikit-learn"],
+        # Figures of the ablation runner (datanas.ablations).
+        "plots": ["matplotlib"],
+        # psutil: peak-memory sampling in benchmarks/search_step.py.
+        "benchmarks": ["psutil"],
+        "test": ["pytest", "scikit-learn", "matplotlib"],
     },
 )

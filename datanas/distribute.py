@@ -20,7 +20,7 @@ import os
 import tensorflow as tf
 
 __all__ = ["STRATEGIES", "build_strategy", "configure_cpu_devices", "is_chief", "worker_id",
-           "num_input_pipelines"]
+           "num_input_pipelines", "run_directory"]
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
@@ -116,3 +116,12 @@ def num_input_pipelines(strategy):
         spec = resolver.cluster_spec().as_dict()
         return max(len(spec.get("worker", [])) + len(spec.get("chief", [])), 1)
     return 1
+
+
+def run_directory(strategy, model_dir):
+    """Where this process writes: `model_dir` for the chief, else
+    `model_dir/worker_<id>` (other workers' checkpoints must not collide)."""
+    if not is_chief(strategy):
+        model_dir = os.path.join(model_dir, "worker_%d" % worker_id(strategy)[1])
+    os.makedirs(model_dir, exist_ok=True)
+    return model_dir

@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from datanas.derivation import (DERIVATION_RULES, architecture_probabilities, derive_genotype,
                                 genotype_to_weights, logits_of)
-from datanas.distribute import is_chief, num_input_pipelines, worker_id
+from datanas.distribute import num_input_pipelines, run_directory
 from datanas.genotypes import save_genotype
 from datanas.run_files import append_jsonl, read_jsonl, write_json_atomic
 
@@ -152,6 +152,9 @@ class Searcher:
         self.arch_step = tf.function(self._arch_step)
         self.weight_step = tf.function(self._weight_step)
         self.unrolled_arch_step = tf.function(self._unrolled_arch_step)
+        # Edge weights are an input, so every fixed child shares one graph.
+        self.fixed_weight_step = tf.function(self._fixed_weight_step)
+        self.recalibration_step = tf.function(self._recalibration_step)
         # Edge weights are an input of the evaluation graph, so sampled children
         # and a fixed derived child share one traced graph.
         self.eval_step = tf.function(self._eval_step)
@@ -286,6 +289,15 @@ class Searcher:
         self._apply_arch_gradients(arch_grads, summed=True)
         return loss, correct, tf.shape(arch_labels)[0]
 
+    def _fixed_replica(self, images, labels, edge_weights):
+        """Weight update of the child given by fixed edge weights (random search)."""
+        net_vars = self.model.network_variables
+        with tf.GradientTape() as tape:
+            loss, correct = self._replica_loss(
+                labels, self.model.forward(images, edge_weights, training=True))
+        self._apply_weight_gradients(tape.gradient(loss, net_vars))
+        return loss, correct, tf.shape(labels)[0]
+
     def _reduce(self, per_replica):
         loss, correct, count = (self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                                 for v in per_replica)
@@ -314,6 +326,30 @@ class Searcher:
     def _weight_step(self, images, labels):
         return self._weight_metrics(*self._run_update(images, labels, _STREAM_WEIGHTS, True,
                                                       False))
+
+    def _fixed_weight_step(self, images, labels, edge_weights):
+        return self._weight_metrics(*self._reduce(self.strategy.run(
+            self._fixed_replica, (images, labels, edge_weights))))
+
+    def _recalibration_step(self, images, edge_weights):
+        def replica(images, edge_weights):
+            # Training-mode forward: batch-norm layers update their moving
+            # statistics from this child's activations; no gradient is taken.
+            self.model.forward(images, edge_weights, training=True)
+            return tf.shape(images)[0]
+        return self.strategy.run(replica, (images, edge_weights))
+
+    def recalibrate_batch_norm(self, dataset, edge_weights, batches):
+        """Re-estimates batch-norm moving statistics for one fixed child.
+
+        Supernet statistics average over many sampled children, so they are
+        stale for any single one; `batches` training batches (no weight
+        update) bring them to the child's own statistics.
+        """
+        for index, (images, _) in enumerate(dataset):
+            if index >= batches:
+                break
+            self.recalibration_step(images, edge_weights)
 
     def _arch_metrics(self, loss, accuracy):
         self._accumulate("arch_", loss, accuracy)
@@ -363,8 +399,26 @@ class Searcher:
         for variable in self.epoch_sums.values():
             variable.assign(0.0)
 
-    def train_batches(self, epoch, inputs, after_step=None, progbar=None):
+    def snapshot_state(self):
+        """Values of every model variable (weights, BN statistics, logits)."""
+        return [v.numpy().copy() for v in self.model.weights]
+
+    def restore_fresh_state(self, snapshot):
+        """Back to `snapshot` with a fresh weight optimizer and step 0, so the
+        next training run starts exactly like the first (random search)."""
+        for variable, value in zip(self.model.weights, snapshot):
+            variable.assign(value)
+        self.weight_optimizer.iterations.assign(0)
+        for variable in self.weight_optimizer.momentums:
+            variable.assign(tf.zeros_like(variable))
+        self.step.assign(0)
+        self.reset_epoch_metrics()
+
+    def train_batches(self, epoch, inputs, after_step=None, progbar=None, edge_weights=None):
         """Runs the rest of `epoch`, resuming after the steps already done.
+
+        With `edge_weights` only the network weights of that fixed child are
+        trained (random search); otherwise the configured search steps run.
 
         The epoch's example order is a pure function of (seed, epoch), so
         skipping the finished steps' batches continues exactly where an
@@ -381,11 +435,13 @@ class Searcher:
 
         train = pipeline(inputs.train)
         batches = ((b, None) for b in train)
-        if self.config.search_mode == "alternate":
+        if self.config.search_mode == "alternate" and edge_weights is None:
             batches = zip(train, pipeline(inputs.arch))
         count = done
         for (images, labels), arch_batch in batches:
-            if arch_batch is not None and self.config.unrolled:
+            if edge_weights is not None:
+                values = self.fixed_weight_step(images, labels, edge_weights)
+            elif arch_batch is not None and self.config.unrolled:
                 values = {**self.unrolled_arch_step(*arch_batch, images, labels),
                           **self.weight_step(images, labels)}
             elif arch_batch is not None:
@@ -474,7 +530,7 @@ def _completed_history(metrics_path, epochs_completed):
 
 
 def run_search(model, inputs, config, model_dir, *, strategy=None, verbose=1, metadata=None,
-               checkpoint_every_steps=200):
+               checkpoint_every_steps=200, bn_recalibration_batches=0):
     """Runs (or resumes) a whole search and writes its artifacts.
 
     Re-running with the same `model_dir` resumes from the last checkpoint,
@@ -487,11 +543,14 @@ def run_search(model, inputs, config, model_dir, *, strategy=None, verbose=1, me
     line per epoch), ``tensorboard/``, ``checkpoints/``, ``genotype.json``
     (rule ``config.derivation``) and ``genotype_<rule>.json`` for every rule,
     ``arch_probabilities.json`` and ``search_result.json``.
+
+    The derived child is evaluated inside the supernet with the inherited
+    weights (paper Table 8); with `bn_recalibration_batches` > 0 it is also
+    evaluated after re-estimating batch-norm statistics on that many training
+    batches (weights unchanged; the supernet's own statistics are restored).
     """
     strategy = strategy or tf.distribute.get_strategy()
-    if not is_chief(strategy):
-        model_dir = os.path.join(model_dir, "worker_%d" % worker_id(strategy)[1])
-    os.makedirs(model_dir, exist_ok=True)
+    model_dir = run_directory(strategy, model_dir)
     steps_per_epoch = inputs.distributed_steps_per_epoch(num_input_pipelines(strategy),
                                                          strategy.num_replicas_in_sync)
     if steps_per_epoch < 1:
@@ -582,12 +641,22 @@ def run_search(model, inputs, config, model_dir, *, strategy=None, verbose=1, me
     write_json_atomic(os.path.join(model_dir, "arch_probabilities.json"),
                       architecture_probabilities(logits, model.egs_scope, model.num_samples,
                                                  model.primitives))
-    child = searcher.evaluate(valid_data, genotype_to_weights(genotype, model.primitives,
-                                                              model.num_nodes))
+    child_weights = genotype_to_weights(genotype, model.primitives, model.num_nodes)
+    child = searcher.evaluate(valid_data, child_weights)
+    recalibrated = None
+    if bn_recalibration_batches:
+        supernet_state = searcher.snapshot_state()
+        train = searcher.distribute(lambda context: inputs.train(config.epochs, context))
+        searcher.recalibrate_batch_norm(train, child_weights, bn_recalibration_batches)
+        recalibrated = searcher.evaluate(valid_data, child_weights)["accuracy"]
+        for variable, value in zip(model.weights, supernet_state):
+            variable.assign(value)
     final = {
         "derivation": config.derivation,
         "supernet_valid_accuracy": history[-1]["valid_accuracy"] if history else None,
         "child_valid_accuracy_inherited_weights": child["accuracy"],
+        "child_valid_accuracy_recalibrated_bn": recalibrated,
+        "bn_recalibration_batches": bn_recalibration_batches,
         "skip_connects": {kind: genotype.num_skip_connects(kind) for kind in ("normal", "reduce")},
         "op_counts": genotype.op_counts(),
         "search_seconds_this_process": time.time() - started,

@@ -19,7 +19,7 @@ import time
 import keras
 import tensorflow as tf
 
-from datanas.distribute import is_chief, worker_id
+from datanas.distribute import is_chief, run_directory
 from datanas.export import export_saved_model
 from datanas.run_files import append_jsonl, write_json_atomic
 
@@ -184,9 +184,7 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
       export_dir: if set, the final model is exported there as a SavedModel.
     """
     strategy = strategy or tf.distribute.get_strategy()
-    if not is_chief(strategy):
-        model_dir = os.path.join(model_dir, "worker_%d" % worker_id(strategy)[1])
-    os.makedirs(model_dir, exist_ok=True)
+    model_dir = run_directory(strategy, model_dir)
     trainer = GenotypeTrainer(model, config, steps_per_epoch, strategy=strategy,
                               global_batch_size=global_batch_size)
     with trainer.strategy.scope():

@@ -12,8 +12,9 @@ from absl import flags as absl_flags
 from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 
 __all__ = ["define_run_flags", "define_image_data_flags", "define_search_flags",
+           "define_ablation_flags",
            "define_train_flags", "define_distribution_flags", "apply_preset", "write_flags",
-           "train_config_from_flags", "strategy_from_flags",
+           "train_config_from_flags", "search_config_from_flags", "strategy_from_flags",
            "SEARCH_PRESETS"]
 
 # Presets fill in flags the user did not set on the command line.
@@ -24,6 +25,12 @@ SEARCH_PRESETS = {
     # is raised 10x to let the logits move at all.
     "cpu": {"dataset": "fashion_mnist", "layers": 4, "init_channels": 8, "train_size": 5000,
             "batch_size": 64, "epochs": 4, "arch_learning_rate": 3e-3},
+    # Small searches for the ablation runner: 5 cells (reductions at 1 and 3),
+    # C=8, 3000 Fashion-MNIST images, 3 epochs.  Times: README "Reproducing
+    # the paper's ablations".
+    "ablation": {"dataset": "fashion_mnist", "layers": 5, "init_channels": 8,
+                 "train_size": 3000, "batch_size": 64, "epochs": 3,
+                 "arch_learning_rate": 3e-3},
     # The paper's CIFAR-10 search setting (8 cells, C=16, 50 epochs, batch 64).
     "paper": {"dataset": "cifar10", "layers": 8, "init_channels": 16, "train_size": None,
               "batch_size": 64, "epochs": 50},
@@ -61,15 +68,30 @@ def define_search_flags():
     absl_flags.DEFINE_enum("preset", None, list(SEARCH_PRESETS),
                            "Fill unset flags from a preset: " + "; ".join(
                                f"{k}={v}" for k, v in SEARCH_PRESETS.items()))
+    absl_flags.DEFINE_enum("method", "data", ["data", "gdas", "darts", "random"],
+                           "data: EGS with M samples (this package); gdas: Gumbel-Softmax "
+                           "(M=1), argmax derivation; darts: softmax mixing of all ops, "
+                           "held-out architecture steps, top-2 derivation; random: uniform "
+                           "cells trained for equal budgets, best on validation.")
     absl_flags.DEFINE_integer("M", 4, "EGS sampling times M (1 = Gumbel-Softmax).", lower_bound=1)
     absl_flags.DEFINE_enum("egs_scope", "node", ["node", "edge"],
                            "One EGS distribution per node over (input, op) pairs (authors' "
                            "code) or per edge over ops (paper Eq. 4).")
-    absl_flags.DEFINE_enum("search_mode", "joint", ["joint", "alternate"],
+    absl_flags.DEFINE_enum("search_mode", None, ["joint", "alternate"],
                            "joint: weights and architecture on the same batch (paper Eq. 6); "
-                           "alternate: architecture on a held-out half of the training split.")
-    absl_flags.DEFINE_enum("derivation", "sample", ["sample", "most_likely", "darts"],
-                           "How the final genotype is derived (all three are written).")
+                           "alternate: architecture on a held-out half of the training split. "
+                           "Default: the method's (alternate for darts, joint otherwise).")
+    absl_flags.DEFINE_enum("derivation", None, ["sample", "most_likely", "darts"],
+                           "How the final genotype is derived (all three are written). "
+                           "Default: the method's (sample for data, darts otherwise).")
+    absl_flags.DEFINE_enum("darts_order", "1", ["1", "2"],
+                           "DARTS architecture gradient: first order, or second order "
+                           "(unrolled weights, finite-difference Hessian).")
+    absl_flags.DEFINE_integer("random_candidates", 8, "Random search: cells sampled.",
+                              lower_bound=1)
+    absl_flags.DEFINE_integer("random_epochs", None, "Random search: epochs per candidate "
+                              "(default: --epochs / --random_candidates, at least 1).",
+                              lower_bound=1)
     absl_flags.DEFINE_integer("epochs", 50, "Search epochs.", lower_bound=1)
     absl_flags.DEFINE_integer("layers", 8, "Cells in the search network.", lower_bound=1)
     absl_flags.DEFINE_integer("init_channels", 16, "Channels of the first cells.", lower_bound=2)
@@ -83,6 +105,30 @@ def define_search_flags():
     absl_flags.DEFINE_float("arch_weight_decay", 1e-3, "L2 weight decay of the logits.")
     absl_flags.DEFINE_float("initial_temperature", 5.0, "EGS temperature at the first epoch.")
     absl_flags.DEFINE_float("final_temperature", 1.0, "EGS temperature at the last epoch.")
+
+
+def define_ablation_flags():
+    """Flags of the ablation runner (on top of the search flag group)."""
+    absl_flags.DEFINE_enum("ablation", None, ["gap", "num_samples", "seeds"],
+                           "gap: supernet vs derived child (Table 8); num_samples: M sweep "
+                           "(Table 5); seeds: several initialisations (Table 7).")
+    absl_flags.mark_flag_as_required("ablation")
+    absl_flags.DEFINE_list("methods", ["data", "darts", "gdas"],
+                           "Methods compared (gap: data/darts/gdas; seeds: also random).")
+    absl_flags.DEFINE_list("M_values", None, "num_samples ablation: M values (default 1..K).")
+    absl_flags.DEFINE_list("seeds", ["0"], "Seeds (seeds ablation: one run per method and seed).")
+    absl_flags.DEFINE_integer("bn_recalibration_batches", 20, "gap ablation: batches that "
+                              "re-estimate the derived child's batch-norm statistics.",
+                              lower_bound=0)
+    absl_flags.DEFINE_integer("retrain_layers", 6, "Cells of the retrained networks.",
+                              lower_bound=1)
+    absl_flags.DEFINE_integer("retrain_channels", 16, "Channels of the retrained networks.",
+                              lower_bound=2)
+    absl_flags.DEFINE_integer("retrain_epochs", 5, "Epochs of retraining (fixed budget).",
+                              lower_bound=1)
+    absl_flags.DEFINE_float("retrain_learning_rate", 0.05, "Initial learning rate (cosine).")
+    absl_flags.DEFINE_integer("retrain_train_size", None, "Training images for retraining "
+                              "(default: all; validation carved from them).", lower_bound=1)
 
 
 def define_train_flags(*, epochs, learning_rate, weight_decay, init_channels, layers,
@@ -109,6 +155,29 @@ def define_train_flags(*, epochs, learning_rate, weight_decay, init_channels, la
     absl_flags.DEFINE_float("label_smoothing", label_smoothing, "Label smoothing.")
     absl_flags.DEFINE_integer("cutout", cutout, "Cutout square side (0 = off).", lower_bound=0)
     absl_flags.DEFINE_string("export_dir", None, "Write a SavedModel (images -> logits) here.")
+
+
+def search_config_from_flags(flag_values):
+    """SearchConfig and SupernetShape from parsed define_search_flags values
+    (method-specific fields are filled in by datanas.search_runs.build_search)."""
+    from datanas.search import SearchConfig  # pylint: disable=import-outside-toplevel
+    from datanas.search_runs import SupernetShape  # pylint: disable=import-outside-toplevel
+
+    config = SearchConfig(
+        epochs=flag_values.epochs, learning_rate=flag_values.learning_rate,
+        learning_rate_min=flag_values.learning_rate_min, momentum=flag_values.momentum,
+        weight_decay=flag_values.weight_decay, grad_clip=flag_values.grad_clip,
+        arch_learning_rate=flag_values.arch_learning_rate,
+        arch_weight_decay=flag_values.arch_weight_decay,
+        initial_temperature=flag_values.initial_temperature,
+        final_temperature=flag_values.final_temperature, seed=flag_values.seed)
+    num_samples = flag_values.M
+    if flag_values.method == "gdas" and not flag_values["M"].present:
+        num_samples = 1   # GDAS/SNAS draw one op; an explicit other --M is an error later
+    shape = SupernetShape(num_cells=flag_values.layers, init_channels=flag_values.init_channels,
+                          num_nodes=flag_values.nodes, num_samples=num_samples,
+                          egs_scope=flag_values.egs_scope)
+    return config, shape
 
 
 def train_config_from_flags(flag_values):

@@ -1,7 +1,10 @@
-"""Architecture search with DATA / EGS on an image dataset.
+"""Architecture search on an image dataset: DATA (EGS) or a baseline.
 
     python -m trainers.search_cifar --preset=cpu --model_dir=/tmp/search
     python -m trainers.search_cifar --M=4 --dataset=cifar10 --model_dir=runs/s1
+    python -m trainers.search_cifar --method=darts --darts_order=2 --model_dir=runs/d2
+    python -m trainers.search_cifar --method=gdas --model_dir=runs/g1
+    python -m trainers.search_cifar --method=random --random_candidates=8 --model_dir=runs/r1
 
 Writes flags, per-epoch metrics, TensorBoard summaries, the derived
 genotype(s) and the final architecture probabilities into --model_dir.
@@ -31,33 +34,24 @@ def main(argv):
     # Heavy imports after flag parsing so --help is fast.
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from data_tf.search_inputs import make_search_inputs
-    from datanas.search import SearchConfig, SearchPreempted, run_search
-    from datanas.search_network import SearchNetwork
+    from datanas.search import SearchPreempted
+    from datanas.search_runs import build_search, run_method_search
     import keras
 
     try:
-        config = SearchConfig(
-            epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
-            learning_rate_min=FLAGS.learning_rate_min, momentum=FLAGS.momentum,
-            weight_decay=FLAGS.weight_decay, grad_clip=FLAGS.grad_clip,
-            arch_learning_rate=FLAGS.arch_learning_rate,
-            arch_weight_decay=FLAGS.arch_weight_decay,
-            initial_temperature=FLAGS.initial_temperature,
-            final_temperature=FLAGS.final_temperature, search_mode=FLAGS.search_mode,
-            derivation=FLAGS.derivation, seed=FLAGS.seed)
+        base_config, shape = flags_core.search_config_from_flags(FLAGS)
         strategy = flags_core.strategy_from_flags(FLAGS)
         keras.utils.set_random_seed(FLAGS.seed)
         dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
+        model, config = build_search(
+            FLAGS.method, dataset.num_classes, dataset.image_shape, base_config, shape,
+            search_mode=FLAGS.search_mode, derivation=FLAGS.derivation,
+            darts_order=int(FLAGS.darts_order), random_candidates=FLAGS.random_candidates,
+            random_epochs=FLAGS.random_epochs, strategy=strategy)
         inputs = make_search_inputs(
             dataset, batch_size=FLAGS.batch_size, train_size=FLAGS.train_size,
             validation_fraction=FLAGS.validation_fraction,
-            separate_arch_split=FLAGS.search_mode == "alternate", seed=FLAGS.seed)
-        with strategy.scope():
-            model = SearchNetwork(
-                dataset.num_classes, init_channels=FLAGS.init_channels, num_cells=FLAGS.layers,
-                num_nodes=FLAGS.nodes, num_samples=FLAGS.M, egs_scope=FLAGS.egs_scope,
-                temperature=FLAGS.initial_temperature, seed=FLAGS.seed)
-            model.build((None,) + dataset.image_shape)
+            separate_arch_split=config.search_mode == "alternate", seed=FLAGS.seed)
     except (ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"search_cifar: error: {error}")
 
@@ -66,15 +60,18 @@ def main(argv):
     if applied:
         print(f"Preset {FLAGS.preset}: {applied}", flush=True)
     flags_core.write_flags(FLAGS, FLAGS.model_dir)
-    print(f"Search network: {FLAGS.layers} cells, C={FLAGS.init_channels}, M={FLAGS.M}, "
-          f"scope={FLAGS.egs_scope}, {model.count_params():,} parameters, "
+    print(f"Method {FLAGS.method}: {FLAGS.layers} cells, C={FLAGS.init_channels}, "
+          f"M={model.num_samples}, scope={model.egs_scope}, weighting={model.weighting}, "
+          f"search_mode={config.search_mode}, unrolled={config.unrolled}, "
+          f"derivation={config.derivation}, {model.count_params():,} parameters, "
           f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}). Building the "
           f"training graph (one-time, can take a few minutes on CPU)...", flush=True)
     try:
-        run_search(model, inputs, config, FLAGS.model_dir, strategy=strategy,
-                   checkpoint_every_steps=FLAGS.checkpoint_every_steps,
-                   metadata={"dataset": dataset.name, "data_source": dataset.source,
-                             "preset": FLAGS.preset})
+        run_method_search(FLAGS.method, model, inputs, config, FLAGS.model_dir,
+                          random_candidates=FLAGS.random_candidates, strategy=strategy,
+                          checkpoint_every_steps=FLAGS.checkpoint_every_steps,
+                          metadata={"dataset": dataset.name, "data_source": dataset.source,
+                                    "preset": FLAGS.preset})
     except SearchPreempted as preempted:
         print(str(preempted), flush=True)
         sys.exit(143)

@@ -33,9 +33,7 @@ def main(argv):
     import keras
 
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
-    from data_tf.image_pipelines import make_image_pipeline
-    from data_tf.search_inputs import default_augment
-    from data_tf.splits import take_subset, train_validation_split
+    from data_tf.train_inputs import make_train_inputs
     from datanas.genotypes import GenotypeError, load_genotype
     from datanas.model_stats import count_multiply_adds, count_parameters
     from datanas.networks import NetworkCIFAR
@@ -47,16 +45,10 @@ def main(argv):
         genotype = load_genotype(FLAGS.genotype)
         config = flags_core.train_config_from_flags(FLAGS)
         dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
-        images, labels = take_subset(dataset.train_images, dataset.train_labels,
-                                     FLAGS.train_size, FLAGS.seed)
-        valid = None
-        if FLAGS.validation_fraction > 0:
-            train_idx, valid_idx = train_validation_split(len(labels), FLAGS.validation_fraction,
-                                                          FLAGS.seed)
-            valid = (images[valid_idx], labels[valid_idx])
-            images, labels = images[train_idx], labels[train_idx]
-        if len(labels) < FLAGS.batch_size:
-            raise ValueError(f"{len(labels)} training images but --batch_size={FLAGS.batch_size}.")
+        inputs = make_train_inputs(dataset, batch_size=FLAGS.batch_size,
+                                   train_size=FLAGS.train_size,
+                                   validation_fraction=FLAGS.validation_fraction,
+                                   cutout=FLAGS.cutout, seed=FLAGS.seed)
         with strategy.scope():
             model = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
                                  init_channels=FLAGS.init_channels, layers=FLAGS.layers,
@@ -65,35 +57,17 @@ def main(argv):
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_cifar: error: {error}")
 
-    augment = default_augment(dataset, cutout_size=FLAGS.cutout)
-
-    def train_data(epoch, context):
-        return make_image_pipeline(images, labels, batch_size=FLAGS.batch_size, training=True,
-                                   mean=dataset.mean, std=dataset.std, augment=augment,
-                                   seed=FLAGS.seed, epoch=epoch, drop_remainder=True,
-                                   input_context=context)
-
-    def eval_data(split_images, split_labels):
-        return lambda context: make_image_pipeline(
-            split_images, split_labels, batch_size=FLAGS.batch_size, training=False,
-            mean=dataset.mean, std=dataset.std, input_context=context)
-
-    eval_sets = {}
-    if valid is not None:
-        eval_sets["valid"] = eval_data(*valid)
-    eval_sets["test"] = eval_data(dataset.test_images, dataset.test_labels)
     params = count_parameters(model)
     mult_adds = count_multiply_adds(model, dataset.image_shape)
-    print(f"Dataset {dataset.name} from {dataset.source}: {len(labels)} train, "
-          f"{0 if valid is None else len(valid[1])} valid, {len(dataset.test_labels)} test", flush=True)
+    print(f"Dataset {dataset.name} from {dataset.source}: {inputs.sizes()}", flush=True)
     print(genotype.summary(), flush=True)
     print(f"NetworkCIFAR: {FLAGS.layers} cells, C={FLAGS.init_channels}: {params / 1e6:.3f}M "
           f"parameters (auxiliary head excluded), {mult_adds / 1e6:.1f}M multiply-adds", flush=True)
     flags_core.write_flags(FLAGS, FLAGS.model_dir)
-    run_training(model, train_data, eval_sets, config, FLAGS.model_dir,
+    run_training(model, inputs.train, inputs.eval_sets(), config, FLAGS.model_dir,
                  strategy=strategy, global_batch_size=FLAGS.batch_size,
-                 steps_per_epoch=len(labels) // FLAGS.batch_size,
-                 image_shape=dataset.image_shape, select_on="valid" if valid is not None else None,
+                 steps_per_epoch=inputs.steps_per_epoch, image_shape=dataset.image_shape,
+                 select_on="valid" if inputs.valid is not None else None,
                  export_dir=FLAGS.export_dir,
                  metadata={"dataset": dataset.name, "genotype": genotype.to_dict(),
                            "parameters": params, "multiply_adds": mult_adds})

@@ -1,0 +1,322 @@
+"""The paper's ablations, scaled to a small budget, as runnable experiments.
+
+* ``gap`` (paper Table 8): validation accuracy of the supernet at the end of
+  search vs. the derived child inheriting the supernet weights (no
+  fine-tuning), per method: DATA (EGS-sampled derivation), DARTS (top-2
+  argmax) and Gumbel-Softmax M=1 (GDAS).  Also after re-estimating the
+  child's batch-norm statistics, which isolates the part of the gap that is
+  only stale statistics.
+* ``num_samples`` (Table 5): DATA with M = 1..K; parameters of the derived
+  network and its accuracy after retraining at a fixed small budget.
+* ``seeds`` (Table 7 / Figure 3b): several seeds per method; mean and std of
+  the retrained accuracy.
+
+Every run is an ordinary search run directory under ``<output>/runs/<name>``
+(resumable: finished runs are read back, not repeated).  Each ablation
+writes ``<ablation>.csv`` and ``<ablation>.png`` into the output directory.
+Architectures are selected on the validation split carved from the training
+images; retrained networks report validation and test accuracy (test once,
+never used for a choice).
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from datanas.genotypes import load_genotype
+from datanas.run_files import write_json_atomic
+
+__all__ = ["ABLATIONS", "RunSpec", "RetrainSettings", "SearchData", "plan_runs", "run_ablation",
+           "summarize", "write_csv", "plot_ablation"]
+
+ABLATIONS = ("gap", "num_samples", "seeds")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One search of an ablation."""
+    name: str
+    method: str
+    num_samples: int
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainSettings:
+    """Fixed small budget for retraining derived networks from scratch."""
+    layers: int = 6
+    init_channels: int = 16
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    train_size: int | None = None
+
+
+def plan_runs(ablation, *, methods, num_samples, m_values, seeds):
+    """The searches an ablation needs (names are stable run directories)."""
+    if ablation not in ABLATIONS:
+        raise ValueError(f"ablation must be one of {', '.join(ABLATIONS)}; got {ablation!r}.")
+    if not seeds:
+        raise ValueError("at least one seed is needed.")
+
+    def samples_of(method):
+        return 1 if method == "gdas" else num_samples
+
+    if ablation == "gap":
+        unknown = [m for m in methods if m not in ("data", "darts", "gdas")]
+        if unknown:
+            raise ValueError(f"the gap ablation compares supernet and child of gradient-based "
+                             f"methods (data, darts, gdas); got {unknown}.")
+        return [RunSpec(f"{m}_seed{seeds[0]}", m, samples_of(m), seeds[0]) for m in methods]
+    if ablation == "num_samples":
+        if not m_values or any(m < 1 for m in m_values):
+            raise ValueError(f"M values must be integers >= 1, got {m_values}.")
+        return [RunSpec(f"data_M{m}_seed{seeds[0]}", "data", m, seeds[0]) for m in m_values]
+    return [RunSpec(f"{m}_seed{s}", m, samples_of(m), s) for m in methods for s in seeds]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchData:
+    """How the search splits the dataset (same for every run of an ablation)."""
+    batch_size: int = 64
+    train_size: int | None = 5000
+    validation_fraction: float = 0.1
+
+
+def _search(spec, dataset, base_config, shape, data, run_dir, *, random_candidates,
+            bn_recalibration_batches, verbose):
+    import keras  # pylint: disable=import-outside-toplevel
+
+    from data_tf.search_inputs import make_search_inputs  # pylint: disable=import-outside-toplevel
+    from datanas.search_runs import build_search, run_method_search  # pylint: disable=import-outside-toplevel
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(spec.seed)
+    model, config = build_search(spec.method, dataset.num_classes, dataset.image_shape,
+                                 dataclasses.replace(base_config, seed=spec.seed),
+                                 dataclasses.replace(shape, num_samples=spec.num_samples),
+                                 random_candidates=random_candidates)
+    inputs = make_search_inputs(dataset, batch_size=data.batch_size, train_size=data.train_size,
+                                validation_fraction=data.validation_fraction,
+                                separate_arch_split=config.search_mode == "alternate",
+                                seed=spec.seed)
+    start = time.time()
+    result = run_method_search(spec.method, model, inputs, config, run_dir,
+                               random_candidates=random_candidates, verbose=verbose,
+                               checkpoint_every_steps=0,
+                               bn_recalibration_batches=bn_recalibration_batches,
+                               metadata={"dataset": dataset.name, "ablation_run": spec.name})
+    return result, config, time.time() - start
+
+
+def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
+    import keras  # pylint: disable=import-outside-toplevel
+
+    from data_tf.train_inputs import make_train_inputs  # pylint: disable=import-outside-toplevel
+    from datanas.model_stats import count_parameters  # pylint: disable=import-outside-toplevel
+    from datanas.networks import NetworkCIFAR  # pylint: disable=import-outside-toplevel
+    from datanas.training import TrainConfig, run_training  # pylint: disable=import-outside-toplevel
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    inputs = make_train_inputs(dataset, batch_size=retrain.batch_size,
+                               train_size=retrain.train_size, seed=seed)
+    model = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
+                         init_channels=retrain.init_channels, layers=retrain.layers,
+                         auxiliary=False)
+    model.build((None,) + dataset.image_shape)
+    config = TrainConfig(epochs=retrain.epochs, learning_rate=retrain.learning_rate,
+                         drop_path_prob=0.0, auxiliary_weight=0.0, seed=seed)
+    results = run_training(model, inputs.train, inputs.eval_sets(), config, run_dir,
+                           steps_per_epoch=inputs.steps_per_epoch,
+                           image_shape=dataset.image_shape, select_on="valid",
+                           verbose=verbose, global_batch_size=retrain.batch_size)
+    final = results["final"]
+    return {"parameters": count_parameters(model),
+            "retrain_valid_accuracy": final["valid_accuracy"],
+            "retrain_test_accuracy": final["test_accuracy"]}
+
+
+def _row(spec, result, config, seconds):
+    final = result.final
+    genotype = result.genotype
+    pairs = [len(node) for node in genotype.normal]
+    row = {"run": spec.name, "method": spec.method, "M": spec.num_samples, "seed": spec.seed,
+           "derivation": "best_on_valid" if spec.method == "random" else config.derivation,
+           "search_seconds": round(seconds, 1),
+           "skip_connects_normal": genotype.num_skip_connects("normal"),
+           "pairs_per_node_normal": float(np.mean(pairs))}
+    if spec.method == "random":
+        row.update({"supernet_valid_accuracy": None,
+                    "child_valid_accuracy": final["best_valid_accuracy"],
+                    "child_valid_accuracy_recalibrated_bn": None})
+    else:
+        row.update({"supernet_valid_accuracy": final["supernet_valid_accuracy"],
+                    "child_valid_accuracy": final["child_valid_accuracy_inherited_weights"],
+                    "child_valid_accuracy_recalibrated_bn":
+                        final["child_valid_accuracy_recalibrated_bn"]})
+    for key in ("child_valid_accuracy", "child_valid_accuracy_recalibrated_bn"):
+        gap_key = "gap" if key == "child_valid_accuracy" else "gap_recalibrated_bn"
+        row[gap_key] = (row["supernet_valid_accuracy"] - row[key]
+                        if row["supernet_valid_accuracy"] is not None and row[key] is not None
+                        else None)
+    return row
+
+
+def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, methods=None,
+                 m_values=None, seeds=(0,), retrain=None, random_candidates=4,
+                 bn_recalibration_batches=20, verbose=1):
+    """Runs (or resumes) every search of `ablation` and writes CSV + PNG.
+
+    Args:
+      ablation: "gap", "num_samples" or "seeds".
+      dataset: an ImageDataset (data_tf.image_datasets).
+      output_dir: receives runs/<name>/ (one search run each),
+        <ablation>.csv, <ablation>.png and <ablation>_summary.json.
+      base_config: SearchConfig shared by every run (seed replaced per run).
+      shape: SupernetShape shared by every run (M replaced per run).
+      data: SearchData.
+      methods: methods compared (gap: data, darts, gdas; seeds: any).
+      m_values: M values of the num_samples ablation (default 1..K).
+      retrain: RetrainSettings; the num_samples and seeds ablations retrain
+        every derived network at this budget (required for them).
+      random_candidates: candidates of method 'random'.
+      bn_recalibration_batches: batches re-estimating the child's batch-norm
+        statistics for the gap's second column (0 = skip).
+    Returns:
+      (rows, summary).
+    """
+    methods = list(methods or ("data", "darts", "gdas"))
+    m_values = list(m_values or range(1, len(shape.primitives) + 1))
+    if ablation in ("num_samples", "seeds") and retrain is None:
+        raise ValueError(f"the {ablation} ablation retrains every derived network; pass "
+                         "RetrainSettings.")
+    specs = plan_runs(ablation, methods=methods, num_samples=shape.num_samples,
+                      m_values=m_values, seeds=list(seeds))
+    os.makedirs(output_dir, exist_ok=True)
+    rows = []
+    for index, spec in enumerate(specs):
+        run_dir = os.path.join(output_dir, "runs", spec.name)
+        row_path = os.path.join(run_dir, "ablation_row.json")
+        if os.path.exists(row_path):
+            with open(row_path) as handle:
+                rows.append(json.load(handle))
+            if verbose:
+                print(f"[{index + 1}/{len(specs)}] {spec.name}: done earlier, read back.",
+                      flush=True)
+            continue
+        if verbose:
+            print(f"[{index + 1}/{len(specs)}] search {spec.name} (method {spec.method}, "
+                  f"M={spec.num_samples}, seed {spec.seed})", flush=True)
+        result, config, seconds = _search(spec, dataset, base_config, shape, data, run_dir,
+                                          random_candidates=random_candidates,
+                                          bn_recalibration_batches=bn_recalibration_batches,
+                                          verbose=verbose)
+        row = _row(spec, result, config, seconds)
+        if ablation != "gap":
+            if verbose:
+                print(f"[{index + 1}/{len(specs)}] retrain {spec.name}: {retrain.layers} cells, "
+                      f"C={retrain.init_channels}, {retrain.epochs} epoch(s)", flush=True)
+            start = time.time()
+            row.update(_retrain(load_genotype(run_dir), dataset, retrain, spec.seed,
+                                os.path.join(run_dir, "retrain"), verbose))
+            row["retrain_seconds"] = round(time.time() - start, 1)
+        write_json_atomic(row_path, row)
+        rows.append(row)
+    summary = summarize(ablation, rows)
+    write_csv(os.path.join(output_dir, f"{ablation}.csv"), rows)
+    write_json_atomic(os.path.join(output_dir, f"{ablation}_summary.json"), summary)
+    plot_ablation(ablation, rows, summary, os.path.join(output_dir, f"{ablation}.png"))
+    return rows, summary
+
+
+def summarize(ablation, rows):
+    """Per-method (gap, seeds) or per-M (num_samples) aggregates."""
+    if ablation == "num_samples":
+        return {"by_M": [{key: row.get(key) for key in
+                          ("M", "parameters", "pairs_per_node_normal", "skip_connects_normal",
+                           "retrain_valid_accuracy", "retrain_test_accuracy")} for row in rows]}
+    key = "gap" if ablation == "gap" else "retrain_test_accuracy"
+    out = {}
+    for method in dict.fromkeys(row["method"] for row in rows):
+        values = [row[key] for row in rows if row["method"] == method and row[key] is not None]
+        entry = {"runs": len(values),
+                 "mean": float(np.mean(values)) if values else None,
+                 "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+        if ablation == "gap":
+            entry.update({name: float(np.mean([row[name] for row in rows
+                                               if row["method"] == method]))
+                          for name in ("supernet_valid_accuracy", "child_valid_accuracy")})
+            recal = [row["gap_recalibrated_bn"] for row in rows
+                     if row["method"] == method and row["gap_recalibrated_bn"] is not None]
+            entry["gap_recalibrated_bn"] = float(np.mean(recal)) if recal else None
+        else:
+            valid = [row["retrain_valid_accuracy"] for row in rows if row["method"] == method]
+            entry["valid_mean"] = float(np.mean(valid))
+        out[method] = entry
+    return {"metric": key, "by_method": out}
+
+
+def write_csv(path, rows):
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: ("" if row.get(key) is None else row.get(key))
+                             for key in columns})
+
+
+def plot_ablation(ablation, rows, summary, path):
+    """Writes the ablation's figure (needs matplotlib: pip install datanas[plots])."""
+    try:
+        import matplotlib  # pylint: disable=import-outside-toplevel
+    except ImportError as error:
+        raise ImportError("plots need matplotlib: pip install 'datanas[plots]'") from error
+    matplotlib.use("Agg")
+    from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
+
+    figure, axes = pyplot.subplots(1, 2 if ablation == "num_samples" else 1,
+                                   figsize=(9 if ablation == "num_samples" else 5.5, 3.8))
+    if ablation == "gap":
+        methods = list(summary["by_method"])
+        x = np.arange(len(methods))
+        series = [("supernet (end of search)", "supernet_valid_accuracy"),
+                  ("derived child, inherited weights", "child_valid_accuracy"),
+                  ("child, BN re-estimated", "child_valid_accuracy_recalibrated_bn")]
+        for offset, (label, key) in enumerate(series):
+            values = [np.mean([r[key] for r in rows if r["method"] == m and r[key] is not None]
+                              or [np.nan]) for m in methods]
+            axes.bar(x + (offset - 1) * 0.27, values, 0.27, label=label)
+        axes.set_xticks(x, methods)
+        axes.set_ylabel("validation accuracy")
+        axes.set_title("Search vs. derived child (paper Table 8)")
+        axes.legend(fontsize=7)
+    elif ablation == "num_samples":
+        ms = [r["M"] for r in rows]
+        axes[0].plot(ms, [r["parameters"] / 1e6 for r in rows], "o-")
+        axes[0].set_xlabel("M (EGS samples)")
+        axes[0].set_ylabel("parameters of the derived network (M)")
+        axes[1].plot(ms, [r["retrain_valid_accuracy"] for r in rows], "o-", label="valid")
+        axes[1].plot(ms, [r["retrain_test_accuracy"] for r in rows], "s--", label="test")
+        axes[1].set_xlabel("M (EGS samples)")
+        axes[1].set_ylabel("accuracy after retraining")
+        axes[1].legend()
+        figure.suptitle("Sensitivity to M (paper Table 5)")
+    else:
+        methods = list(summary["by_method"])
+        for index, method in enumerate(methods):
+            values = [r["retrain_test_accuracy"] for r in rows if r["method"] == method]
+            axes.scatter([index] * len(values), values, alpha=0.6)
+            entry = summary["by_method"][method]
+            axes.errorbar(index + 0.15, entry["mean"], yerr=entry["std"], fmt="k_", capsize=4)
+        axes.set_xticks(range(len(methods)), methods)
+        axes.set_ylabel("test accuracy after retraining")
+        axes.set_title("Seeds (paper Table 7 / Fig. 3b): mean +- std")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)

@@ -1,0 +1,97 @@
+"""Ablation runner: plans, a tiny real gap ablation, seeds with retraining, figures."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from datanas.ablations import (RetrainSettings, SearchData, plan_runs, plot_ablation,
+                               run_ablation, summarize)
+from datanas.search import SearchConfig
+from datanas.search_runs import SupernetShape
+
+PRIMITIVES = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plans():
+    gap = plan_runs("gap", methods=["data", "darts", "gdas"], num_samples=4, m_values=None,
+                    seeds=[3])
+    assert [(r.method, r.num_samples, r.seed) for r in gap] == [
+        ("data", 4, 3), ("darts", 4, 3), ("gdas", 1, 3)]
+    sweep = plan_runs("num_samples", methods=[], num_samples=4, m_values=[1, 2, 7], seeds=[0])
+    assert [(r.method, r.num_samples) for r in sweep] == [("data", 1), ("data", 2), ("data", 7)]
+    seeds = plan_runs("seeds", methods=["data", "random"], num_samples=4, m_values=None,
+                      seeds=[0, 1])
+    assert [r.name for r in seeds] == ["data_seed0", "data_seed1", "random_seed0",
+                                       "random_seed1"]
+    assert len({r.name for r in gap + sweep + seeds}) == len(gap + sweep + seeds)
+    with pytest.raises(ValueError, match="'random'"):
+        plan_runs("gap", methods=["random"], num_samples=4, m_values=None, seeds=[0])
+    with pytest.raises(ValueError, match="ablation must be one of"):
+        plan_runs("table9", methods=[], num_samples=4, m_values=None, seeds=[0])
+
+
+def _tiny(tmp_path, ablation, **kwargs):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    from data_tf.image_datasets import load_image_dataset
+
+    return run_ablation(
+        ablation, load_image_dataset("digits"), str(tmp_path),
+        base_config=SearchConfig(epochs=2, arch_learning_rate=3e-3),
+        shape=SupernetShape(num_cells=3, init_channels=4, num_nodes=2, primitives=PRIMITIVES),
+        data=SearchData(batch_size=32, train_size=500), verbose=0, **kwargs)
+
+
+def test_gap_ablation_on_digits(tmp_path, capsys):
+    rows, summary = _tiny(tmp_path, "gap", bn_recalibration_batches=5)
+    assert [r["method"] for r in rows] == ["data", "darts", "gdas"]
+    for row in rows:
+        assert row["gap"] == pytest.approx(row["supernet_valid_accuracy"]
+                                           - row["child_valid_accuracy"])
+        assert 0.0 <= row["child_valid_accuracy_recalibrated_bn"] <= 1.0
+        final = json.loads((tmp_path / "runs" / row["run"] / "search_result.json").read_text())
+        assert final["child_valid_accuracy_inherited_weights"] == row["child_valid_accuracy"]
+    assert summary["by_method"]["darts"]["mean"] == pytest.approx(rows[1]["gap"])
+    with open(tmp_path / "gap.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [t["method"] for t in table] == ["data", "darts", "gdas"]
+    assert float(table[0]["gap"]) == pytest.approx(rows[0]["gap"])
+    assert (tmp_path / "gap.png").read_bytes()[:8] == PNG_SIGNATURE
+    # Rerunning reads the finished runs back instead of searching again.
+    capsys.readouterr()
+    again, _ = run_ablation("gap", None, str(tmp_path), base_config=SearchConfig(epochs=2),
+                            shape=SupernetShape(num_cells=3, init_channels=4, num_nodes=2,
+                                                primitives=PRIMITIVES),
+                            data=SearchData(), verbose=1)
+    assert again == rows
+    assert capsys.readouterr().out.count("done earlier, read back") == 3
+
+
+def test_seeds_ablation_retrains_and_aggregates(tmp_path):
+    retrain = RetrainSettings(layers=2, init_channels=4, epochs=1, batch_size=32)
+    # Random search keeps this short; the gap test above runs the supernet methods.
+    rows, summary = _tiny(tmp_path, "seeds", methods=["random"], seeds=[0, 1],
+                          retrain=retrain, random_candidates=2)
+    assert [(r["method"], r["seed"]) for r in rows] == [("random", 0), ("random", 1)]
+    for method in ("random",):
+        values = [r["retrain_test_accuracy"] for r in rows if r["method"] == method]
+        assert summary["by_method"][method]["mean"] == pytest.approx(np.mean(values))
+        assert summary["by_method"][method]["std"] == pytest.approx(np.std(values, ddof=1))
+    assert all(r["parameters"] > 0 and 0.0 <= r["retrain_test_accuracy"] <= 1.0 for r in rows)
+    assert (tmp_path / "seeds.png").read_bytes()[:8] == PNG_SIGNATURE
+    with pytest.raises(ValueError, match="RetrainSettings"):
+        _tiny(tmp_path / "other", "seeds", methods=["data"])
+
+
+def test_num_samples_figure_and_summary(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [{"M": m, "parameters": 1000 * m, "pairs_per_node_normal": m / 2,
+             "skip_connects_normal": 0, "retrain_valid_accuracy": 0.8 + m / 100,
+             "retrain_test_accuracy": 0.79 + m / 100} for m in (1, 2, 4)]
+    summary = summarize("num_samples", rows)
+    assert [entry["M"] for entry in summary["by_M"]] == [1, 2, 4]
+    plot_ablation("num_samples", rows, summary, str(tmp_path / "m.png"))
+    assert (tmp_path / "m.png").read_bytes()[:8] == PNG_SIGNATURE

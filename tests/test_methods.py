@@ -1,0 +1,156 @@
+"""Baselines in the same code: method settings, random search, trainer flags."""
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from datanas.genotypes import CONV_PRIMITIVES, load_genotype
+from datanas.methods import method_settings
+from datanas.random_search import candidate_genotypes, sample_uniform_genotype
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_method_defaults():
+    data = method_settings("data", num_samples=4)
+    assert data.network == {"weighting": "egs", "mode": "sparse", "num_samples": 4}
+    assert data.config == {"search_mode": "joint", "unrolled": False, "derivation": "sample"}
+    gdas = method_settings("gdas", num_samples=1)
+    assert gdas.network["num_samples"] == 1 and gdas.config["derivation"] == "darts"
+    darts = method_settings("darts")
+    assert darts.network["weighting"] == "softmax" and darts.network["mode"] == "dense"
+    assert darts.config == {"search_mode": "alternate", "unrolled": False, "derivation": "darts"}
+    assert method_settings("darts", darts_order=2).config["unrolled"] is True
+    # Explicit choices override the method's defaults.
+    assert method_settings("data", derivation="darts", search_mode="alternate").config == {
+        "search_mode": "alternate", "unrolled": False, "derivation": "darts"}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(method="enas"), "'enas'"),
+    (dict(method="gdas", num_samples=4), "M=4"),
+    (dict(method="data", darts_order=2), "darts_order=2"),
+    (dict(method="darts", darts_order=3), "darts_order"),
+    (dict(method="darts", darts_order=2, search_mode="joint"), "alternate"),
+    (dict(method="random"), "random_search"),
+])
+def test_method_conflicts_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        method_settings(**kwargs)
+
+
+def test_uniform_genotypes_cover_the_space_uniformly():
+    rng = np.random.default_rng(0)
+    ops, sources = Counter(), Counter()
+    draws = 2000
+    for _ in range(draws):
+        genotype = sample_uniform_genotype(rng, 4, CONV_PRIMITIVES)
+        for node, pairs in enumerate(genotype.normal):
+            assert len(pairs) == 2 and len({s for _, s in pairs}) == 2
+            ops.update(op for op, _ in pairs)
+            if node == 3:   # node 5 chooses 2 of its 5 inputs
+                sources.update(s for _, s in pairs)
+    assert "none" not in ops
+    # 7 ops, 16000 draws: each frequency 1/7 with std ~0.0028; allow 4 std.
+    frequencies = np.array([ops[o] for o in CONV_PRIMITIVES if o != "none"]) / sum(ops.values())
+    np.testing.assert_allclose(frequencies, 1 / 7, atol=0.012)
+    # Each of the 5 inputs of the last node is taken with probability 2/5.
+    np.testing.assert_allclose(np.array([sources[s] for s in range(5)]) / draws, 0.4, atol=0.045)
+
+
+def test_candidates_are_a_function_of_the_seed():
+    a = candidate_genotypes(5, 3, CONV_PRIMITIVES, seed=1)
+    assert a == candidate_genotypes(5, 3, CONV_PRIMITIVES, seed=1)
+    assert a != candidate_genotypes(5, 3, CONV_PRIMITIVES, seed=2)
+    assert len(set(g.to_json() for g in a)) == 5
+    with pytest.raises(ValueError, match="positive integer"):
+        candidate_genotypes(0, 3, CONV_PRIMITIVES, seed=1)
+
+
+def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    from data_tf.image_datasets import load_image_dataset
+    from data_tf.search_inputs import make_search_inputs
+    from datanas.search import SearchConfig
+    from datanas.search_runs import SupernetShape, build_search, run_method_search
+
+    dataset = load_image_dataset("digits")
+    inputs = make_search_inputs(dataset, batch_size=32, train_size=400, seed=0)
+    shape = SupernetShape(num_cells=3, init_channels=4, num_nodes=2,
+                          primitives=("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"))
+    model, config = build_search("random", dataset.num_classes, dataset.image_shape,
+                                 SearchConfig(epochs=6, seed=0), shape, random_candidates=3)
+    assert config.epochs == 2   # the 6-epoch budget shared out over 3 candidates
+    result = run_method_search("random", model, inputs, config, str(tmp_path),
+                               random_candidates=3, verbose=0)
+    records = [json.loads(l) for l in (tmp_path / "candidates.jsonl").read_text().splitlines()]
+    assert [r["candidate"] for r in records] == [0, 1, 2]
+    best = max(records, key=lambda r: r["valid_accuracy"])
+    assert result.final["best_candidate"] == best["candidate"]
+    assert load_genotype(tmp_path / "genotype.json").to_dict() == best["genotype"]
+    assert all(r["train_accuracy"] > 0.15 for r in records)   # 10 classes: real learning
+
+    # Retraining a finished candidate from the fresh state reproduces it exactly.
+    from datanas.derivation import genotype_to_weights
+    from datanas.search import Searcher
+    searcher = Searcher(model, config, inputs.steps_per_epoch)
+    weights = genotype_to_weights(result.genotype, model.primitives, model.num_nodes)
+    state = searcher.snapshot_state()
+    runs = []
+    for _ in range(2):
+        searcher.restore_fresh_state(state)
+        searcher.train_batches(0, inputs, edge_weights=weights)
+        runs.append(searcher.epoch_metrics())
+    assert runs[0] == runs[1]
+
+    # Rerunning the same command reads the finished candidates back.
+    capsys.readouterr()
+    again = run_method_search("random", model, inputs, config, str(tmp_path),
+                              random_candidates=3, verbose=1)
+    out = capsys.readouterr().out
+    assert "3 of 3 candidates done" in out and "Candidate 1/3" not in out
+    assert again.final["best_candidate"] == result.final["best_candidate"]
+
+
+def _trainer(tmp_path, *args, timeout=900):
+    cmd = [sys.executable, "-m", "trainers.search_cifar", "--dataset=digits",
+           f"--model_dir={tmp_path / 'run'}", "--layers=1", "--nodes=1", "--init_channels=4",
+           "--train_size=300", "--batch_size=32", "--epochs=1", *args]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_search_trainer_rejects_conflicting_method_flags(tmp_path):
+    proc = _trainer(tmp_path, "--method=gdas", "--M=4")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "gdas" in proc.stderr and "M=4" in proc.stderr
+    proc = _trainer(tmp_path, "--method=darts", "--darts_order=2", "--search_mode=joint")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "alternate" in proc.stderr
+
+
+# Second-order steps are checked in-process (tests/test_darts_unrolled.py);
+# their trainer run is left out to keep the suite short (its graph takes ~80 s).
+@pytest.mark.parametrize("method_args, expected", [
+    (("--method=darts",), {"search_mode": "alternate", "unrolled": False,
+                           "derivation": "darts"}),
+    (("--method=gdas",), {"search_mode": "joint", "unrolled": False, "derivation": "darts"}),
+])
+def test_search_trainer_runs_baselines(tmp_path, method_args, expected):
+    pytest.importorskip("sklearn")
+    proc = _trainer(tmp_path, *method_args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "run"
+    saved = json.loads((run / "search_config.json").read_text())
+    assert {k: saved["search"][k] for k in expected} == expected
+    assert saved["metadata"]["method"] == method_args[0].split("=")[1]
+    final = json.loads((run / "search_result.json").read_text())
+    assert final["derivation"] == "darts"
+    # DARTS derivation: two inputs per node (node 2 has exactly two candidates).
+    assert all(len(pairs) == 2 for pairs in load_genotype(run).reduce)

@@ -1,0 +1,81 @@
+"""Paper ablations on a small budget: Table 8 (gap), Table 5 (M), Table 7 (seeds).
+
+    python -m trainers.ablations --ablation=gap --preset=ablation --model_dir=/tmp/ab_gap
+    python -m trainers.ablations --ablation=num_samples --M_values=1,2,4,7 \\
+        --preset=ablation --model_dir=/tmp/ab_m
+    python -m trainers.ablations --ablation=seeds --methods=data,darts,gdas,random \\
+        --seeds=0,1,2 --preset=ablation --model_dir=/tmp/ab_seeds
+
+Every search is a normal search run under --model_dir/runs/<name> (rerunning
+the command resumes: finished runs are read back).  Writes <ablation>.csv,
+<ablation>.png and <ablation>_summary.json into --model_dir.
+"""
+
+import sys
+
+from absl import app
+from absl import flags as absl_flags
+from absl import logging
+
+from flags import core as flags_core
+
+flags_core.define_run_flags()
+flags_core.define_image_data_flags(default_dataset="fashion_mnist", default_batch_size=64)
+flags_core.define_search_flags()
+flags_core.define_ablation_flags()
+
+FLAGS = absl_flags.FLAGS
+
+
+def _integers(name, values):
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise ValueError(f"--{name} must be a comma-separated list of integers, got "
+                         f"{','.join(values)!r}.") from None
+
+
+def main(argv):
+    del argv
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    applied = flags_core.apply_preset(FLAGS, flags_core.SEARCH_PRESETS)
+    from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
+    from datanas.ablations import RetrainSettings, SearchData, run_ablation
+    from datanas.methods import SEARCH_METHODS
+
+    try:
+        base_config, shape = flags_core.search_config_from_flags(FLAGS)
+        unknown = [m for m in FLAGS.methods if m not in SEARCH_METHODS]
+        if unknown:
+            raise ValueError(f"--methods: unknown {unknown}; allowed: {', '.join(SEARCH_METHODS)}.")
+        seeds = _integers("seeds", FLAGS.seeds)
+        m_values = _integers("M_values", FLAGS.M_values) if FLAGS.M_values else None
+        retrain = RetrainSettings(layers=FLAGS.retrain_layers,
+                                  init_channels=FLAGS.retrain_channels,
+                                  epochs=FLAGS.retrain_epochs, batch_size=FLAGS.batch_size,
+                                  learning_rate=FLAGS.retrain_learning_rate,
+                                  train_size=FLAGS.retrain_train_size)
+        data = SearchData(batch_size=FLAGS.batch_size, train_size=FLAGS.train_size,
+                          validation_fraction=FLAGS.validation_fraction)
+        dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
+    except (ValueError, DatasetNotFoundError, ImportError) as error:
+        sys.exit(f"ablations: error: {error}")
+    if applied:
+        print(f"Preset {FLAGS.preset}: {applied}", flush=True)
+    flags_core.write_flags(FLAGS, FLAGS.model_dir)
+    try:
+        rows, summary = run_ablation(
+            FLAGS.ablation, dataset, FLAGS.model_dir, base_config=base_config, shape=shape,
+            data=data, methods=FLAGS.methods, m_values=m_values, seeds=seeds,
+            retrain=retrain, random_candidates=FLAGS.random_candidates,
+            bn_recalibration_batches=FLAGS.bn_recalibration_batches)
+    except (ValueError, ImportError) as error:
+        sys.exit(f"ablations: error: {error}")
+    print(f"\n{FLAGS.ablation}: {len(rows)} run(s); CSV, PNG and summary in {FLAGS.model_dir}")
+    for key, value in summary.items():
+        print(f"  {key}: {value}")
+
+
+if __name__ == "__main__":
+    app.run(main)
