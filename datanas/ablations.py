@@ -12,7 +12,8 @@
   the retrained accuracy.
 
 Every run is an ordinary search run directory under ``<output>/runs/<name>``
-(resumable: finished runs are read back, not repeated).  Each ablation
+(resumable: finished runs are read back, not repeated; ablations writing to
+the same output directory share runs of the same method, M and seed).  Each ablation
 writes ``<ablation>.csv`` and ``<ablation>.png`` into the output directory.
 Architectures are selected on the validation split carved from the training
 images; retrained networks report validation and test accuracy (test once,
@@ -66,17 +67,25 @@ def plan_runs(ablation, *, methods, num_samples, m_values, seeds):
     def samples_of(method):
         return 1 if method == "gdas" else num_samples
 
+    def name(method, samples, seed):
+        # Shared names let the ablations reuse each other's searches when they
+        # write into the same directory (e.g. gap's DATA run is seeds' seed 0).
+        if method == "data":
+            return f"data_M{samples}_seed{seed}"
+        return f"{method}_seed{seed}"
+
     if ablation == "gap":
         unknown = [m for m in methods if m not in ("data", "darts", "gdas")]
         if unknown:
             raise ValueError(f"the gap ablation compares supernet and child of gradient-based "
                              f"methods (data, darts, gdas); got {unknown}.")
-        return [RunSpec(f"{m}_seed{seeds[0]}", m, samples_of(m), seeds[0]) for m in methods]
+        return [RunSpec(name(m, samples_of(m), seeds[0]), m, samples_of(m), seeds[0])
+                for m in methods]
     if ablation == "num_samples":
         if not m_values or any(m < 1 for m in m_values):
             raise ValueError(f"M values must be integers >= 1, got {m_values}.")
-        return [RunSpec(f"data_M{m}_seed{seeds[0]}", "data", m, seeds[0]) for m in m_values]
-    return [RunSpec(f"{m}_seed{s}", m, samples_of(m), s) for m in methods for s in seeds]
+        return [RunSpec(name("data", m, seeds[0]), "data", m, seeds[0]) for m in m_values]
+    return [RunSpec(name(m, samples_of(m), s), m, samples_of(m), s) for m in methods for s in seeds]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,22 +211,24 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
     for index, spec in enumerate(specs):
         run_dir = os.path.join(output_dir, "runs", spec.name)
         row_path = os.path.join(run_dir, "ablation_row.json")
+        row = None
         if os.path.exists(row_path):
             with open(row_path) as handle:
-                rows.append(json.load(handle))
+                row = json.load(handle)
             if verbose:
-                print(f"[{index + 1}/{len(specs)}] {spec.name}: done earlier, read back.",
+                print(f"[{index + 1}/{len(specs)}] {spec.name}: searched earlier, read back.",
                       flush=True)
-            continue
-        if verbose:
-            print(f"[{index + 1}/{len(specs)}] search {spec.name} (method {spec.method}, "
-                  f"M={spec.num_samples}, seed {spec.seed})", flush=True)
-        result, config, seconds = _search(spec, dataset, base_config, shape, data, run_dir,
-                                          random_candidates=random_candidates,
-                                          bn_recalibration_batches=bn_recalibration_batches,
-                                          verbose=verbose)
-        row = _row(spec, result, config, seconds)
-        if ablation != "gap":
+        else:
+            if verbose:
+                print(f"[{index + 1}/{len(specs)}] search {spec.name} (method {spec.method}, "
+                      f"M={spec.num_samples}, seed {spec.seed})", flush=True)
+            result, config, seconds = _search(spec, dataset, base_config, shape, data, run_dir,
+                                              random_candidates=random_candidates,
+                                              bn_recalibration_batches=bn_recalibration_batches,
+                                              verbose=verbose)
+            row = _row(spec, result, config, seconds)
+            write_json_atomic(row_path, row)
+        if ablation != "gap" and "retrain_test_accuracy" not in row:
             if verbose:
                 print(f"[{index + 1}/{len(specs)}] retrain {spec.name}: {retrain.layers} cells, "
                       f"C={retrain.init_channels}, {retrain.epochs} epoch(s)", flush=True)
@@ -225,7 +236,7 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
             row.update(_retrain(load_genotype(run_dir), dataset, retrain, spec.seed,
                                 os.path.join(run_dir, "retrain"), verbose))
             row["retrain_seconds"] = round(time.time() - start, 1)
-        write_json_atomic(row_path, row)
+            write_json_atomic(row_path, row)
         rows.append(row)
     summary = summarize(ablation, rows)
     write_csv(os.path.join(output_dir, f"{ablation}.csv"), rows)

@@ -20,13 +20,16 @@ def test_plans():
                     seeds=[3])
     assert [(r.method, r.num_samples, r.seed) for r in gap] == [
         ("data", 4, 3), ("darts", 4, 3), ("gdas", 1, 3)]
-    sweep = plan_runs("num_samples", methods=[], num_samples=4, m_values=[1, 2, 7], seeds=[0])
+    sweep = plan_runs("num_samples", methods=[], num_samples=4, m_values=[1, 2, 7], seeds=[3])
     assert [(r.method, r.num_samples) for r in sweep] == [("data", 1), ("data", 2), ("data", 7)]
     seeds = plan_runs("seeds", methods=["data", "random"], num_samples=4, m_values=None,
                       seeds=[0, 1])
-    assert [r.name for r in seeds] == ["data_seed0", "data_seed1", "random_seed0",
+    assert [r.name for r in seeds] == ["data_M4_seed0", "data_M4_seed1", "random_seed0",
                                        "random_seed1"]
-    assert len({r.name for r in gap + sweep + seeds}) == len(gap + sweep + seeds)
+    # Same method, M and seed -> same run directory (shared between ablations).
+    assert gap[0].name == sweep[0].name.replace("M1", "M4") == "data_M4_seed3"
+    assert seeds[0].name == "data_M4_seed0"
+    assert len({(r.method, r.num_samples, r.seed) for r in gap + sweep}) == len(gap + sweep)
     with pytest.raises(ValueError, match="'random'"):
         plan_runs("gap", methods=["random"], num_samples=4, m_values=None, seeds=[0])
     with pytest.raises(ValueError, match="ablation must be one of"):
@@ -67,7 +70,7 @@ def test_gap_ablation_on_digits(tmp_path, capsys):
                                                 primitives=PRIMITIVES),
                             data=SearchData(), verbose=1)
     assert again == rows
-    assert capsys.readouterr().out.count("done earlier, read back") == 3
+    assert capsys.readouterr().out.count("searched earlier, read back") == 3
 
 
 def test_seeds_ablation_retrains_and_aggregates(tmp_path):
