@@ -23,10 +23,10 @@ import numpy as np
 import tensorflow as tf
 
 from datanas.derivation import genotype_to_weights
-from datanas.distribute import num_input_pipelines, run_directory
+from datanas.distribute import run_directory
 from datanas.genotypes import CELL_KINDS, Genotype, save_genotype
 from datanas.run_files import append_jsonl, read_jsonl, write_json_atomic
-from datanas.search import Searcher, SearchResult
+from datanas.search import SearchResult, make_searcher, write_search_config
 
 __all__ = ["sample_uniform_genotype", "candidate_genotypes", "run_random_search"]
 
@@ -73,23 +73,12 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, strategy=
     strategy = strategy or tf.distribute.get_strategy()
     model_dir = run_directory(strategy, model_dir)
     genotypes = candidate_genotypes(candidates, model.num_nodes, model.primitives, config.seed)
-    steps_per_epoch = inputs.distributed_steps_per_epoch(num_input_pipelines(strategy),
-                                                         strategy.num_replicas_in_sync)
-    if steps_per_epoch < 1:
-        raise ValueError(f"{inputs.sizes()['train']} training images give no full batch of "
-                         f"{inputs.batch_size} per step; raise --train_size or lower --batch_size.")
-    searcher = Searcher(model, config, steps_per_epoch, strategy=strategy,
-                        global_batch_size=inputs.batch_size)
+    searcher = make_searcher(model, inputs, config, strategy)
+    steps_per_epoch = searcher.steps_per_epoch
     initial_state = searcher.snapshot_state()
-    write_json_atomic(os.path.join(model_dir, "search_config.json"), {
-        "search": {**dataclasses.asdict(config), "method": "random",
-                   "candidates": candidates, "epochs_per_candidate": config.epochs},
-        "model": model.get_config(), "data": inputs.sizes(),
-        "distribution": {"strategy": type(strategy).__name__,
-                         "replicas": strategy.num_replicas_in_sync,
-                         "steps_per_epoch": steps_per_epoch},
-        "metadata": metadata or {},
-    })
+    write_search_config(model_dir, searcher, inputs, {
+        **dataclasses.asdict(config), "method": "random", "candidates": candidates,
+        "epochs_per_candidate": config.epochs}, metadata)
     records_path = os.path.join(model_dir, "candidates.jsonl")
     records = read_jsonl(records_path)
     if records and verbose:

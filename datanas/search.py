@@ -43,7 +43,7 @@ from datanas.genotypes import save_genotype
 from datanas.run_files import append_jsonl, read_jsonl, write_json_atomic
 
 __all__ = ["SEARCH_MODES", "SearchConfig", "Searcher", "SearchResult", "SearchPreempted",
-           "run_search", "temperature_at"]
+           "make_searcher", "write_search_config", "run_search", "temperature_at"]
 
 SEARCH_MODES = ("joint", "alternate")
 
@@ -529,6 +529,31 @@ def _completed_history(metrics_path, epochs_completed):
     return history
 
 
+def make_searcher(model, inputs, config, strategy):
+    """A Searcher whose epoch is what every input pipeline of `strategy` can feed."""
+    steps_per_epoch = inputs.distributed_steps_per_epoch(num_input_pipelines(strategy),
+                                                         strategy.num_replicas_in_sync)
+    if steps_per_epoch < 1:
+        raise ValueError(f"{inputs.sizes()['train']} training images give no full batch of "
+                         f"{inputs.batch_size} per step; raise --train_size or lower --batch_size.")
+    return Searcher(model, config, steps_per_epoch, strategy=strategy,
+                    global_batch_size=inputs.batch_size)
+
+
+def write_search_config(model_dir, searcher, inputs, search_settings, metadata):
+    """search_config.json: settings, model config, data sizes, distribution."""
+    strategy = searcher.strategy
+    write_json_atomic(os.path.join(model_dir, "search_config.json"), {
+        "search": search_settings,
+        "model": searcher.model.get_config(),
+        "data": inputs.sizes(),
+        "distribution": {"strategy": type(strategy).__name__,
+                         "replicas": strategy.num_replicas_in_sync,
+                         "steps_per_epoch": searcher.steps_per_epoch},
+        "metadata": metadata or {},
+    })
+
+
 def run_search(model, inputs, config, model_dir, *, strategy=None, verbose=1, metadata=None,
                checkpoint_every_steps=200, bn_recalibration_batches=0):
     """Runs (or resumes) a whole search and writes its artifacts.
@@ -551,13 +576,8 @@ def run_search(model, inputs, config, model_dir, *, strategy=None, verbose=1, me
     """
     strategy = strategy or tf.distribute.get_strategy()
     model_dir = run_directory(strategy, model_dir)
-    steps_per_epoch = inputs.distributed_steps_per_epoch(num_input_pipelines(strategy),
-                                                         strategy.num_replicas_in_sync)
-    if steps_per_epoch < 1:
-        raise ValueError(f"{inputs.sizes()['train']} training images give no full batch of "
-                         f"{inputs.batch_size} per step; raise --train_size or lower --batch_size.")
-    searcher = Searcher(model, config, steps_per_epoch, strategy=strategy,
-                        global_batch_size=inputs.batch_size)
+    searcher = make_searcher(model, inputs, config, strategy)
+    steps_per_epoch = searcher.steps_per_epoch
     with strategy.scope():
         epochs_completed = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_completed")
     checkpoint = tf.train.Checkpoint(model=model, weight_optimizer=searcher.weight_optimizer,
@@ -575,15 +595,7 @@ def run_search(model, inputs, config, model_dir, *, strategy=None, verbose=1, me
                   f"{int(epochs_completed.numpy())} epoch(s) completed.", flush=True)
     elif os.path.exists(metrics_path):
         os.unlink(metrics_path)
-    write_json_atomic(os.path.join(model_dir, "search_config.json"), {
-        "search": dataclasses.asdict(config),
-        "model": model.get_config(),
-        "data": inputs.sizes(),
-        "distribution": {"strategy": type(strategy).__name__,
-                         "replicas": strategy.num_replicas_in_sync,
-                         "steps_per_epoch": steps_per_epoch},
-        "metadata": metadata or {},
-    })
+    write_search_config(model_dir, searcher, inputs, dataclasses.asdict(config), metadata)
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
     valid_data = searcher.distribute(inputs.validation)
     started = time.time()
