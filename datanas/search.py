@@ -529,6 +529,29 @@ def _completed_history(metrics_path, epochs_completed):
     return history
 
 
+def _check_same_search(model_dir, model, config):
+    """Refuses to resume a checkpoint written by a differently configured search."""
+    path = os.path.join(model_dir, "search_config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as handle:
+        saved = json.load(handle)
+    current = {"search": json.loads(json.dumps(dataclasses.asdict(config))),
+               "model": json.loads(json.dumps(model.get_config()))}
+    differences = []
+    for section in ("search", "model"):
+        before, now = saved.get(section, {}), current[section]
+        for key in sorted(set(before) | set(now)):
+            if key in ("temperature", "name", "trainable", "dtype", "epochs"):
+                continue   # runtime state or extendable budget, not the search's identity
+            if before.get(key) != now.get(key):
+                differences.append(f"{key}: checkpoint {before.get(key)!r}, now {now.get(key)!r}")
+    if differences:
+        raise ValueError(f"{model_dir} holds a checkpoint of a different search ("
+                         + "; ".join(differences) + "). Use a new --model_dir, or rerun with "
+                         "the original settings to resume.")
+
+
 def make_searcher(model, inputs, config, strategy):
     """A Searcher whose epoch is what every input pipeline of `strategy` can feed."""
     steps_per_epoch = inputs.distributed_steps_per_epoch(num_input_pipelines(strategy),
@@ -588,6 +611,7 @@ def run_search(model, inputs, config, model_dir, *, strategy=None, verbose=1, me
     metrics_path = os.path.join(model_dir, "metrics.jsonl")
     history = []
     if manager.latest_checkpoint:
+        _check_same_search(model_dir, model, config)
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         history = _completed_history(metrics_path, int(epochs_completed.numpy()))
         if verbose:

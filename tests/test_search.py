@@ -106,6 +106,10 @@ def test_run_search_on_digits_writes_artifacts(tmp_path):
     final = json.loads((tmp_path / "search_result.json").read_text())
     assert 0.0 <= final["child_valid_accuracy_inherited_weights"] <= 1.0
     assert final["steps"] == 2 * inputs.steps_per_epoch
+    # Resuming into this directory with other settings is refused, naming the difference.
+    with pytest.raises(ValueError, match="arch_learning_rate: checkpoint 0.0003, now 0.01"):
+        run_search(model, inputs, SearchConfig(epochs=2, seed=0, arch_learning_rate=1e-2),
+                   str(tmp_path), verbose=0)
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian dataset-fashion-mnist not installed")
@@ -143,3 +147,20 @@ def test_search_trainer_reports_missing_dataset_clearly(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "cifar10" in proc.stderr and "nowhere" in proc.stderr
+
+
+def test_batch_norm_recalibration_moves_only_statistics_to_the_child():
+    model = tiny_model()
+    searcher = Searcher(model, SearchConfig(epochs=1), steps_per_epoch=1)
+    images = tf.random.stateless_normal([16, 8, 8, 1], seed=[5, 6]) * 3.0 + 2.0
+    child = model.edge_weights(stochastic=True, seed=tf.constant([1, 2], tf.int64))
+    trainable = [v.numpy().copy() for v in model.trainable_variables]
+    dataset = tf.data.Dataset.from_tensors((images, tf.zeros([16], tf.int32))).repeat(60)
+    searcher.recalibrate_batch_norm(dataset, child, batches=50)
+    for before, variable in zip(trainable, model.trainable_variables):
+        np.testing.assert_array_equal(before, variable.numpy())
+    # Momentum 0.9: after 50 identical batches the moving mean is the batch
+    # mean up to 0.9**50 (0.5%) of its initial value.
+    batch_mean = tf.reduce_mean(model.stem_conv(images), axis=[0, 1, 2]).numpy()
+    np.testing.assert_allclose(model.stem_bn.moving_mean.numpy(), batch_mean, rtol=0.01,
+                               atol=1e-3)
