@@ -300,3 +300,25 @@ def test_bad_arguments(splits):
         make_imagenet_pipeline(train, batch_size=2, training=True, seed=-1)
     with pytest.raises(ValueError, match="image_size"):
         make_imagenet_pipeline(train, batch_size=2, training=True, image_size=0)
+
+
+def test_imagenet_inputs_from_class_folders(tree):
+    from data_tf.imagenet_inputs import make_imagenet_inputs
+
+    inputs = make_imagenet_inputs(tree, batch_size=4, image_size=SIZE, seed=3, train_size=8)
+    assert inputs.num_classes == 3 and inputs.num_train == 8 and inputs.steps_per_epoch == 2
+    assert inputs.source == f"class folders {tree}"
+    x, y = _collect(inputs.train(epoch=1))
+    assert x.shape == (8, SIZE, SIZE, 3) and y.shape == (8,)
+    np.testing.assert_array_equal(_collect(inputs.train(epoch=1))[0], x)   # same epoch, same data
+    xv, yv = _collect(inputs.valid())
+    np.testing.assert_array_equal(yv, np.repeat([0, 1, 2], 2))
+    with pytest.raises(ValueError, match="12 training images but batch_size=16"):
+        make_imagenet_inputs(tree, batch_size=16, image_size=SIZE)
+
+
+def test_imagenet_inputs_without_train_folder_look_for_tfds(tmp_path):
+    from data_tf.imagenet_inputs import make_imagenet_inputs
+
+    with pytest.raises(DatasetNotFoundError, match="class folders"):
+        make_imagenet_inputs(str(tmp_path), batch_size=4)

@@ -11,7 +11,6 @@ auxiliary loss 0.4.  Reports top-1/top-5 on the validation set each epoch and
 whether the network meets the mobile setting (< 600M multiply-adds).
 """
 
-import os
 import sys
 
 from absl import app
@@ -46,7 +45,7 @@ def main(argv):
     import keras
 
     from data_tf.image_datasets import DatasetNotFoundError
-    from data_tf import imagenet
+    from data_tf.imagenet_inputs import make_imagenet_inputs
     from datanas.genotypes import GenotypeError, load_genotype
     from datanas.model_stats import (IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds,
                                      count_parameters)
@@ -59,41 +58,11 @@ def main(argv):
         keras.utils.set_random_seed(FLAGS.seed)
         genotype = load_genotype(FLAGS.genotype)
         config = flags_core.train_config_from_flags(FLAGS)
-        if os.path.isdir(os.path.join(FLAGS.data_dir, "train")):
-            train_split, val_split = imagenet.load_imagenet_folders(FLAGS.data_dir)
-            num_classes, source = train_split.num_classes, f"class folders {FLAGS.data_dir}"
-            num_train = min(len(train_split), FLAGS.train_size or len(train_split))
-
-            def train_data(epoch, context):
-                return imagenet.make_imagenet_pipeline(
-                    train_split, batch_size=FLAGS.batch_size, training=True, image_size=size,
-                    seed=FLAGS.seed, epoch=epoch, drop_remainder=True, take=FLAGS.train_size,
-                    input_context=context)
-
-            def valid(context):
-                return imagenet.make_imagenet_pipeline(
-                    val_split, batch_size=FLAGS.batch_size, training=False, image_size=size,
-                    take=FLAGS.eval_size, input_context=context)
-        else:
-            train_ds, val_ds, num_classes = imagenet.load_tfds_imagenet(FLAGS.data_dir)
-            source = f"tfds imagenet2012 in {FLAGS.data_dir}"
-            num_train = int(train_ds.cardinality())
-            num_train = min(num_train, FLAGS.train_size or num_train)
-
-            def train_data(epoch, context):
-                return imagenet.make_tfds_imagenet_pipeline(
-                    train_ds, batch_size=FLAGS.batch_size, training=True, image_size=size,
-                    seed=FLAGS.seed, epoch=epoch, drop_remainder=True, take=FLAGS.train_size,
-                    input_context=context)
-
-            def valid(context):
-                return imagenet.make_tfds_imagenet_pipeline(
-                    val_ds, batch_size=FLAGS.batch_size, training=False, image_size=size,
-                    take=FLAGS.eval_size, input_context=context)
-        if num_train < FLAGS.batch_size:
-            raise ValueError(f"{num_train} training images but --batch_size={FLAGS.batch_size}.")
+        inputs = make_imagenet_inputs(FLAGS.data_dir, batch_size=FLAGS.batch_size,
+                                      image_size=size, seed=FLAGS.seed,
+                                      train_size=FLAGS.train_size, eval_size=FLAGS.eval_size)
         with strategy.scope():
-            model = NetworkImageNet(genotype, num_classes=num_classes,
+            model = NetworkImageNet(genotype, num_classes=inputs.num_classes,
                                     init_channels=FLAGS.init_channels, layers=FLAGS.layers,
                                     auxiliary=FLAGS.auxiliary)
             model.build((None, size, size, 3))
@@ -103,17 +72,18 @@ def main(argv):
     params = count_parameters(model)
     mult_adds = count_multiply_adds(model, (size, size, 3))
     mobile = "meets" if mult_adds < IMAGENET_MOBILE_MULT_ADDS else "EXCEEDS"
-    print(f"ImageNet from {source}: {num_train} training images, {num_classes} classes", flush=True)
+    print(f"ImageNet from {inputs.source}: {inputs.num_train} training images, "
+          f"{inputs.num_classes} classes", flush=True)
     print(genotype.summary(), flush=True)
     print(f"NetworkImageNet: {FLAGS.layers} cells, C={FLAGS.init_channels}, {size}x{size}: "
           f"{params / 1e6:.3f}M parameters, {mult_adds / 1e6:.1f}M multiply-adds ({mobile} the "
           f"mobile setting of < 600M at 224x224)", flush=True)
     flags_core.write_flags(FLAGS, FLAGS.model_dir)
-    run_training(model, train_data, {"valid": valid}, config, FLAGS.model_dir,
+    run_training(model, inputs.train, {"valid": inputs.valid}, config, FLAGS.model_dir,
                  strategy=strategy, global_batch_size=FLAGS.batch_size,
-                 steps_per_epoch=num_train // FLAGS.batch_size, image_shape=(size, size, 3),
+                 steps_per_epoch=inputs.steps_per_epoch, image_shape=(size, size, 3),
                  select_on="valid", export_dir=FLAGS.export_dir,
-                 metadata={"data_source": source, "batch_size": FLAGS.batch_size,
+                 metadata={"data_source": inputs.source, "batch_size": FLAGS.batch_size,
                            "image_size": size, "train_size": FLAGS.train_size,
                            "parameters": params, "multiply_adds": mult_adds,
                            "mobile_setting": mult_adds < IMAGENET_MOBILE_MULT_ADDS})
