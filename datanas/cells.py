@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from datanas.genotypes import CONV_PRIMITIVES
-from datanas.layers.conv_ops import FactorizedReduce, ReLUConvBN
+from datanas.layers.conv_ops import cell_input_preprocessing
 from datanas.layers.mixed_edge import MixedEdge
 
 __all__ = ["SearchCell"]
@@ -40,11 +40,8 @@ class SearchCell(keras.layers.Layer):
         super().__init__(**kwargs)
         self.channels, self.reduction, self.reduction_prev = channels, reduction, reduction_prev
         self.num_nodes, self.primitives, self.mode = num_nodes, tuple(primitives), mode
-        if reduction_prev:
-            self.preprocess0 = FactorizedReduce(channels, affine=False, name="preprocess0")
-        else:
-            self.preprocess0 = ReLUConvBN(channels, 1, 1, affine=False, name="preprocess0")
-        self.preprocess1 = ReLUConvBN(channels, 1, 1, affine=False, name="preprocess1")
+        self.preprocess0, self.preprocess1 = cell_input_preprocessing(channels, reduction_prev,
+                                                                      affine=False)
         self.edges = []
         for node in range(num_nodes):
             row = []

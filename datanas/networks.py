@@ -18,9 +18,9 @@ logits (None when the head is disabled) for training.
 import keras
 import tensorflow as tf
 
-from datanas.genotypes import CELL_KINDS, Genotype
-from datanas.layers.conv_ops import (BN_EPSILON, BN_MOMENTUM, FactorizedReduce, Identity,
-                                     ReLUConvBN, build_conv_op)
+from datanas.genotypes import Genotype
+from datanas.layers.conv_ops import (BN_EPSILON, BN_MOMENTUM, Identity, build_conv_op,
+                                     cell_input_preprocessing)
 from datanas.search_network import reduction_cell_indices
 
 __all__ = ["GenotypeCell", "AuxiliaryHead", "NetworkCIFAR", "NetworkImageNet", "drop_path"]
@@ -62,11 +62,8 @@ class GenotypeCell(keras.layers.Layer):
         self.pairs = [[(str(op), int(src)) for op, src in node] for node in pairs]
         self.concat = [int(i) for i in concat]
         self.channels, self.reduction, self.reduction_prev = channels, reduction, reduction_prev
-        if reduction_prev:
-            self.preprocess0 = FactorizedReduce(channels, affine=True, name="preprocess0")
-        else:
-            self.preprocess0 = ReLUConvBN(channels, 1, 1, affine=True, name="preprocess0")
-        self.preprocess1 = ReLUConvBN(channels, 1, 1, affine=True, name="preprocess1")
+        self.preprocess0, self.preprocess1 = cell_input_preprocessing(channels, reduction_prev,
+                                                                      affine=True)
         self.node_ops = []
         for node, node_pairs in enumerate(self.pairs):
             ops = []

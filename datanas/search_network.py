@@ -19,8 +19,6 @@ One code per cell kind is drawn per forward pass and shared by all cells of
 that kind and by the whole batch, so a forward pass runs one child network.
 """
 
-import math
-
 import keras
 import tensorflow as tf
 

@@ -13,7 +13,6 @@ import tensorflow as tf
 from data_tf.image_datasets import load_image_dataset
 from data_tf.image_pipelines import make_image_pipeline
 from data_tf.splits import take_subset
-from datanas.export import export_saved_model
 from datanas.genotypes import DARTS_V2, Genotype, save_genotype
 from datanas.model_stats import IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds, count_parameters
 from datanas.networks import NetworkCIFAR, NetworkImageNet

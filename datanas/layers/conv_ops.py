@@ -22,7 +22,8 @@ from datanas.genotypes import CONV_PRIMITIVES
 
 __all__ = [
     "OpChain", "ReLUConvBN", "SepConv", "DilConv", "Pool", "Identity",
-    "FactorizedReduce", "Subsample", "build_conv_op", "CONV_PRIMITIVES",
+    "FactorizedReduce", "Subsample", "build_conv_op", "cell_input_preprocessing",
+    "CONV_PRIMITIVES",
 ]
 
 # PyTorch's BN momentum 0.1 corresponds to Keras momentum 0.9.
@@ -262,6 +263,18 @@ class FactorizedReduce(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "affine": self.affine}
+
+
+def cell_input_preprocessing(channels, reduction_prev, affine):
+    """The two layers bringing a cell's inputs (outputs of the two previous
+    cells) to `channels` at the cell's resolution: a factorized reduction of
+    the older input when the previous cell halved the resolution, else a 1x1
+    ReLU-Conv-BN; always a 1x1 ReLU-Conv-BN of the newer input."""
+    if reduction_prev:
+        preprocess0 = FactorizedReduce(channels, affine=affine, name="preprocess0")
+    else:
+        preprocess0 = ReLUConvBN(channels, 1, 1, affine=affine, name="preprocess0")
+    return preprocess0, ReLUConvBN(channels, 1, 1, affine=affine, name="preprocess1")
 
 
 def build_conv_op(name, channels, stride, affine, search):
