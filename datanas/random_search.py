@@ -18,13 +18,13 @@ import dataclasses
 import os
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from datanas.derivation import genotype_to_weights
 from datanas.distribute import run_directory
 from datanas.genotypes import CELL_KINDS, Genotype, save_genotype
+from datanas.progress import epoch_progbar
 from datanas.run_files import append_jsonl, read_jsonl, write_json_atomic
 from datanas.search import SearchResult, make_searcher, write_search_config
 
@@ -95,7 +95,7 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, strategy=
         if verbose:
             print(f"Candidate {index + 1}/{candidates}: {config.epochs} epoch(s)", flush=True)
         for epoch in range(config.epochs):
-            progbar = keras.utils.Progbar(steps_per_epoch, verbose=verbose) if verbose else None
+            progbar = epoch_progbar(steps_per_epoch, verbose)
             searcher.reset_epoch_metrics()
             searcher.train_batches(epoch, inputs, progbar=progbar, edge_weights=weights)
         valid = searcher.evaluate(valid_data, weights)

@@ -40,6 +40,7 @@ from datanas.derivation import (DERIVATION_RULES, architecture_probabilities, de
                                 genotype_to_weights, logits_of)
 from datanas.distribute import num_input_pipelines, run_directory
 from datanas.genotypes import save_genotype
+from datanas.progress import epoch_progbar
 from datanas.run_files import append_jsonl, read_jsonl, write_json_atomic
 
 __all__ = ["SEARCH_MODES", "SearchConfig", "Searcher", "SearchResult", "SearchPreempted",
@@ -440,17 +441,19 @@ class Searcher:
         count = done
         for (images, labels), arch_batch in batches:
             if edge_weights is not None:
-                values = self.fixed_weight_step(images, labels, edge_weights)
+                self.fixed_weight_step(images, labels, edge_weights)
             elif arch_batch is not None and self.config.unrolled:
-                values = {**self.unrolled_arch_step(*arch_batch, images, labels),
-                          **self.weight_step(images, labels)}
+                self.unrolled_arch_step(*arch_batch, images, labels)
+                self.weight_step(images, labels)
             elif arch_batch is not None:
-                values = {**self.arch_step(*arch_batch), **self.weight_step(images, labels)}
+                self.arch_step(*arch_batch)
+                self.weight_step(images, labels)
             else:
-                values = self.joint_step(images, labels)
+                self.joint_step(images, labels)
             count += 1
             if progbar is not None:
-                progbar.update(count, values=[(k, float(v)) for k, v in values.items()])
+                progbar.update(count, values=[(k.replace("train_", ""), v)
+                                              for k, v in self.epoch_metrics().items()])
             if after_step is not None:
                 after_step()
 
@@ -643,7 +646,7 @@ def run_search(model, inputs, config, model_dir, *, strategy=None, verbose=1, me
             if verbose:
                 print(f"Epoch {epoch + 1}/{config.epochs} (temperature {temperature:.3f})",
                       flush=True)
-            progbar = keras.utils.Progbar(steps_per_epoch, verbose=verbose) if verbose else None
+            progbar = epoch_progbar(steps_per_epoch, verbose)
             epoch_start = time.time()
             searcher.train_batches(epoch, inputs, after_step=after_step, progbar=progbar)
             valid = searcher.evaluate(valid_data)

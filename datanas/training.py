@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from datanas.distribute import is_chief, run_directory
 from datanas.export import export_saved_model
+from datanas.progress import epoch_progbar
 from datanas.run_files import append_jsonl, write_json_atomic
 
 __all__ = ["TrainConfig", "GenotypeTrainer", "run_training", "LR_SCHEDULES"]
@@ -212,7 +213,7 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
         model.drop_path_rate.assign(config.drop_path_prob * epoch / config.epochs)
         if verbose:
             print(f"Epoch {epoch + 1}/{config.epochs}", flush=True)
-        progbar = keras.utils.Progbar(steps_per_epoch, verbose=verbose) if verbose else None
+        progbar = epoch_progbar(steps_per_epoch, verbose)
         totals, count, start = {"loss": 0.0, "accuracy": 0.0}, 0, time.time()
         train = trainer.distribute(lambda context, epoch=epoch: train_data(epoch, context))
         for images, labels in train:
@@ -221,7 +222,7 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
                 totals[key] += values[key]
             count += 1
             if progbar is not None:
-                progbar.update(count, values=list(values.items()))
+                progbar.update(count, values=[(k, v / count) for k, v in totals.items()])
         record = {"epoch": epoch + 1, "drop_path_rate": float(model.drop_path_rate.numpy()),
                   "learning_rate": float(trainer.optimizer.learning_rate),
                   "train_loss": totals["loss"] / max(count, 1),
