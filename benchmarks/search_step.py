@@ -14,8 +14,12 @@ Each variant runs in its own subprocess (so graph-building memory of one does
 not pollute the next) and reports: the one-time graph build + first step,
 the median step time over --steps timed steps after --warmup steps, and the
 peak resident memory during the timed steps and overall.  Prints a table with
-ratios to the dense (DARTS) step.  Runs unchanged on a GPU if one is visible
-(the device is printed).
+ratios to the dense (DARTS) step, and a memory breakdown: what stays resident
+between steps (traced graphs, kernels, variables; freed heap returned to the
+OS first) and what one step adds on top of it (activations kept for the
+backward pass, gradients) -- the part that computing only the sampled child
+saves.  Runs unchanged on a GPU if one is visible (the device is printed, and
+its own peak allocation during the steps is reported).
 """
 
 import json
@@ -133,18 +137,51 @@ def run_variant(variant):
         first = time.perf_counter() - start
         for _ in range(FLAGS.warmup):
             float(step()["loss"])
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        tf.config.experimental.reset_memory_stats(gpus[0].name)
     times = []
     with PeakMemory() as step_memory:
         for _ in range(FLAGS.steps):
             start = time.perf_counter()
             float(step()["loss"])
             times.append(time.perf_counter() - start)
-    device = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    return {"variant": variant, "device": device[0].name, "params": int(model.count_params()),
-            "build_and_first_step_s": first, "median_step_s": float(np.median(times)),
-            "p90_step_s": float(np.percentile(times, 90)),
-            "peak_rss_steps_gb": step_memory.peak / 2**30,
-            "peak_rss_overall_gb": max(build_memory.peak, step_memory.peak) / 2**30}
+    result = {"variant": variant, "device": (gpus or tf.config.list_logical_devices("CPU"))[0].name,
+              "params": int(model.count_params()),
+              "build_and_first_step_s": first, "median_step_s": float(np.median(times)),
+              "p90_step_s": float(np.percentile(times, 90)),
+              "peak_rss_steps_gb": step_memory.peak / 2**30,
+              "peak_rss_overall_gb": max(build_memory.peak, step_memory.peak) / 2**30}
+    if gpus:
+        # What limits the batch size on an accelerator: its own peak allocation.
+        result["device_peak_gb"] = (
+            tf.config.experimental.get_memory_info(gpus[0].name)["peak"] / 2**30)
+    result.update(_memory_breakdown(step))
+    return result
+
+
+def _memory_breakdown(step):
+    """Splits the resident memory of the steps into what stays allocated
+    between steps (traced graphs, kernels, variables) and what one step adds
+    on top (activations kept for backprop, gradients): the part EGS can cut.
+
+    Heap freed after graph building is first returned to the OS
+    (glibc malloc_trim), else it would count as resident although it is
+    free.  Empty where glibc is not the allocator.
+    """
+    import ctypes  # pylint: disable=import-outside-toplevel
+
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return {}
+    trim(0)
+    with PeakMemory() as memory:
+        baseline = memory.peak
+        for _ in range(max(FLAGS.steps // 2, 1)):
+            float(step()["loss"])
+    return {"resident_between_steps_gb": baseline / 2**30,
+            "step_working_set_gb": (memory.peak - baseline) / 2**30}
 
 
 def main(argv):
@@ -185,6 +222,16 @@ def main(argv):
               f"{r['p90_step_s']:7.3f} {r['peak_rss_steps_gb']:12.2f} "
               f"{r['peak_rss_overall_gb']:11.2f} {ratio(r, dense, 'median_step_s'):>10} "
               f"{ratio(r, dense, 'peak_rss_steps_gb'):>9} {ratio(r, child, 'median_step_s'):>10}")
+    breakdown = [r for r in results if "step_working_set_gb" in r]
+    if breakdown:
+        dense_set = next((r["step_working_set_gb"] for r in breakdown if r["variant"] == "dense"),
+                         None)
+        print(f"\nmemory after returning freed heap to the OS:\n{'variant':8} "
+              f"{'resident between steps GB':>25} {'one step adds GB':>16} {'adds/dense':>10}")
+        for r in breakdown:
+            share = (f"{r['step_working_set_gb'] / dense_set:.2f}" if dense_set else "-")
+            print(f"{r['variant']:8} {r['resident_between_steps_gb']:25.2f} "
+                  f"{r['step_working_set_gb']:16.2f} {share:>10}")
     if FLAGS.output:
         with open(FLAGS.output, "w") as handle:
             json.dump(results, handle, indent=2)
