@@ -15,13 +15,17 @@ PRIMITIVES = ("none", "avg_pool_3x3", "skip_connect", "sep_conv_3x3")
 def _setup(learning_rate, momentum, hessian_radius=0.01):
     keras.utils.set_random_seed(3)
     # float64 keeps the finite-difference error far below the second-order term.
+    # The dtype policy, not only floatx: Keras caches the global policy the first
+    # time a layer is built, so after other tests floatx alone would not apply.
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     try:
         model = SearchNetwork(4, init_channels=4, num_cells=3, num_nodes=2, primitives=PRIMITIVES,
                               weighting="softmax", mode="dense", arch_init_scale=0.5, seed=3)
         model.build((None, 6, 6, 1))
     finally:
         keras.config.set_floatx("float32")
+        keras.config.set_dtype_policy("float32")
     config = SearchConfig(epochs=1, learning_rate=learning_rate, learning_rate_min=0.0,
                           momentum=momentum, search_mode="alternate", unrolled=True,
                           derivation="darts", hessian_radius=hessian_radius)
