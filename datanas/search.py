@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from datanas.checkpointing import model_variables
 from datanas.derivation import (DERIVATION_RULES, architecture_probabilities, derive_genotype,
                                 genotype_to_weights, logits_of)
 from datanas.distribute import num_input_pipelines, run_directory
@@ -606,7 +607,8 @@ def run_search(model, inputs, config, model_dir, *, strategy=None, verbose=1, me
     steps_per_epoch = searcher.steps_per_epoch
     with strategy.scope():
         epochs_completed = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_completed")
-    checkpoint = tf.train.Checkpoint(model=model, weight_optimizer=searcher.weight_optimizer,
+    checkpoint = tf.train.Checkpoint(model=model, model_variables=model_variables(model),
+                                     weight_optimizer=searcher.weight_optimizer,
                                      arch_optimizer=searcher.arch_optimizer, step=searcher.step,
                                      epochs_completed=epochs_completed, **searcher.epoch_sums)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),

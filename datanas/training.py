@@ -19,6 +19,7 @@ import time
 import keras
 import tensorflow as tf
 
+from datanas.checkpointing import model_variables
 from datanas.distribute import is_chief, run_directory
 from datanas.export import export_saved_model
 from datanas.progress import epoch_progbar
@@ -192,7 +193,8 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_accuracy")
     eval_sets = {name: trainer.distribute(fn) for name, fn in eval_sets.items()}
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=trainer.optimizer, epoch=epoch_var,
+    checkpoint = tf.train.Checkpoint(model=model, model_variables=model_variables(model),
+                                     optimizer=trainer.optimizer, epoch=epoch_var,
                                      best_accuracy=best_var)
     last = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
                                       max_to_keep=1, checkpoint_name="last")
