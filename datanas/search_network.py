@@ -89,6 +89,9 @@ class SearchNetwork(keras.Model):
         unknown = [p for p in primitives if p not in CONV_PRIMITIVES]
         if unknown:
             raise ValueError(f"unknown primitive(s) {unknown}; allowed: {', '.join(CONV_PRIMITIVES)}.")
+        if len(set(primitives)) != len(primitives) or not [p for p in primitives if p != "none"]:
+            raise ValueError(f"primitives {list(primitives)} must be distinct and include an op "
+                             "other than 'none'.")
         self.num_classes, self.init_channels = num_classes, init_channels
         self.num_cells, self.num_nodes = num_cells, num_nodes
         self.stem_multiplier, self.primitives = stem_multiplier, tuple(primitives)

@@ -4,6 +4,7 @@ Library code never reads flags: trainers call these ``define_*`` functions at
 import time, then turn the parsed values into config objects.
 """
 
+import dataclasses
 import json
 import os
 
@@ -96,6 +97,10 @@ def define_search_flags():
     absl_flags.DEFINE_integer("layers", 8, "Cells in the search network.", lower_bound=1)
     absl_flags.DEFINE_integer("init_channels", 16, "Channels of the first cells.", lower_bound=2)
     absl_flags.DEFINE_integer("nodes", 4, "Intermediate nodes per cell.", lower_bound=1)
+    absl_flags.DEFINE_list("primitives", None,
+                           "Candidate ops of every edge, a subset of the DARTS set "
+                           "(e.g. none,skip_connect,sep_conv_3x3,max_pool_3x3 for a reduced "
+                           "space). Default: all 8 DARTS ops.")
     absl_flags.DEFINE_float("learning_rate", 0.025, "Initial weight learning rate (cosine).")
     absl_flags.DEFINE_float("learning_rate_min", 0.001, "Final weight learning rate.")
     absl_flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
@@ -177,6 +182,8 @@ def search_config_from_flags(flag_values):
     shape = SupernetShape(num_cells=flag_values.layers, init_channels=flag_values.init_channels,
                           num_nodes=flag_values.nodes, num_samples=num_samples,
                           egs_scope=flag_values.egs_scope)
+    if flag_values.primitives:
+        shape = dataclasses.replace(shape, primitives=tuple(flag_values.primitives))
     return config, shape
 
 

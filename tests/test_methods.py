@@ -120,7 +120,8 @@ def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_pat
 def _trainer(tmp_path, *args, timeout=900):
     cmd = [sys.executable, "-m", "trainers.search_cifar", "--dataset=digits",
            f"--model_dir={tmp_path / 'run'}", "--layers=1", "--nodes=1", "--init_channels=4",
-           "--train_size=300", "--batch_size=32", "--epochs=1", *args]
+           "--train_size=300", "--batch_size=32", "--epochs=1",
+           "--primitives=none,max_pool_3x3,skip_connect,sep_conv_3x3", *args]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -133,6 +134,9 @@ def test_search_trainer_rejects_conflicting_method_flags(tmp_path):
     proc = _trainer(tmp_path, "--method=darts", "--darts_order=2", "--search_mode=joint")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "alternate" in proc.stderr
+    proc = _trainer(tmp_path, "--primitives=none,conv_9x9")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "conv_9x9" in proc.stderr and "sep_conv_3x3" in proc.stderr
 
 
 # Second-order steps are checked in-process (tests/test_darts_unrolled.py);
