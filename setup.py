@@ -25,7 +25,7 @@ setup(
     extras_require={
         # scikit-learn provides the zero-download 'digits' dataset.
         "digits": ["scikit-learn"],
-        # Figures of the ablation runner (datanas.ablations).
+        # Figures of the ablation runner (datanas.analysis.ablations).
         "plots": ["matplotlib"],
         # psutil: peak-memory sampling in benchmarks/search_step.py.
         "benchmarks": ["psutil"],

@@ -74,10 +74,10 @@ class PeakMemory:
 
 def _child_step(images, labels):
     """A plain SGD training step of one EGS-sampled child network."""
-    from datanas.derivation import derive_genotype, logits_of
-    from datanas.networks import NetworkCIFAR
-    from datanas.search_network import SearchNetwork
-    from datanas.training import GenotypeTrainer, TrainConfig
+    from datanas.spaces.darts_cnn.derivation import derive_genotype, logits_of
+    from datanas.spaces.darts_cnn.networks import NetworkCIFAR
+    from datanas.spaces.darts_cnn.supernet import SearchNetwork
+    from datanas.training.trainer import GenotypeTrainer, TrainConfig
 
     supernet = SearchNetwork(10, init_channels=FLAGS.init_channels, num_cells=FLAGS.layers,
                              num_samples=4, seed=0)
@@ -92,8 +92,9 @@ def _child_step(images, labels):
 
 
 def _search_step(variant, images, labels):
-    from datanas.search import SearchConfig, Searcher
-    from datanas.search_network import SearchNetwork
+    from datanas.search.config import SearchConfig
+from datanas.search.searcher import Searcher
+    from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
     config = SearchConfig(epochs=1)
     if variant == "dense":

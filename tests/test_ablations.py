@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from datanas.ablations import (RetrainSettings, SearchData, plan_runs, plot_ablation,
+from datanas.analysis.ablations import (RetrainSettings, SearchData, plan_runs, plot_ablation,
                                run_ablation, summarize)
-from datanas.search import SearchConfig
-from datanas.search_runs import SupernetShape
+from datanas.search.config import SearchConfig
+from datanas.search.runs import SupernetShape
 
 PRIMITIVES = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from datanas.search import SearchConfig, Searcher
-from datanas.search_network import SearchNetwork
+from datanas.search.config import SearchConfig
+from datanas.search.searcher import Searcher
+from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
 PRIMITIVES = ("none", "avg_pool_3x3", "skip_connect", "sep_conv_3x3")
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from datanas.derivation import (architecture_probabilities, derive_genotype,
+from datanas.spaces.darts_cnn.derivation import (architecture_probabilities, derive_genotype,
                                 genotype_to_weights)
-from datanas.genotypes import CONV_PRIMITIVES, DARTS_V2, Genotype
+from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES, DARTS_V2, Genotype
 
 P = CONV_PRIMITIVES
 K = len(P)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from datanas.distribute import build_strategy
+from datanas.engine.strategy import build_strategy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -59,9 +59,10 @@ def test_tpu_strategy_constructs():
 MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np, tensorflow as tf, keras
-    from datanas.distribute import build_strategy, configure_cpu_devices
-    from datanas.search import SearchConfig, Searcher
-    from datanas.search_network import SearchNetwork
+    from datanas.engine.strategy import build_strategy, configure_cpu_devices
+    from datanas.search.config import SearchConfig
+from datanas.search.searcher import Searcher
+    from datanas.spaces.darts_cnn.supernet import SearchNetwork
     configure_cpu_devices(2)
     tf.config.experimental.enable_op_determinism()
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Tests for datanas.layers.ensemble_gumbel_softmax (DATA, NeurIPS 2019, Sec. 3).
+"""Tests for datanas.estimators.ensemble_gumbel_softmax (DATA, NeurIPS 2019, Sec. 3).
 
 Statistical tests draw many independent codes in ONE call by tiling the
 logits along a batch axis (the layer draws independent noise per element),

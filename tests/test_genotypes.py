@@ -1,4 +1,4 @@
-"""Tests for datanas.genotypes (pure Python, no TensorFlow)."""
+"""Tests for datanas.spaces.darts_cnn.genotype (pure Python, no TensorFlow)."""
 
 import copy
 import json
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from datanas.genotypes import (
+from datanas.spaces.darts_cnn.genotype import (
     CONV_PRIMITIVES,
     DARTS_V2,
     GENOTYPE_OPS,

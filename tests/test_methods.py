@@ -9,9 +9,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from datanas.genotypes import CONV_PRIMITIVES, load_genotype
-from datanas.methods import method_settings
-from datanas.random_search import candidate_genotypes, sample_uniform_genotype
+from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES, load_genotype
+from datanas.search.methods import method_settings
+from datanas.search.random_search import candidate_genotypes, sample_uniform_genotype
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,8 +76,8 @@ def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_pat
     pytest.importorskip("sklearn")
     from data_tf.image_datasets import load_image_dataset
     from data_tf.search_inputs import make_search_inputs
-    from datanas.search import SearchConfig
-    from datanas.search_runs import SupernetShape, build_search, run_method_search
+    from datanas.search.config import SearchConfig
+    from datanas.search.runs import SupernetShape, build_search, run_method_search
 
     dataset = load_image_dataset("digits")
     inputs = make_search_inputs(dataset, batch_size=32, train_size=400, seed=0)
@@ -96,8 +96,8 @@ def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_pat
     assert all(r["train_accuracy"] > 0.15 for r in records)   # 10 classes: real learning
 
     # Retraining a finished candidate from the fresh state reproduces it exactly.
-    from datanas.derivation import genotype_to_weights
-    from datanas.search import Searcher
+    from datanas.spaces.darts_cnn.derivation import genotype_to_weights
+    from datanas.search.searcher import Searcher
     searcher = Searcher(model, config, inputs.steps_per_epoch)
     weights = genotype_to_weights(result.genotype, model.primitives, model.num_nodes)
     state = searcher.snapshot_state()

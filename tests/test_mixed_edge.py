@@ -1,4 +1,4 @@
-"""Tests for datanas.layers.mixed_edge.MixedEdge (sparse / dense mixing of the op set)."""
+"""Tests for datanas.spaces.darts_cnn.mixed_edge.MixedEdge (sparse / dense mixing of the op set)."""
 
 import math
 import re
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from datanas.genotypes import CONV_PRIMITIVES
+from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 from datanas.layers import EnsembleGumbelSoftmax, MixedEdge
 
 C = 4  # channels (even: FactorizedReduce needs it)

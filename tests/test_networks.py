@@ -13,10 +13,10 @@ import tensorflow as tf
 from data_tf.image_datasets import load_image_dataset
 from data_tf.image_pipelines import make_image_pipeline
 from data_tf.splits import take_subset
-from datanas.genotypes import DARTS_V2, Genotype, save_genotype
-from datanas.model_stats import IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds, count_parameters
-from datanas.networks import NetworkCIFAR, NetworkImageNet
-from datanas.training import TrainConfig, run_training
+from datanas.spaces.darts_cnn.genotype import DARTS_V2, Genotype, save_genotype
+from datanas.training.model_stats import IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds, count_parameters
+from datanas.spaces.darts_cnn.networks import NetworkCIFAR, NetworkImageNet
+from datanas.training.trainer import TrainConfig, run_training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"

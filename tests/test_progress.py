@@ -4,7 +4,7 @@ import time
 
 import keras
 
-from datanas.progress import epoch_progbar
+from datanas.engine.progress import epoch_progbar
 
 
 def _lines(progbar, values, capsys):

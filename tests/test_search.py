@@ -12,9 +12,11 @@ import tensorflow as tf
 
 from data_tf.image_datasets import load_image_dataset
 from data_tf.search_inputs import make_search_inputs
-from datanas.genotypes import load_genotype
-from datanas.search import SearchConfig, Searcher, run_search, temperature_at
-from datanas.search_network import SearchNetwork
+from datanas.spaces.darts_cnn.genotype import load_genotype
+from datanas.search.config import SearchConfig, temperature_at
+from datanas.search.run import run_search
+from datanas.search.searcher import Searcher
+from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"

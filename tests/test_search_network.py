@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from datanas.genotypes import CONV_PRIMITIVES
-from datanas.search_network import SearchNetwork, reduction_cell_indices
+from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
+from datanas.spaces.darts_cnn.supernet import SearchNetwork, reduction_cell_indices
 
 K = len(CONV_PRIMITIVES)
 

@@ -41,8 +41,9 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     applied = flags_core.apply_preset(FLAGS, flags_core.SEARCH_PRESETS)
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
-    from datanas.ablations import RetrainSettings, SearchData, run_ablation
-    from datanas.methods import SEARCH_METHODS
+    from datanas.analysis.ablations import RetrainSettings, SearchData
+    from trainers.ablation_runner import run_ablation
+    from datanas.search.methods import SEARCH_METHODS
 
     try:
         base_config, shape = flags_core.search_config_from_flags(FLAGS)

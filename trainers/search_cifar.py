@@ -34,8 +34,8 @@ def main(argv):
     # Heavy imports after flag parsing so --help is fast.
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from data_tf.search_inputs import make_search_inputs
-    from datanas.search import SearchPreempted
-    from datanas.search_runs import build_search, run_method_search
+    from datanas.engine.loop import RunPreempted
+    from datanas.search.runs import build_search, run_method_search
     import keras
 
     try:
@@ -45,7 +45,7 @@ def main(argv):
         dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
         model, config = build_search(
             FLAGS.method, dataset.num_classes, dataset.image_shape, base_config, shape,
-            search_mode=FLAGS.search_mode, derivation=FLAGS.derivation,
+            space=FLAGS.space, search_mode=FLAGS.search_mode, derivation=FLAGS.derivation,
             darts_order=int(FLAGS.darts_order), random_candidates=FLAGS.random_candidates,
             random_epochs=FLAGS.random_epochs, strategy=strategy)
         inputs = make_search_inputs(
@@ -68,11 +68,11 @@ def main(argv):
           f"training graph (one-time, can take a few minutes on CPU)...", flush=True)
     try:
         run_method_search(FLAGS.method, model, inputs, config, FLAGS.model_dir,
-                          random_candidates=FLAGS.random_candidates, strategy=strategy,
+                          space=FLAGS.space, random_candidates=FLAGS.random_candidates, strategy=strategy,
                           checkpoint_every_steps=FLAGS.checkpoint_every_steps,
                           metadata={"dataset": dataset.name, "data_source": dataset.source,
                                     "preset": FLAGS.preset})
-    except SearchPreempted as preempted:
+    except RunPreempted as preempted:
         print(str(preempted), flush=True)
         sys.exit(143)
 

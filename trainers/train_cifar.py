@@ -19,7 +19,7 @@ from flags import core as flags_core
 flags_core.define_run_flags()
 flags_core.define_image_data_flags(default_dataset="cifar10", default_batch_size=96)
 flags_core.define_train_flags(epochs=600, learning_rate=0.025,
-                              weight_decay=3e-4, init_channels=36, layers=20, cutout=16)
+                          weight_decay=3e-4, init_channels=36, layers=20, cutout=16)
 flags_core.define_distribution_flags()
 absl_flags.FLAGS.set_default("validation_fraction", 0.0)
 
@@ -34,10 +34,11 @@ def main(argv):
 
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from data_tf.train_inputs import make_train_inputs
-    from datanas.genotypes import GenotypeError, load_genotype
-    from datanas.model_stats import count_multiply_adds, count_parameters
-    from datanas.networks import NetworkCIFAR
-    from datanas.training import run_training
+    from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
+    from datanas.training.model_stats import count_multiply_adds, count_parameters
+    from datanas.spaces.darts_cnn.networks import NetworkCIFAR
+    from datanas.engine.loop import RunPreempted
+    from datanas.training.trainer import run_training
 
     try:
         strategy = flags_core.strategy_from_flags(FLAGS)
@@ -46,13 +47,13 @@ def main(argv):
         config = flags_core.train_config_from_flags(FLAGS)
         dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
         inputs = make_train_inputs(dataset, batch_size=FLAGS.batch_size,
-                                   train_size=FLAGS.train_size,
-                                   validation_fraction=FLAGS.validation_fraction,
-                                   cutout=FLAGS.cutout, seed=FLAGS.seed)
+                               train_size=FLAGS.train_size,
+                               validation_fraction=FLAGS.validation_fraction,
+                               cutout=FLAGS.cutout, seed=FLAGS.seed)
         with strategy.scope():
             model = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
-                                 init_channels=FLAGS.init_channels, layers=FLAGS.layers,
-                                 auxiliary=FLAGS.auxiliary)
+                             init_channels=FLAGS.init_channels, layers=FLAGS.layers,
+                             auxiliary=FLAGS.auxiliary)
             model.build((None,) + dataset.image_shape)
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_cifar: error: {error}")
@@ -64,13 +65,18 @@ def main(argv):
     print(f"NetworkCIFAR: {FLAGS.layers} cells, C={FLAGS.init_channels}: {params / 1e6:.3f}M "
           f"parameters (auxiliary head excluded), {mult_adds / 1e6:.1f}M multiply-adds", flush=True)
     flags_core.write_flags(FLAGS, FLAGS.model_dir)
-    run_training(model, inputs.train, inputs.eval_sets(), config, FLAGS.model_dir,
-                 strategy=strategy, global_batch_size=FLAGS.batch_size,
-                 steps_per_epoch=inputs.steps_per_epoch, image_shape=dataset.image_shape,
-                 select_on="valid" if inputs.valid is not None else None,
-                 export_dir=FLAGS.export_dir,
-                 metadata={"dataset": dataset.name, "genotype": genotype.to_dict(),
-                           "parameters": params, "multiply_adds": mult_adds})
+    try:
+        run_training(model, inputs.train, inputs.eval_sets(), config, FLAGS.model_dir,
+                     strategy=strategy, global_batch_size=FLAGS.batch_size,
+                     steps_per_epoch=inputs.steps_per_epoch, image_shape=dataset.image_shape,
+                     select_on="valid" if inputs.valid is not None else None,
+                     export_dir=FLAGS.export_dir,
+                     metadata={"dataset": dataset.name, "genotype": genotype.to_dict(),
+                               "parameters": params, "multiply_adds": mult_adds},
+                     checkpoint_every_steps=FLAGS.checkpoint_every_steps)
+    except RunPreempted as preempted:
+        print(str(preempted), flush=True)
+        sys.exit(143)
 
 
 if __name__ == "__main__":

@@ -21,17 +21,17 @@ from flags import core as flags_core
 
 flags_core.define_run_flags()
 flags_core.define_train_flags(epochs=250, learning_rate=0.1, weight_decay=3e-5,
-                              init_channels=48, layers=14, lr_schedule="linear",
-                              label_smoothing=0.1)
+                          init_channels=48, layers=14, lr_schedule="linear",
+                          label_smoothing=0.1)
 flags_core.define_distribution_flags()
 absl_flags.DEFINE_string("data_dir", None, "Class-folder ImageNet root or TFDS data_dir.")
 absl_flags.DEFINE_integer("batch_size", 128, "Global batch size.", lower_bound=1)
 absl_flags.DEFINE_integer("image_size", 224, "Input resolution (224 = mobile setting).",
-                          lower_bound=16)
+                      lower_bound=16)
 absl_flags.DEFINE_integer("train_size", None, "Use only this many training images.",
-                          lower_bound=1)
+                      lower_bound=1)
 absl_flags.DEFINE_integer("eval_size", None, "Use only this many validation images.",
-                          lower_bound=1)
+                      lower_bound=1)
 absl_flags.mark_flag_as_required("data_dir")
 absl_flags.FLAGS.set_default("drop_path_prob", 0.0)
 
@@ -46,11 +46,12 @@ def main(argv):
 
     from data_tf.image_datasets import DatasetNotFoundError
     from data_tf.imagenet_inputs import make_imagenet_inputs
-    from datanas.genotypes import GenotypeError, load_genotype
-    from datanas.model_stats import (IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds,
-                                     count_parameters)
-    from datanas.networks import NetworkImageNet
-    from datanas.training import run_training
+    from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
+    from datanas.training.model_stats import (IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds,
+                                 count_parameters)
+    from datanas.spaces.darts_cnn.networks import NetworkImageNet
+    from datanas.engine.loop import RunPreempted
+    from datanas.training.trainer import run_training
 
     size = FLAGS.image_size
     try:
@@ -59,12 +60,12 @@ def main(argv):
         genotype = load_genotype(FLAGS.genotype)
         config = flags_core.train_config_from_flags(FLAGS)
         inputs = make_imagenet_inputs(FLAGS.data_dir, batch_size=FLAGS.batch_size,
-                                      image_size=size, seed=FLAGS.seed,
-                                      train_size=FLAGS.train_size, eval_size=FLAGS.eval_size)
+                                  image_size=size, seed=FLAGS.seed,
+                                  train_size=FLAGS.train_size, eval_size=FLAGS.eval_size)
         with strategy.scope():
             model = NetworkImageNet(genotype, num_classes=inputs.num_classes,
-                                    init_channels=FLAGS.init_channels, layers=FLAGS.layers,
-                                    auxiliary=FLAGS.auxiliary)
+                                init_channels=FLAGS.init_channels, layers=FLAGS.layers,
+                                auxiliary=FLAGS.auxiliary)
             model.build((None, size, size, 3))
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_imagenet: error: {error}")
@@ -79,14 +80,19 @@ def main(argv):
           f"{params / 1e6:.3f}M parameters, {mult_adds / 1e6:.1f}M multiply-adds ({mobile} the "
           f"mobile setting of < 600M at 224x224)", flush=True)
     flags_core.write_flags(FLAGS, FLAGS.model_dir)
-    run_training(model, inputs.train, {"valid": inputs.valid}, config, FLAGS.model_dir,
-                 strategy=strategy, global_batch_size=FLAGS.batch_size,
-                 steps_per_epoch=inputs.steps_per_epoch, image_shape=(size, size, 3),
-                 select_on="valid", export_dir=FLAGS.export_dir,
-                 metadata={"data_source": inputs.source, "batch_size": FLAGS.batch_size,
-                           "image_size": size, "train_size": FLAGS.train_size,
-                           "parameters": params, "multiply_adds": mult_adds,
-                           "mobile_setting": mult_adds < IMAGENET_MOBILE_MULT_ADDS})
+    try:
+        run_training(model, inputs.train, {"valid": inputs.valid}, config, FLAGS.model_dir,
+                     strategy=strategy, global_batch_size=FLAGS.batch_size,
+                     steps_per_epoch=inputs.steps_per_epoch, image_shape=(size, size, 3),
+                     select_on="valid", export_dir=FLAGS.export_dir,
+                     metadata={"data_source": inputs.source, "batch_size": FLAGS.batch_size,
+                               "image_size": size, "train_size": FLAGS.train_size,
+                               "parameters": params, "multiply_adds": mult_adds,
+                               "mobile_setting": mult_adds < IMAGENET_MOBILE_MULT_ADDS},
+                     checkpoint_every_steps=FLAGS.checkpoint_every_steps)
+    except RunPreempted as preempted:
+        print(str(preempted), flush=True)
+        sys.exit(143)
 
 
 if __name__ == "__main__":

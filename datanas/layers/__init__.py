@@ -1,12 +1,20 @@
-"""Keras layers of datanas (all registered as serializable under 'datanas')."""
+"""Public Keras layers of datanas, for use in other people's models.
 
-from datanas.layers.conv_ops import (DilConv, FactorizedReduce, Identity, Pool, ReLUConvBN,
-                                     SepConv, Subsample, build_conv_op)
-from datanas.layers.ensemble_gumbel_softmax import EnsembleGumbelSoftmax, inclusion_probabilities
-from datanas.layers.mixed_edge import EDGE_MODES, MixedEdge
+All are registered as serializable under the 'datanas' package; the
+estimators live in ``datanas.estimators``, the conv-space layers in
+``datanas.spaces.darts_cnn``.
+"""
+
+from datanas.engine.tracking import LayerList
+from datanas.estimators import EnsembleGumbelSoftmax, SoftmaxMixing, inclusion_probabilities
+from datanas.spaces.darts_cnn.cells import GenotypeCell, SearchCell
+from datanas.spaces.darts_cnn.mixed_edge import EDGE_MODES, MixedEdge
+from datanas.spaces.darts_cnn.ops import (DilConv, FactorizedReduce, Identity, Pool, ReLUConvBN,
+                                          SepConv, Subsample, build_conv_op)
 
 __all__ = [
-    "EnsembleGumbelSoftmax", "inclusion_probabilities", "MixedEdge", "EDGE_MODES",
+    "EnsembleGumbelSoftmax", "SoftmaxMixing", "inclusion_probabilities", "MixedEdge",
+    "EDGE_MODES", "SearchCell", "GenotypeCell", "LayerList",
     "SepConv", "DilConv", "Pool", "Identity", "FactorizedReduce", "ReLUConvBN",
     "Subsample", "build_conv_op",
 ]

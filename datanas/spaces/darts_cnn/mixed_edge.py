@@ -18,8 +18,9 @@ import math
 import keras
 import tensorflow as tf
 
-from datanas.genotypes import CONV_PRIMITIVES
-from datanas.layers.conv_ops import build_conv_op
+from datanas.engine.tracking import LayerList
+from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
+from datanas.spaces.darts_cnn.ops import build_conv_op
 
 __all__ = ["MixedEdge", "EDGE_MODES"]
 
@@ -57,8 +58,11 @@ class MixedEdge(keras.layers.Layer):
         self.channels, self.stride = channels, stride
         self.primitives = tuple(primitives)
         self.mode, self.affine, self.search = mode, affine, search
-        self.candidate_ops = [build_conv_op(name, channels, stride, affine, search)
-                              for name in self.primitives]
+        built = [(k, build_conv_op(name, channels, stride, affine, search))
+                 for k, name in enumerate(self.primitives)]
+        # 'none' has no layer; the others are tracked with their code position.
+        self._op_positions = tuple(k for k, op in built if op is not None)
+        self.candidate_ops = LayerList([op for _, op in built if op is not None], name="ops")
 
     @property
     def num_ops(self):
@@ -68,7 +72,7 @@ class MixedEdge(keras.layers.Layer):
         # Build every op now: variables cannot be created lazily inside a
         # tf.cond branch.
         for op in self.candidate_ops:
-            if op is not None and not op.built:
+            if not op.built:
                 op.build(tuple(input_shape))
         self.built = True
 
@@ -84,9 +88,7 @@ class MixedEdge(keras.layers.Layer):
     def call(self, inputs, weights, training=None):
         weights = tf.cast(weights, inputs.dtype)
         outputs = []
-        for k, op in enumerate(self.candidate_ops):
-            if op is None:
-                continue
+        for k, op in zip(self._op_positions, self.candidate_ops):
             weight = weights[k]
             if self.mode == "dense":
                 outputs.append(weight * op(inputs, training=training))

@@ -45,6 +45,7 @@ from typing import Any
 __all__ = [
     "CONV_PRIMITIVES",
     "GENOTYPE_OPS",
+    "check_primitives",
     "CELL_KINDS",
     "GenotypeError",
     "Genotype",
@@ -76,6 +77,18 @@ CELL_KINDS = ("normal", "reduce")
 NUM_INPUT_NODES = 2
 
 _KEYS = ("normal", "normal_concat", "reduce", "reduce_concat")
+
+
+def check_primitives(primitives) -> tuple:
+    """The candidate-op list of a search, checked: known, distinct, not only 'none'."""
+    primitives = tuple(primitives)
+    unknown = [p for p in primitives if p not in CONV_PRIMITIVES]
+    if unknown:
+        raise ValueError(f"unknown primitive(s) {unknown}; allowed: {', '.join(CONV_PRIMITIVES)}.")
+    if len(set(primitives)) != len(primitives) or not [p for p in primitives if p != "none"]:
+        raise ValueError(f"primitives {list(primitives)} must be distinct and include an op "
+                         "other than 'none'.")
+    return primitives
 
 
 class GenotypeError(ValueError):

@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from datanas.engine.tracking import SeedStateTracking
+
 __all__ = ["EnsembleGumbelSoftmax", "inclusion_probabilities"]
 
 
@@ -53,7 +55,7 @@ def inclusion_probabilities(logits, num_samples):
 
 
 @keras.saving.register_keras_serializable(package="datanas")
-class EnsembleGumbelSoftmax(keras.layers.Layer):
+class EnsembleGumbelSoftmax(SeedStateTracking, keras.layers.Layer):
     """Samples binary codes with 1..M ones from logits over the last axis.
 
     Args:
@@ -78,6 +80,11 @@ class EnsembleGumbelSoftmax(keras.layers.Layer):
 
     Output: same shape as the logits, dtype of the layer's compute dtype.
     """
+
+    #: Codes are exactly 0/1, so a 0 bit lets the caller skip the option.
+    binary_codes = True
+    #: The temperature shapes the relaxed samples (annealed during search).
+    uses_temperature = True
 
     def __init__(self, num_samples=1, temperature=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)

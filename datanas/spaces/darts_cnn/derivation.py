@@ -7,8 +7,10 @@ SearchNetwork (row i = edge from node i, column k = op k):
   that were used during search, so the validated network is a sample of the
   searched distribution.  'none' bits are dropped; a node left with no input
   gets its most probable non-none (input, op) pair.
-* ``"most_likely"``: the deterministic EGS code (bits whose inclusion
-  probability 1-(1-p)^M is >= 0.5), with the same 'none' handling.
+* ``"inclusion"`` (formerly ``most_likely``; that name is still accepted):
+  the deterministic EGS code -- every bit whose inclusion probability
+  1-(1-p)^M is >= 0.5 -- with the same 'none' handling.  This is a
+  threshold rule, not the single most probable code.
 * ``"darts"``: the DARTS rule for comparison -- keep the two incoming edges
   with the largest non-none probability, each with its argmax non-none op.
 """
@@ -16,13 +18,24 @@ SearchNetwork (row i = edge from node i, column k = op k):
 import numpy as np
 import tensorflow as tf
 
-from datanas.genotypes import CELL_KINDS, Genotype
-from datanas.layers.ensemble_gumbel_softmax import EnsembleGumbelSoftmax
+from datanas.spaces.darts_cnn.genotype import CELL_KINDS, Genotype
+from datanas.estimators import EnsembleGumbelSoftmax
 
-__all__ = ["DERIVATION_RULES", "derive_genotype", "architecture_probabilities",
+__all__ = ["DERIVATION_RULES", "RULE_ALIASES", "canonical_rule", "derive_genotype", "architecture_probabilities",
            "genotype_to_weights", "logits_of"]
 
-DERIVATION_RULES = ("sample", "most_likely", "darts")
+DERIVATION_RULES = ("sample", "inclusion", "darts")
+#: Earlier names of rules, still accepted.
+RULE_ALIASES = {"most_likely": "inclusion"}
+
+
+def canonical_rule(rule):
+    """The rule's current name; ValueError naming the allowed ones."""
+    rule = RULE_ALIASES.get(rule, rule)
+    if rule not in DERIVATION_RULES:
+        raise ValueError(f"derivation rule must be one of {', '.join(DERIVATION_RULES)}; "
+                         f"got {rule!r}.")
+    return rule
 
 
 def logits_of(model):
@@ -100,8 +113,7 @@ def derive_genotype(logits, *, rule, scope, num_samples, primitives, seed=0, con
       seed: integer seed of the EGS sample (rule "sample").
       concat: output nodes; default all intermediate nodes.
     """
-    if rule not in DERIVATION_RULES:
-        raise ValueError(f"derivation rule must be one of {', '.join(DERIVATION_RULES)}; got {rule!r}.")
+    rule = canonical_rule(rule)
     if scope not in ("edge", "node"):
         raise ValueError(f"EGS scope must be 'edge' or 'node'; got {scope!r}.")
     egs = EnsembleGumbelSoftmax(num_samples=num_samples, temperature=1.0)

@@ -1,4 +1,7 @@
-"""The paper's ablations, scaled to a small budget, as runnable experiments.
+"""The paper's ablations, scaled to a small budget: plans, rows, tables, plots.
+
+The runner that executes the searches and retrainings is
+``trainers/ablation_runner.py``; this module holds the pure pieces.
 
 * ``gap`` (paper Table 8): validation accuracy of the supernet at the end of
   search vs. the derived child inheriting the supernet weights (no
@@ -22,16 +25,11 @@ never used for a choice).
 
 import csv
 import dataclasses
-import json
-import os
-import time
 
 import numpy as np
 
-from datanas.genotypes import load_genotype
-from datanas.run_files import write_json_atomic
 
-__all__ = ["ABLATIONS", "RunSpec", "RetrainSettings", "SearchData", "plan_runs", "run_ablation",
+__all__ = ["ABLATIONS", "RunSpec", "RetrainSettings", "SearchData", "plan_runs", "ablation_row",
            "summarize", "write_csv", "plot_ablation"]
 
 ABLATIONS = ("gap", "num_samples", "seeds")
@@ -96,61 +94,8 @@ class SearchData:
     validation_fraction: float = 0.1
 
 
-def _search(spec, dataset, base_config, shape, data, run_dir, *, random_candidates,
-            bn_recalibration_batches, verbose):
-    import keras  # pylint: disable=import-outside-toplevel
-
-    from data_tf.search_inputs import make_search_inputs  # pylint: disable=import-outside-toplevel
-    from datanas.search_runs import build_search, run_method_search  # pylint: disable=import-outside-toplevel
-
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(spec.seed)
-    model, config = build_search(spec.method, dataset.num_classes, dataset.image_shape,
-                                 dataclasses.replace(base_config, seed=spec.seed),
-                                 dataclasses.replace(shape, num_samples=spec.num_samples),
-                                 random_candidates=random_candidates)
-    inputs = make_search_inputs(dataset, batch_size=data.batch_size, train_size=data.train_size,
-                                validation_fraction=data.validation_fraction,
-                                separate_arch_split=config.search_mode == "alternate",
-                                seed=spec.seed)
-    start = time.time()
-    result = run_method_search(spec.method, model, inputs, config, run_dir,
-                               random_candidates=random_candidates, verbose=verbose,
-                               checkpoint_every_steps=0,
-                               bn_recalibration_batches=bn_recalibration_batches,
-                               metadata={"dataset": dataset.name, "ablation_run": spec.name})
-    return result, config, time.time() - start
-
-
-def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
-    import keras  # pylint: disable=import-outside-toplevel
-
-    from data_tf.train_inputs import make_train_inputs  # pylint: disable=import-outside-toplevel
-    from datanas.model_stats import count_parameters  # pylint: disable=import-outside-toplevel
-    from datanas.networks import NetworkCIFAR  # pylint: disable=import-outside-toplevel
-    from datanas.training import TrainConfig, run_training  # pylint: disable=import-outside-toplevel
-
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(seed)
-    inputs = make_train_inputs(dataset, batch_size=retrain.batch_size,
-                               train_size=retrain.train_size, seed=seed)
-    model = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
-                         init_channels=retrain.init_channels, layers=retrain.layers,
-                         auxiliary=False)
-    model.build((None,) + dataset.image_shape)
-    config = TrainConfig(epochs=retrain.epochs, learning_rate=retrain.learning_rate,
-                         drop_path_prob=0.0, auxiliary_weight=0.0, seed=seed)
-    results = run_training(model, inputs.train, inputs.eval_sets(), config, run_dir,
-                           steps_per_epoch=inputs.steps_per_epoch,
-                           image_shape=dataset.image_shape, select_on="valid",
-                           verbose=verbose, global_batch_size=retrain.batch_size)
-    final = results["final"]
-    return {"parameters": count_parameters(model),
-            "retrain_valid_accuracy": final["valid_accuracy"],
-            "retrain_test_accuracy": final["test_accuracy"]}
-
-
-def _row(spec, result, config, seconds):
+def ablation_row(spec, result, config, seconds):
+    """One CSV row of a finished search (gap columns computed here)."""
     final = result.final
     genotype = result.genotype
     pairs = [len(node) for node in genotype.normal]
@@ -174,75 +119,6 @@ def _row(spec, result, config, seconds):
                         if row["supernet_valid_accuracy"] is not None and row[key] is not None
                         else None)
     return row
-
-
-def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, methods=None,
-                 m_values=None, seeds=(0,), retrain=None, random_candidates=4,
-                 bn_recalibration_batches=20, verbose=1):
-    """Runs (or resumes) every search of `ablation` and writes CSV + PNG.
-
-    Args:
-      ablation: "gap", "num_samples" or "seeds".
-      dataset: an ImageDataset (data_tf.image_datasets).
-      output_dir: receives runs/<name>/ (one search run each),
-        <ablation>.csv, <ablation>.png and <ablation>_summary.json.
-      base_config: SearchConfig shared by every run (seed replaced per run).
-      shape: SupernetShape shared by every run (M replaced per run).
-      data: SearchData.
-      methods: methods compared (gap: data, darts, gdas; seeds: any).
-      m_values: M values of the num_samples ablation (default 1..K).
-      retrain: RetrainSettings; the num_samples and seeds ablations retrain
-        every derived network at this budget (required for them).
-      random_candidates: candidates of method 'random'.
-      bn_recalibration_batches: batches re-estimating the child's batch-norm
-        statistics for the gap's second column (0 = skip).
-    Returns:
-      (rows, summary).
-    """
-    methods = list(methods or ("data", "darts", "gdas"))
-    m_values = list(m_values or range(1, len(shape.primitives) + 1))
-    if ablation in ("num_samples", "seeds") and retrain is None:
-        raise ValueError(f"the {ablation} ablation retrains every derived network; pass "
-                         "RetrainSettings.")
-    specs = plan_runs(ablation, methods=methods, num_samples=shape.num_samples,
-                      m_values=m_values, seeds=list(seeds))
-    os.makedirs(output_dir, exist_ok=True)
-    rows = []
-    for index, spec in enumerate(specs):
-        run_dir = os.path.join(output_dir, "runs", spec.name)
-        row_path = os.path.join(run_dir, "ablation_row.json")
-        row = None
-        if os.path.exists(row_path):
-            with open(row_path) as handle:
-                row = json.load(handle)
-            if verbose:
-                print(f"[{index + 1}/{len(specs)}] {spec.name}: searched earlier, read back.",
-                      flush=True)
-        else:
-            if verbose:
-                print(f"[{index + 1}/{len(specs)}] search {spec.name} (method {spec.method}, "
-                      f"M={spec.num_samples}, seed {spec.seed})", flush=True)
-            result, config, seconds = _search(spec, dataset, base_config, shape, data, run_dir,
-                                              random_candidates=random_candidates,
-                                              bn_recalibration_batches=bn_recalibration_batches,
-                                              verbose=verbose)
-            row = _row(spec, result, config, seconds)
-            write_json_atomic(row_path, row)
-        if ablation != "gap" and "retrain_test_accuracy" not in row:
-            if verbose:
-                print(f"[{index + 1}/{len(specs)}] retrain {spec.name}: {retrain.layers} cells, "
-                      f"C={retrain.init_channels}, {retrain.epochs} epoch(s)", flush=True)
-            start = time.time()
-            row.update(_retrain(load_genotype(run_dir), dataset, retrain, spec.seed,
-                                os.path.join(run_dir, "retrain"), verbose))
-            row["retrain_seconds"] = round(time.time() - start, 1)
-            write_json_atomic(row_path, row)
-        rows.append(row)
-    summary = summarize(ablation, rows)
-    write_csv(os.path.join(output_dir, f"{ablation}.csv"), rows)
-    write_json_atomic(os.path.join(output_dir, f"{ablation}_summary.json"), summary)
-    plot_ablation(ablation, rows, summary, os.path.join(output_dir, f"{ablation}.png"))
-    return rows, summary
 
 
 def summarize(ablation, rows):

@@ -20,7 +20,7 @@ import os
 import tensorflow as tf
 
 __all__ = ["STRATEGIES", "build_strategy", "configure_cpu_devices", "is_chief", "worker_id",
-           "num_input_pipelines", "run_directory"]
+           "num_input_pipelines", "run_directory", "distributed_epoch"]
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
@@ -125,3 +125,22 @@ def run_directory(strategy, model_dir):
         model_dir = os.path.join(model_dir, "worker_%d" % worker_id(strategy)[1])
     os.makedirs(model_dir, exist_ok=True)
     return model_dir
+
+
+def distributed_epoch(strategy, make_dataset, epoch, skip, steps_per_epoch):
+    """The rest of an epoch's training pipeline, distributed over `strategy`.
+
+    `make_dataset(epoch, input_context)` must give the same example order for
+    the same epoch (our pipelines are pure functions of seed and epoch), so
+    skipping the batches of the `skip` finished steps continues an
+    interrupted epoch exactly.
+    """
+    remaining = steps_per_epoch - skip
+
+    def dataset_fn(context):
+        # A step takes replicas/pipelines per-replica batches from each pipeline.
+        per_pipeline = max(context.num_replicas_in_sync // context.num_input_pipelines, 1)
+        return make_dataset(epoch, context).skip(skip * per_pipeline).take(
+            remaining * per_pipeline)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)

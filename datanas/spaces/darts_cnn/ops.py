@@ -18,7 +18,8 @@ import math
 import keras
 import tensorflow as tf
 
-from datanas.genotypes import CONV_PRIMITIVES
+from datanas.engine.tracking import LayerList
+from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 
 __all__ = [
     "OpChain", "ReLUConvBN", "SepConv", "DilConv", "Pool", "Identity",
@@ -69,7 +70,9 @@ class Subsample(keras.layers.Layer):
 
 
 class OpChain(keras.layers.Layer):
-    """A fixed chain of sub-layers built eagerly from the input shape."""
+    """A fixed chain of sub-layers built eagerly from the input shape.
+
+    The chain is a LayerList, so every variable has a checkpoint path."""
 
     def _make_layers(self):
         raise NotImplementedError
@@ -107,7 +110,7 @@ class ReLUConvBN(OpChain):
         _check_positive_int("channels", channels)
         self.channels, self.kernel_size = channels, kernel_size
         self.stride, self.affine = stride, affine
-        self.chain = self._make_layers()
+        self.chain = LayerList(self._make_layers(), name="chain")
 
     def _make_layers(self):
         return [
@@ -133,7 +136,7 @@ class SepConv(OpChain):
         _check_stride(stride)
         self.channels, self.kernel_size = channels, kernel_size
         self.stride, self.affine = stride, affine
-        self.chain = self._make_layers()
+        self.chain = LayerList(self._make_layers(), name="chain")
 
     def _make_layers(self):
         return [
@@ -168,7 +171,7 @@ class DilConv(OpChain):
         _check_stride(stride)
         self.channels, self.kernel_size = channels, kernel_size
         self.stride, self.dilation, self.affine = stride, dilation, affine
-        self.chain = self._make_layers()
+        self.chain = LayerList(self._make_layers(), name="chain")
 
     def _make_layers(self):
         layers = [
@@ -199,7 +202,7 @@ class Pool(OpChain):
             raise ValueError(f"pool kind must be 'max' or 'avg', got {kind!r}.")
         _check_stride(stride)
         self.kind, self.stride, self.with_bn = kind, stride, with_bn
-        self.chain = self._make_layers()
+        self.chain = LayerList(self._make_layers(), name="chain")
 
     def _make_layers(self):
         pool_cls = keras.layers.MaxPooling2D if self.kind == "max" else keras.layers.AveragePooling2D

@@ -16,12 +16,12 @@ random    (no logits) uniform cells    the cell    --              best on valid
 ``darts`` is first order by default; ``darts_order=2`` takes the unrolled
 second-order architecture gradient.  ``gdas`` is the one-hot estimator of
 SNAS/GDAS (one op per edge or node per step) with GDAS' argmax derivation.
-``random`` is run by :mod:`datanas.random_search`.
+``random`` is run by :mod:`datanas.search.random_search`.
 """
 
 import dataclasses
 
-__all__ = ["SEARCH_METHODS", "MethodSettings", "method_settings"]
+__all__ = ["SEARCH_METHODS", "SCOPES", "MethodSettings", "method_settings", "method_scope"]
 
 SEARCH_METHODS = ("data", "gdas", "darts", "random")
 
@@ -34,8 +34,25 @@ class MethodSettings:
     config: dict
 
 
+SCOPES = ("edge", "node")
+DEFAULT_SCOPE = {"data": "node", "gdas": "edge", "darts": "edge", "random": "edge"}
+
+
+def method_scope(method, scope=None):
+    """The distribution scope of `method`; None means its default."""
+    if scope is None:
+        return DEFAULT_SCOPE[method]
+    if scope not in SCOPES:
+        raise ValueError(f"egs_scope must be one of {', '.join(SCOPES)}; got {scope!r}.")
+    if scope == "node" and method in ("darts", "gdas"):
+        raise ValueError(f"method {method!r} has one distribution per edge (as in its paper); "
+                         "egs_scope='node' is DATA's option only. Drop --egs_scope or use "
+                         "--egs_scope=edge.")
+    return scope
+
+
 def method_settings(method, *, num_samples=4, search_mode=None, derivation=None,
-                    darts_order=1):
+                    darts_order=1, scope=None):
     """Settings of a gradient-based method; explicit choices override defaults.
 
     Args:
@@ -45,6 +62,8 @@ def method_settings(method, *, num_samples=4, search_mode=None, derivation=None,
         "alternate" for darts), or an explicit "joint"/"alternate".
       derivation: None for the method's default rule, or a rule name.
       darts_order: 1 or 2 (darts only).
+      scope: None for the method's default distribution scope, or "edge" /
+        "node" ("node" is refused for darts and gdas).
 
     Raises:
       ValueError: naming the conflicting value and what is allowed.
@@ -53,7 +72,7 @@ def method_settings(method, *, num_samples=4, search_mode=None, derivation=None,
         raise ValueError(f"method must be one of {', '.join(SEARCH_METHODS)}; got {method!r}.")
     if method == "random":
         raise ValueError("method 'random' trains sampled cells without a supernet; use "
-                         "datanas.random_search.run_random_search.")
+                         "datanas.search.random_search.run_random_search.")
     if darts_order not in (1, 2):
         raise ValueError(f"darts_order must be 1 or 2, got {darts_order!r}.")
     if darts_order == 2 and method != "darts":
@@ -62,8 +81,10 @@ def method_settings(method, *, num_samples=4, search_mode=None, derivation=None,
     if method == "gdas" and num_samples != 1:
         raise ValueError(f"method 'gdas' is the Gumbel-Softmax estimator with M=1; got M="
                          f"{num_samples} (use method='data' for M > 1).")
+    scope = method_scope(method, scope)
     if method == "darts":
-        network = {"weighting": "softmax", "mode": "dense", "num_samples": num_samples}
+        network = {"weighting": "softmax", "mode": "dense", "num_samples": num_samples,
+                   "scope": scope}
         mode = search_mode or "alternate"
         if darts_order == 2 and mode != "alternate":
             raise ValueError("second-order DARTS (darts_order=2) needs search_mode='alternate'; "
@@ -71,7 +92,8 @@ def method_settings(method, *, num_samples=4, search_mode=None, derivation=None,
         config = {"search_mode": mode, "unrolled": darts_order == 2,
                   "derivation": derivation or "darts"}
     else:
-        network = {"weighting": "egs", "mode": "sparse", "num_samples": num_samples}
+        network = {"weighting": "egs", "mode": "sparse", "num_samples": num_samples,
+                   "scope": scope}
         config = {"search_mode": search_mode or "joint", "unrolled": False,
                   "derivation": derivation or ("sample" if method == "data" else "darts")}
     return MethodSettings(method=method, network=network, config=config)

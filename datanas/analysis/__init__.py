@@ -1,0 +1,1 @@
+"""Pure pieces of the experiments: ablation tables, summaries and plots."""

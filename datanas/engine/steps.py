@@ -1,0 +1,72 @@
+"""Pieces of a distributed train/eval step shared by search and training.
+
+Every update follows one recipe, so that a step under any strategy equals
+the single-device step on the global batch:
+
+1. the per-replica loss is the sum of per-example losses divided by the
+   GLOBAL batch size (``scaled_loss``);
+2. per-replica gradients are summed across replicas (``all_reduce_sum``) --
+   before anything that is not linear, i.e. clipping;
+3. the global gradient is clipped by its global norm, L2 weight decay
+   ``decay * w`` is added, and the optimizer applies it (``apply_update``).
+   Keras optimizers sum gradients across replicas once more inside
+   ``apply_gradients``; the already-global gradient is divided by the
+   replica count so that sum gives it back exactly.
+
+Evaluation steps return per-replica sums; the last batch of a split can
+leave a replica with zero examples, which ``guarded_sums`` turns into zeros
+instead of a NaN.
+"""
+
+import tensorflow as tf
+
+__all__ = ["scaled_loss", "all_reduce_sum", "apply_update", "guarded_sums",
+           "reduce_sums"]
+
+
+def scaled_loss(per_example_losses, global_batch_size=None):
+    """Per-replica loss scaled by the global batch (None: this batch x replicas)."""
+    if global_batch_size is None:
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        global_batch_size = tf.shape(per_example_losses)[0] * replicas
+    return tf.nn.compute_average_loss(per_example_losses, global_batch_size=global_batch_size)
+
+
+def all_reduce_sum(grads, variables):
+    """Sums per-replica gradients over replicas; missing gradients become zeros."""
+    grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    return grads
+
+
+def apply_update(optimizer, grads, variables, *, clip_norm=0.0, weight_decay=0.0,
+                 summed=False):
+    """Clip (global norm, 0 = off), add L2 decay, apply; inside a replica context.
+
+    Args:
+      summed: the gradients are already all-reduced (e.g. an unrolled step).
+    """
+    if not summed:
+        grads = all_reduce_sum(grads, variables)
+    if clip_norm:
+        grads, _ = tf.clip_by_global_norm(grads, clip_norm)
+    if weight_decay:
+        grads = [g + weight_decay * v for g, v in zip(grads, variables)]
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    if replicas > 1:
+        grads = [g / replicas for g in grads]
+    optimizer.apply_gradients(zip(grads, variables))
+
+
+def guarded_sums(count, compute, zeros):
+    """`compute()` (a tuple of sums) unless this replica's batch is empty."""
+    return tf.cond(count > 0, compute, lambda: zeros)
+
+
+def reduce_sums(strategy, per_replica):
+    """Sums each per-replica value over replicas (cross-replica context)."""
+    return tuple(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                 for value in per_replica)

@@ -1,0 +1,40 @@
+"""Softmax mixing: the continuous relaxation of DARTS (Liu et al. 2019, Eq. 2).
+
+Every option gets the weight softmax(logits)_k; nothing is sampled, so all
+options must be computed (``binary_codes = False``).  Same interface as the
+EnsembleGumbelSoftmax layer, so a supernet takes either estimator.
+"""
+
+import keras
+import tensorflow as tf
+
+__all__ = ["SoftmaxMixing"]
+
+
+@keras.saving.register_keras_serializable(package="datanas")
+class SoftmaxMixing(keras.layers.Layer):
+    """Weights = softmax over the last axis (train and inference alike)."""
+
+    binary_codes = False
+    uses_temperature = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.built = True
+
+    def sample(self, logits, seed=None):
+        del seed   # deterministic
+        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+
+    def deterministic_code(self, logits):
+        return self.sample(logits)
+
+    def set_temperature(self, value):
+        del value   # softmax mixing has no temperature
+
+    def call(self, inputs, training=None, seed=None):
+        del training, seed
+        return tf.cast(self.sample(inputs), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -1,0 +1,80 @@
+"""Hyper-parameters of a search and the EGS temperature schedule.
+
+Weights: SGD, momentum 0.9, cosine learning rate 0.025 -> 0.001, L2 weight
+decay 3e-4 added to the clipped gradient (global norm 5).  Architecture
+logits: Adam 3e-4, betas (0.5, 0.999), L2 weight decay 1e-3 (DARTS'
+search settings, which the DATA paper follows).  The EGS temperature
+anneals linearly over epochs (5 -> 1 by default).
+"""
+
+import dataclasses
+import math
+
+__all__ = ["SEARCH_MODES", "SearchConfig", "temperature_at"]
+
+SEARCH_MODES = ("joint", "alternate")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Hyper-parameters of a search (defaults: the paper / DARTS recipe)."""
+    epochs: int = 50
+    learning_rate: float = 0.025
+    learning_rate_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    arch_learning_rate: float = 3e-4
+    arch_beta_1: float = 0.5
+    arch_beta_2: float = 0.999
+    arch_weight_decay: float = 1e-3
+    initial_temperature: float = 5.0
+    final_temperature: float = 1.0
+    search_mode: str = "joint"
+    derivation: str = "sample"
+    unrolled: bool = False
+    # Finite-difference step of the Hessian-vector product, as a fraction of
+    # the held-out gradient's norm (DARTS: 0.01).
+    hessian_radius: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}.")
+        for name in ("learning_rate", "arch_learning_rate", "initial_temperature",
+                     "final_temperature", "grad_clip", "hessian_radius"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}.")
+        for name in ("learning_rate_min", "weight_decay", "arch_weight_decay"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+        if self.learning_rate_min > self.learning_rate:
+            raise ValueError(f"learning_rate_min ({self.learning_rate_min}) must not exceed "
+                             f"learning_rate ({self.learning_rate}).")
+        for name in ("momentum", "arch_beta_1", "arch_beta_2"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
+        if self.search_mode not in SEARCH_MODES:
+            raise ValueError(f"search_mode must be one of {', '.join(SEARCH_MODES)}; "
+                             f"got {self.search_mode!r}.")
+        if self.unrolled and self.search_mode != "alternate":
+            raise ValueError("unrolled (second-order) architecture steps need "
+                             "search_mode='alternate' (a held-out architecture split); got "
+                             f"search_mode={self.search_mode!r}.")
+        if not isinstance(self.derivation, str) or not self.derivation:
+            raise ValueError(f"derivation must be a rule name, got {self.derivation!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}.")
+
+
+def temperature_at(config, epoch):
+    """Linear annealing from initial to final temperature over the epochs."""
+    if config.epochs == 1:
+        return config.final_temperature
+    fraction = min(max(epoch / (config.epochs - 1), 0.0), 1.0)
+    return config.initial_temperature + fraction * (config.final_temperature - config.initial_temperature)
+
+

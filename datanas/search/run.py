@@ -1,0 +1,206 @@
+"""A whole search run: the searcher driven by the engine's run loop, then
+derivation and the run's artifacts.
+
+Written against a SearchSpace (``datanas.spaces``) and a Task
+(``datanas.tasks``); nothing here knows cells or images.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+from datanas.engine.loop import Program, run_loop
+from datanas.engine.run_files import write_json_atomic
+from datanas.engine.strategy import distributed_epoch, num_input_pipelines, run_directory
+from datanas.search.config import temperature_at
+from datanas.search.searcher import Searcher
+from datanas.spaces import get_space
+
+__all__ = ["SearchResult", "SearchProgram", "make_searcher", "write_search_config",
+           "check_same_search", "run_search", "write_genotype"]
+
+
+@dataclasses.dataclass
+class SearchResult:
+    genotype: object
+    genotypes: dict
+    history: list
+    final: dict
+
+
+def write_genotype(genotype, path):
+    """A genotype's JSON form, written atomically."""
+    write_json_atomic(path, genotype.to_dict())
+
+
+class SearchProgram(Program):
+    """Search epochs for the run loop: EGS temperature, search steps, validation."""
+
+    def __init__(self, searcher, space, inputs, valid_data):
+        self.searcher, self.space, self.inputs = searcher, space, inputs
+        self.valid_data = valid_data
+        self.state = searcher.state
+        self.epochs = searcher.config.epochs
+        self.steps_per_epoch = searcher.steps_per_epoch
+
+    def checkpoint_objects(self):
+        return {"model": self.searcher.model,
+                "weight_optimizer": self.searcher.weight_optimizer,
+                "arch_optimizer": self.searcher.arch_optimizer}
+
+    def begin_epoch(self, epoch):
+        estimator = self.searcher.model.estimator
+        if not estimator.uses_temperature:
+            return {}
+        temperature = temperature_at(self.searcher.config, epoch)
+        estimator.set_temperature(temperature)
+        return {"temperature": temperature}
+
+    def batches(self, epoch, skip):
+        strategy, steps = self.searcher.strategy, self.steps_per_epoch
+        train = distributed_epoch(strategy, self.inputs.train, epoch, skip, steps)
+        if self.searcher.config.search_mode == "alternate":
+            return zip(train, distributed_epoch(strategy, self.inputs.arch, epoch, skip, steps))
+        return ((batch, None) for batch in train)
+
+    def train_step(self, batch):
+        return self.searcher.search_step(*batch)
+
+    def end_epoch(self, epoch):
+        valid = self.searcher.evaluate(self.valid_data)
+        return {"learning_rate": float(self.searcher.weight_optimizer.learning_rate),
+                **{f"valid_{k}": v for k, v in valid.items()},
+                "arch_entropy": self.space.selection_entropy(self.searcher.model)}
+
+
+def make_searcher(model, inputs, config, strategy, task=None):
+    """A Searcher whose epoch is what every input pipeline of `strategy` can feed."""
+    steps_per_epoch = inputs.distributed_steps_per_epoch(num_input_pipelines(strategy),
+                                                         strategy.num_replicas_in_sync)
+    if steps_per_epoch < 1:
+        raise ValueError(f"{inputs.sizes()['train']} training images give no full batch of "
+                         f"{inputs.batch_size} per step; raise --train_size or lower --batch_size.")
+    return Searcher(model, config, steps_per_epoch, strategy=strategy,
+                    global_batch_size=inputs.batch_size, task=task)
+
+
+def write_search_config(model_dir, searcher, inputs, search_settings, metadata):
+    """search_config.json: settings, model config, data sizes, distribution."""
+    strategy = searcher.strategy
+    write_json_atomic(os.path.join(model_dir, "search_config.json"), {
+        "search": search_settings,
+        "model": searcher.model.get_config(),
+        "data": inputs.sizes(),
+        "distribution": {"strategy": type(strategy).__name__,
+                         "replicas": strategy.num_replicas_in_sync,
+                         "steps_per_epoch": searcher.steps_per_epoch},
+        "metadata": metadata or {},
+    })
+
+
+def check_same_search(model_dir, model, config):
+    """Refuses to resume a checkpoint written by a differently configured search."""
+    path = os.path.join(model_dir, "search_config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as handle:
+        saved = json.load(handle)
+    current = {"search": json.loads(json.dumps(dataclasses.asdict(config))),
+               "model": json.loads(json.dumps(model.get_config()))}
+    differences = []
+    for section in ("search", "model"):
+        before, now = saved.get(section, {}), current[section]
+        for key in sorted(set(before) | set(now)):
+            if key in ("temperature", "name", "trainable", "dtype", "epochs"):
+                continue   # runtime state or extendable budget, not the search's identity
+            if before.get(key) != now.get(key):
+                differences.append(f"{key}: checkpoint {before.get(key)!r}, now {now.get(key)!r}")
+    if differences:
+        raise ValueError(f"{model_dir} holds a checkpoint of a different search ("
+                         + "; ".join(differences) + "). Use a new --model_dir, or rerun with "
+                         "the original settings to resume.")
+
+
+def _child_evaluation(searcher, inputs, valid_data, child_weights, bn_recalibration_batches):
+    """Validation accuracy of the derived child with inherited weights, and
+    after re-estimating its batch-norm statistics (supernet state restored)."""
+    child = searcher.evaluate(valid_data, child_weights)
+    recalibrated = None
+    if bn_recalibration_batches:
+        supernet_state = searcher.snapshot_state()
+        train = searcher.distribute(lambda context: inputs.train(searcher.config.epochs,
+                                                                  context))
+        searcher.recalibrate_batch_norm(train, child_weights, bn_recalibration_batches)
+        recalibrated = searcher.evaluate(valid_data, child_weights)["accuracy"]
+        searcher.restore_snapshot(supernet_state)
+    return child, recalibrated
+
+
+def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None,
+               strategy=None, verbose=1, metadata=None, checkpoint_every_steps=200,
+               bn_recalibration_batches=0):
+    """Runs (or resumes) a whole search and writes its artifacts.
+
+    Re-running with the same `model_dir` resumes from the last checkpoint,
+    mid-epoch included, and ends with the same architecture as an
+    uninterrupted run.  A SIGTERM checkpoints at the next step boundary and
+    raises ``datanas.engine.loop.RunPreempted``.
+
+    Writes into `model_dir` (workers other than the chief write into
+    `model_dir/worker_<id>`): ``search_config.json``, ``metrics.jsonl`` (one
+    line per epoch), ``tensorboard/``, ``checkpoints/``, ``genotype.json``
+    (rule ``config.derivation``) and ``genotype_<rule>.json`` for every rule
+    of the space, ``arch_probabilities.json`` and ``search_result.json``.
+
+    The derived child is evaluated inside the supernet with the inherited
+    weights (paper Table 8); with `bn_recalibration_batches` > 0 it is also
+    evaluated after re-estimating batch-norm statistics on that many training
+    batches (weights unchanged; the supernet's own statistics are restored).
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    space = get_space(space) if isinstance(space, str) else space
+    rule = space.canonical_rule(config.derivation)
+    strategy = strategy or tf.distribute.get_strategy()
+    model_dir = run_directory(strategy, model_dir)
+    searcher = make_searcher(model, inputs, config, strategy, task)
+    if os.path.isdir(os.path.join(model_dir, "checkpoints")):
+        check_same_search(model_dir, model, config)
+    write_search_config(model_dir, searcher, inputs, dataclasses.asdict(config), metadata)
+    valid_data = searcher.distribute(inputs.validation)
+    started = time.time()
+    loop = run_loop(SearchProgram(searcher, space, inputs, valid_data), model_dir,
+                    strategy=strategy, verbose=verbose,
+                    checkpoint_every_steps=checkpoint_every_steps,
+                    log_keys=["valid_accuracy", "valid_loss", "arch_entropy"])
+
+    genotypes = {name: space.derive(model, name, config.seed) for name in space.derivation_rules}
+    for name, genotype in genotypes.items():
+        write_genotype(genotype, os.path.join(model_dir, f"genotype_{name}.json"))
+    genotype = genotypes[rule]
+    write_genotype(genotype, os.path.join(model_dir, "genotype.json"))
+    write_json_atomic(os.path.join(model_dir, "arch_probabilities.json"),
+                      space.probabilities(model))
+    child, recalibrated = _child_evaluation(searcher, inputs, valid_data,
+                                            space.child_weights(model, genotype),
+                                            bn_recalibration_batches)
+    final = {
+        "derivation": rule,
+        "supernet_valid_accuracy": loop.history[-1]["valid_accuracy"] if loop.history else None,
+        "child_valid_accuracy_inherited_weights": child["accuracy"],
+        "child_valid_accuracy_recalibrated_bn": recalibrated,
+        "bn_recalibration_batches": bn_recalibration_batches,
+        **space.describe(genotype),
+        "search_seconds_this_process": time.time() - started,
+        "steps": int(searcher.step.numpy()),
+    }
+    write_json_atomic(os.path.join(model_dir, "search_result.json"), final)
+    if verbose:
+        print(genotype.summary())
+        skips = final.get("skip_connects", {})
+        print(f"skip_connects: {skips}; derived child (inherited weights) "
+              f"valid_accuracy={child['accuracy']:.4f}; genotype written to "
+              f"{os.path.join(model_dir, 'genotype.json')}", flush=True)
+    return SearchResult(genotype=genotype, genotypes=genotypes, history=loop.history,
+                        final=final)

@@ -1,0 +1,76 @@
+"""One search run of any method (DATA, GDAS, DARTS, random) from plain settings.
+
+Used by the search trainer and the ablation runner, so that every method
+is built and run the same way: the same space, cells and ops, the same
+data, optimisers and budgets.  The space is chosen by name.
+"""
+
+import dataclasses
+
+from datanas.search.methods import method_scope, method_settings
+from datanas.search.random_search import run_random_search
+from datanas.search.run import run_search
+from datanas.spaces import get_space
+from datanas.spaces.darts_cnn.space import SupernetShape
+
+__all__ = ["SupernetShape", "build_search", "run_method_search", "random_epochs_per_candidate"]
+
+
+def random_epochs_per_candidate(search_epochs, candidates, requested=None):
+    """Epochs each random candidate trains: `requested`, or the search's epoch
+    budget shared out (at least one), so total weight training matches."""
+    if requested is not None:
+        return requested
+    return max(1, search_epochs // candidates)
+
+
+def build_search(method, num_classes, image_shape, config, shape, *, space="darts_cnn",
+                 search_mode=None, derivation=None, darts_order=1, random_candidates=8,
+                 random_epochs=None, strategy=None):
+    """Builds the (supernet, config) pair a method searches with.
+
+    `config` is a SearchConfig whose estimator-related fields are replaced by
+    the method's settings (explicit `search_mode`/`derivation` win).  For
+    "random", `config.epochs` becomes the epochs per candidate.  `shape` is
+    the space's settings (``space.settings_class``); its ``egs_scope`` None
+    means the method's default.  The model is created in `strategy.scope()`
+    when a strategy is given.
+    """
+    space = get_space(space) if isinstance(space, str) else space
+    if method == "random":
+        network = {"weighting": "egs", "mode": "sparse", "num_samples": shape.num_samples,
+                   "scope": method_scope("random", shape.egs_scope)}
+        config = dataclasses.replace(config, search_mode="joint", unrolled=False, epochs=(
+            random_epochs_per_candidate(config.epochs, random_candidates, random_epochs)))
+    else:
+        settings = method_settings(method, num_samples=shape.num_samples, search_mode=search_mode,
+                                   derivation=derivation, darts_order=darts_order,
+                                   scope=shape.egs_scope)
+        network = settings.network
+        config = dataclasses.replace(config, **settings.config)
+        config = dataclasses.replace(config, derivation=space.canonical_rule(config.derivation))
+
+    def make():
+        return space.build_supernet(shape, num_outputs=num_classes, input_shape=image_shape,
+                                    temperature=config.initial_temperature, seed=config.seed,
+                                    **network)
+
+    if strategy is None:
+        return make(), config
+    with strategy.scope():
+        return make(), config
+
+
+def run_method_search(method, model, inputs, config, model_dir, *, space="darts_cnn",
+                      random_candidates=8, strategy=None, checkpoint_every_steps=200, verbose=1,
+                      metadata=None, bn_recalibration_batches=0):
+    """Runs the search of `method` (see build_search) and returns its SearchResult."""
+    metadata = {**(metadata or {}), "method": method}
+    if method == "random":
+        return run_random_search(model, inputs, config, model_dir, candidates=random_candidates,
+                                 space=space, strategy=strategy, verbose=verbose,
+                                 metadata=metadata, checkpoint_every_steps=checkpoint_every_steps)
+    return run_search(model, inputs, config, model_dir, space=space, strategy=strategy,
+                      verbose=verbose, metadata=metadata,
+                      checkpoint_every_steps=checkpoint_every_steps,
+                      bn_recalibration_batches=bn_recalibration_batches)

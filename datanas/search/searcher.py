@@ -1,0 +1,267 @@
+"""The compiled (distributed) steps of a search, for any space and task.
+
+``Searcher`` owns the two optimizers and the steps:
+
+* ``joint`` (DATA's single-level optimisation, paper Eq. 6): one
+  forward/backward pass of a sampled child on a training batch gives
+  gradients for both the network weights and the architecture logits; both
+  are updated from the same batch.
+* ``alternate`` (DARTS protocol): an architecture step on a batch from a
+  held-out half of the training split, then a weight step on a batch of the
+  other half, each with its own sampled child.  First order by default; the
+  second-order gradient is in ``unrolled.py``.
+* a weight step of a fixed child (random search), a batch-norm
+  re-estimation pass, and evaluation with sampled or fixed edge weights.
+
+It is written against the supernet interface of ``datanas.spaces.base``
+and a ``datanas.tasks`` Task only.  Every random draw of a step is a pure
+function of (seed, step counter), so a run is reproducible and all replicas
+of a step sample the same child.
+"""
+
+import keras
+import tensorflow as tf
+
+from datanas.engine.loop import RunState
+from datanas.engine.steps import (all_reduce_sum, apply_update, guarded_sums, reduce_sums,
+                                  scaled_loss)
+from datanas.search.unrolled import unrolled_arch_gradients
+from datanas.tasks import ClassificationTask
+
+__all__ = ["Searcher", "STREAM_WEIGHTS", "STREAM_ARCH"]
+
+# Stream ids folded into the per-step seed so different draws never collide.
+STREAM_WEIGHTS, STREAM_ARCH, STREAM_EVAL = 0, 1, 2
+
+
+class Searcher:
+    """Optimizers and compiled steps of one search.
+
+    Create the supernet and the Searcher inside ``strategy.scope()`` (the
+    Searcher enters the scope itself for what it creates).
+    """
+
+    def __init__(self, model, config, steps_per_epoch, strategy=None, global_batch_size=None,
+                 task=None):
+        if not model.built:
+            raise ValueError("build the supernet (model.build(input_shape)) before searching.")
+        # Default task: classification over the supernet's outputs.
+        task = task or ClassificationTask(model.num_classes)
+        self.model, self.task, self.config = model, task, config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.steps_per_epoch = steps_per_epoch
+        self.global_batch_size = global_batch_size
+        total_steps = max(1, config.epochs * steps_per_epoch)
+        names = list(task.train_metrics)
+        if config.search_mode == "alternate":
+            names += [f"arch_{name}" for name in task.train_metrics]
+        with self.strategy.scope():
+            schedule = keras.optimizers.schedules.CosineDecay(
+                config.learning_rate, decay_steps=total_steps,
+                alpha=config.learning_rate_min / config.learning_rate)
+            self.weight_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
+                                                         name="weight_sgd")
+            self.arch_optimizer = keras.optimizers.Adam(
+                config.arch_learning_rate, beta_1=config.arch_beta_1, beta_2=config.arch_beta_2,
+                name="arch_adam")
+            self.weight_optimizer.build(model.network_variables)
+            self.arch_optimizer.build(model.architecture_variables)
+            self.state = RunState(names)
+        self._seed = tf.constant(config.seed, tf.int64)
+        self.joint_step = tf.function(self._joint_step)
+        self.weight_step = tf.function(self._weight_step)
+        self.arch_step = tf.function(self._arch_step)
+        self.unrolled_arch_step = tf.function(self._unrolled_arch_step)
+        # Edge weights are an input, so every fixed child shares one graph.
+        self.fixed_weight_step = tf.function(self._fixed_weight_step)
+        self.recalibration_step = tf.function(self._recalibration_step)
+        # Sampled children and a fixed derived child share one evaluation graph.
+        self.eval_step = tf.function(self._eval_step)
+        self.sample_eval_weights = tf.function(self._sample_eval_weights)
+
+    # -- pieces ------------------------------------------------------------
+    @property
+    def step(self):
+        return self.state.step
+
+    def step_seed(self, stream):
+        """[2] int64 seed for this step and stream (same on every replica)."""
+        return tf.stack([self._seed, self.state.step * 3 + stream])
+
+    def forward(self, inputs, stream, training=True):
+        weights = self.model.edge_weights(stochastic=True, seed=self.step_seed(stream))
+        return self.model.forward(inputs, weights, training=training)
+
+    def replica_loss(self, targets, outputs):
+        """Per-replica loss scaled by the global batch, and the step's sums."""
+        per_example = self.task.per_example_loss(targets, outputs)
+        return (scaled_loss(per_example, self.global_batch_size),
+                self.task.train_sums(targets, outputs, per_example))
+
+    def apply_weight_gradients(self, grads, summed=False):
+        apply_update(self.weight_optimizer, grads, self.model.network_variables,
+                     clip_norm=self.config.grad_clip, weight_decay=self.config.weight_decay,
+                     summed=summed)
+
+    def apply_arch_gradients(self, grads, summed=False):
+        apply_update(self.arch_optimizer, grads, self.model.architecture_variables,
+                     weight_decay=self.config.arch_weight_decay, summed=summed)
+
+    def summed_gradients(self, grads, variables):
+        return all_reduce_sum(grads, variables)
+
+    # -- replica functions -------------------------------------------------
+    def _replica_update(self, batch, stream, update_weights, update_arch):
+        """Forward/backward of one sampled child; updates the chosen variable sets."""
+        inputs, targets = self.task.unpack(batch)
+        net_vars = self.model.network_variables if update_weights else []
+        arch_vars = self.model.architecture_variables if update_arch else []
+        with tf.GradientTape() as tape:
+            loss, sums = self.replica_loss(targets, self.forward(inputs, stream))
+        grads = tape.gradient(loss, net_vars + arch_vars)
+        if update_weights:
+            self.apply_weight_gradients(grads[:len(net_vars)])
+        if update_arch:
+            self.apply_arch_gradients(grads[len(net_vars):])
+        return sums, self.task.count(targets)
+
+    def _unrolled_arch_replica(self, arch_batch, train_batch):
+        arch_grads, sums, count = unrolled_arch_gradients(self, arch_batch, train_batch,
+                                                          STREAM_ARCH)
+        self.apply_arch_gradients(arch_grads, summed=True)
+        return sums, count
+
+    def _fixed_replica(self, batch, edge_weights):
+        """Weight update of the child given by fixed edge weights (random search)."""
+        inputs, targets = self.task.unpack(batch)
+        net_vars = self.model.network_variables
+        with tf.GradientTape() as tape:
+            loss, sums = self.replica_loss(
+                targets, self.model.forward(inputs, edge_weights, training=True))
+        self.apply_weight_gradients(tape.gradient(loss, net_vars))
+        return sums, self.task.count(targets)
+
+    def _means(self, per_replica, prefix=""):
+        sums, count = per_replica
+        names = sorted(sums)
+        reduced = reduce_sums(self.strategy, [sums[n] for n in names] + [count])
+        count = tf.cast(reduced[-1], tf.float32)
+        return {prefix + n: value / count for n, value in zip(names, reduced[:-1])}
+
+    # -- compiled steps (cross-replica) ------------------------------------
+    def _run_update(self, batch, stream, update_weights, update_arch, prefix=""):
+        per_replica = self.strategy.run(
+            self._replica_update, (batch,),
+            dict(stream=stream, update_weights=update_weights, update_arch=update_arch))
+        return self._means(per_replica, prefix)
+
+    def _joint_step(self, batch):
+        return self._run_update(batch, STREAM_WEIGHTS, True, True)
+
+    def _weight_step(self, batch):
+        return self._run_update(batch, STREAM_WEIGHTS, True, False)
+
+    def _arch_step(self, batch):
+        """First-order architecture step on a held-out batch (alternate mode)."""
+        return self._run_update(batch, STREAM_ARCH, False, True, "arch_")
+
+    def _unrolled_arch_step(self, arch_batch, train_batch):
+        """Second-order architecture step (see unrolled.py)."""
+        return self._means(self.strategy.run(self._unrolled_arch_replica,
+                                             (arch_batch, train_batch)), "arch_")
+
+    def search_step(self, train_batch, arch_batch=None):
+        """The configured step: joint, or an architecture step on the held-out
+        batch (first or second order) followed by a weight step."""
+        if arch_batch is None:
+            return self.joint_step(train_batch)
+        if self.config.unrolled:
+            metrics = self.unrolled_arch_step(arch_batch, train_batch)
+        else:
+            metrics = self.arch_step(arch_batch)
+        return {**metrics, **self.weight_step(train_batch)}
+
+    def _fixed_weight_step(self, batch, edge_weights):
+        return self._means(self.strategy.run(self._fixed_replica, (batch, edge_weights)))
+
+    def _recalibration_step(self, inputs, edge_weights):
+        def replica(inputs, edge_weights):
+            # Training-mode forward: batch-norm layers update their moving
+            # statistics from this child's activations; no gradient is taken.
+            self.model.forward(inputs, edge_weights, training=True)
+            return tf.shape(inputs)[0]
+        return self.strategy.run(replica, (inputs, edge_weights))
+
+    def _eval_replica(self, batch, weights):
+        inputs, targets = self.task.unpack(batch)
+        keys = self.task.eval_names
+
+        def sums():
+            result = self.task.eval_sums(targets, self.model.forward(inputs, weights,
+                                                                     training=False))
+            return tuple(result[k] for k in keys)
+
+        count = self.task.count(targets)
+        return guarded_sums(count, sums, tuple(tf.constant(0.0) for _ in keys)), count
+
+    def _eval_step(self, batch, weights):
+        values, count = self.strategy.run(self._eval_replica, (batch, weights))
+        return reduce_sums(self.strategy, list(values) + [count])
+
+    def _sample_eval_weights(self, batch_index):
+        seed = tf.stack([self._seed + 7919, tf.cast(batch_index, tf.int64)])
+        return self.model.edge_weights(stochastic=True, seed=seed)
+
+    # -- eager helpers -----------------------------------------------------
+    def distribute(self, dataset_fn):
+        """Distributes a pipeline built by `dataset_fn(input_context)`."""
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def evaluate(self, dataset, weights=None):
+        """Task metrics on a distributed `dataset` (BN in inference mode).
+
+        With `weights=None` each batch runs a child sampled with a fixed
+        per-batch seed (so epochs are comparable); otherwise the given fixed
+        edge weights (e.g. a derived genotype) are used.
+        """
+        keys = self.task.eval_names
+        totals = dict.fromkeys(keys, 0.0)
+        count = 0
+        for index, batch in enumerate(dataset):
+            batch_weights = weights
+            if batch_weights is None:
+                batch_weights = self.sample_eval_weights(tf.constant(index, tf.int64))
+            *values, batch_count = self.eval_step(batch, batch_weights)
+            for key, value in zip(keys, values):
+                totals[key] += float(value)
+            count += int(batch_count)
+        return self.task.eval_metrics(totals, count)
+
+    def recalibrate_batch_norm(self, dataset, edge_weights, batches):
+        """Re-estimates batch-norm moving statistics for one fixed child.
+
+        Supernet statistics average over many sampled children, so they are
+        stale for any single one; `batches` training batches (no weight
+        update) bring them to the child's own statistics.
+        """
+        for index, batch in enumerate(dataset):
+            if index >= batches:
+                break
+            self.recalibration_step(self.task.unpack(batch)[0], edge_weights)
+
+    def snapshot_state(self):
+        """Values of every model variable (weights, BN statistics, logits)."""
+        return [v.numpy().copy() for v in self.model.weights]
+
+    def restore_snapshot(self, snapshot):
+        for variable, value in zip(self.model.weights, snapshot):
+            variable.assign(value)
+
+    def restore_fresh_state(self, snapshot):
+        """Back to `snapshot` with a fresh weight optimizer and run state, so
+        the next training run starts exactly like the first (random search)."""
+        self.restore_snapshot(snapshot)
+        self.weight_optimizer.iterations.assign(0)
+        for variable in self.weight_optimizer.momentums:
+            variable.assign(tf.zeros_like(variable))
+        self.state.reset()

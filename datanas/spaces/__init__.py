@@ -1,0 +1,35 @@
+"""Search spaces, selected by name (``--space``).
+
+Each space lives in its own sub-package and registers an instance of its
+``SearchSpace`` (see ``base.py``) here.  Adding a space: a new folder with a
+``space.py`` that calls ``register_space``, and one import below.
+"""
+
+from datanas.spaces.base import SearchSpace
+
+__all__ = ["SearchSpace", "register_space", "get_space", "space_names"]
+
+_SPACES = {}
+
+
+def register_space(space):
+    """Registers a SearchSpace instance under `space.name`."""
+    if not isinstance(space, SearchSpace):
+        raise TypeError(f"expected a SearchSpace, got {type(space).__name__}.")
+    _SPACES[space.name] = space
+    return space
+
+
+def space_names():
+    return tuple(_SPACES)
+
+
+def get_space(name):
+    """The registered space called `name`; ValueError naming the known ones."""
+    if name not in _SPACES:
+        raise ValueError(f"unknown search space {name!r}; known: {', '.join(_SPACES)}.")
+    return _SPACES[name]
+
+
+# Registration of the built-in spaces.
+from datanas.spaces.darts_cnn import space as _darts_cnn  # noqa: E402,F401  pylint: disable=wrong-import-position

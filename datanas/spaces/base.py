@@ -1,0 +1,83 @@
+"""The seam between the search engine and a search space.
+
+A search space owns everything specific to one family of architectures:
+candidate ops, mixed edges, cells, the supernet, the final network built
+from a genotype, the genotype format and its validation, derivation rules
+and random sampling.  The searcher, the random-search baseline, the run
+loop and the trainers only use this interface, so a new space (e.g.
+recurrent cells) plugs in without touching them.
+
+A *supernet* built by a space is a Keras model with:
+
+* ``architecture_variables`` / ``network_variables`` -- the two variable
+  sets optimised by the searcher;
+* ``estimator`` -- the layer turning logits into edge weights (see
+  ``datanas.estimators``), with ``set_temperature``;
+* ``edge_weights(stochastic, seed)`` -- a nested structure of weight tensors
+  (a sample when ``stochastic``; a pure function of ``seed`` if given);
+* ``forward(inputs, edge_weights, training)`` -- the network's outputs for
+  those weights (only the selected ops run when the codes are binary).
+"""
+
+import abc
+
+__all__ = ["SearchSpace"]
+
+
+class SearchSpace(abc.ABC):
+    """What one search space provides (see the module docstring)."""
+
+    #: Registry name (``--space``).
+    name = None
+    #: Derivation rules ``derive`` accepts; the first is the default of DATA.
+    derivation_rules = ()
+    #: Dataclass of the space's size settings (cells, channels, nodes, ops...).
+    settings_class = None
+
+    #: Earlier names of derivation rules, still accepted.
+    rule_aliases = {}
+
+    def canonical_rule(self, rule):
+        """The rule's current name; ValueError naming the allowed rules."""
+        rule = self.rule_aliases.get(rule, rule)
+        if rule not in self.derivation_rules:
+            raise ValueError(f"derivation must be one of {', '.join(self.derivation_rules)} "
+                             f"for the {self.name} space; got {rule!r}.")
+        return rule
+
+    @abc.abstractmethod
+    def build_supernet(self, settings, *, num_outputs, input_shape, weighting, mode,
+                       num_samples, scope, temperature, seed):
+        """A built supernet (see the module docstring)."""
+
+    @abc.abstractmethod
+    def derive(self, supernet, rule, seed):
+        """The genotype `rule` derives from the supernet's logits."""
+
+    @abc.abstractmethod
+    def child_weights(self, supernet, genotype):
+        """Fixed edge weights that make the supernet compute `genotype`."""
+
+    @abc.abstractmethod
+    def random_genotype(self, supernet, rng):
+        """A genotype drawn uniformly from the space (numpy Generator `rng`)."""
+
+    @abc.abstractmethod
+    def probabilities(self, supernet):
+        """JSON-ready selection and inclusion probabilities of every choice."""
+
+    @abc.abstractmethod
+    def selection_entropy(self, supernet):
+        """Mean entropy of the architecture distributions (nats)."""
+
+    @abc.abstractmethod
+    def describe(self, genotype):
+        """JSON-ready facts of a genotype for result files (e.g. skip-connects)."""
+
+    @abc.abstractmethod
+    def genotype_from_dict(self, data):
+        """Validated genotype from its JSON form (one-line errors)."""
+
+    @abc.abstractmethod
+    def final_network(self, genotype, **kwargs):
+        """The network trained from scratch for `genotype`."""

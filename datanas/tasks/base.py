@@ -1,0 +1,51 @@
+"""The seam between the engine and what is learned: a Task.
+
+A task turns a batch into (inputs, targets), says how outputs are scored
+per example (the loss the searcher and trainer scale by the global batch),
+which sums a training step reports, and which sums an evaluation
+accumulates and how they become metrics.  Classification lives here now;
+language modelling (carried state, perplexity) and segmentation (per-pixel
+loss with an ignore label, mean IoU) are further implementations.
+"""
+
+import abc
+
+__all__ = ["Task"]
+
+
+class Task(abc.ABC):
+    """Loss and metrics of one kind of problem."""
+
+    #: Names of the per-step training metrics (means over the global batch).
+    train_metrics = ("loss",)
+
+    @property
+    def eval_names(self):
+        """Names of eval_sums' entries, in a fixed order."""
+        raise NotImplementedError
+
+    def unpack(self, batch):
+        """(inputs, targets) of a batch from the input pipeline."""
+        inputs, targets = batch
+        return inputs, targets
+
+    @abc.abstractmethod
+    def per_example_loss(self, targets, outputs):
+        """[examples] losses (summed then divided by the global batch)."""
+
+    @abc.abstractmethod
+    def train_sums(self, targets, outputs, per_example_loss):
+        """{name: scalar sum over this replica's examples} for train_metrics."""
+
+    @abc.abstractmethod
+    def eval_sums(self, targets, outputs):
+        """{name: scalar sum} accumulated over an evaluation split."""
+
+    @abc.abstractmethod
+    def eval_metrics(self, sums, count):
+        """Metrics of a split from its accumulated sums and example count."""
+
+    def count(self, targets):
+        """Examples in a batch (the unit the sums are divided by)."""
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        return tf.shape(targets)[0]

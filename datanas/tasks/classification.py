@@ -1,0 +1,59 @@
+"""Image classification: cross-entropy, top-1 (and top-k) accuracy."""
+
+import keras
+import tensorflow as tf
+
+from datanas.tasks.base import Task
+
+__all__ = ["ClassificationTask"]
+
+
+class ClassificationTask(Task):
+    """Integer labels, logits over `num_classes`.
+
+    Args:
+      num_classes: number of classes.
+      label_smoothing: training loss smoothing (ImageNet recipe: 0.1).
+      top_k: evaluation also reports top-k accuracy (k capped at num_classes).
+    """
+
+    train_metrics = ("loss", "accuracy")
+
+    def __init__(self, num_classes, label_smoothing=0.0, top_k=5):
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
+        self.num_classes, self.label_smoothing = num_classes, label_smoothing
+        self.top_k = min(top_k, num_classes)
+
+    @property
+    def eval_names(self):
+        return ("loss", "accuracy", f"top{self.top_k}")
+
+    def per_example_loss(self, targets, outputs):
+        labels = tf.cast(targets, tf.int32)
+        if not self.label_smoothing:
+            return keras.losses.sparse_categorical_crossentropy(labels, outputs, from_logits=True)
+        return keras.losses.categorical_crossentropy(
+            tf.one_hot(labels, self.num_classes), outputs, from_logits=True,
+            label_smoothing=self.label_smoothing)
+
+    @staticmethod
+    def _correct(targets, outputs):
+        return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(outputs, axis=-1, output_type=tf.int32),
+                                              tf.cast(targets, tf.int32)), tf.float32))
+
+    def train_sums(self, targets, outputs, per_example_loss):
+        return {"loss": tf.reduce_sum(per_example_loss),
+                "accuracy": self._correct(targets, outputs)}
+
+    def eval_sums(self, targets, outputs):
+        labels = tf.cast(targets, tf.int32)
+        top_k = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, outputs, self.top_k), tf.float32))
+        return {"loss": tf.reduce_sum(self.per_example_loss(targets, outputs)),
+                "accuracy": self._correct(targets, outputs), f"top{self.top_k}": top_k}
+
+    def eval_metrics(self, sums, count):
+        count = max(count, 1)
+        metrics = {name: value / count for name, value in sums.items()}
+        metrics["error"] = 1.0 - metrics["accuracy"]
+        return metrics

@@ -1,0 +1,226 @@
+"""Training a genotype network from scratch (paper Section 4.1 recipes).
+
+CIFAR recipe (defaults): SGD momentum 0.9, cosine learning rate from 0.025,
+L2 weight decay 3e-4 added to the gradient, gradient clipping 5, auxiliary
+loss weight 0.4, drop-path probability ramped linearly to 0.2.  The ImageNet
+recipe uses ``lr_schedule="linear"``, label smoothing 0.1 and weight decay
+3e-5 (see trainers/train_imagenet.py).
+
+``run_training`` drives ``GenotypeTrainer`` with the engine's run loop: step
+checkpoints with exact (mid-epoch) resume, the best checkpoint by validation
+accuracy, per-epoch metrics, TensorBoard summaries, results, and an optional
+SavedModel export.
+"""
+
+import dataclasses
+import math
+import os
+
+import keras
+import tensorflow as tf
+
+from datanas.engine.loop import Program, run_loop
+from datanas.engine.run_files import write_json_atomic
+from datanas.engine.steps import apply_update, guarded_sums, reduce_sums, scaled_loss
+from datanas.engine.strategy import distributed_epoch, is_chief, run_directory
+from datanas.engine.loop import RunState
+from datanas.tasks import ClassificationTask
+from datanas.training.export import export_saved_model
+
+__all__ = ["TrainConfig", "GenotypeTrainer", "TrainingProgram", "run_training", "LR_SCHEDULES"]
+
+LR_SCHEDULES = ("cosine", "linear")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 600
+    learning_rate: float = 0.025
+    learning_rate_min: float = 0.0
+    lr_schedule: str = "cosine"
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    auxiliary_weight: float = 0.4
+    drop_path_prob: float = 0.2
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; "
+                             f"got {self.lr_schedule!r}.")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
+        if not 0 <= self.learning_rate_min <= self.learning_rate:
+            raise ValueError(f"learning_rate_min must be in [0, learning_rate], got "
+                             f"{self.learning_rate_min!r}.")
+        for name, low, high in (("drop_path_prob", 0.0, 1.0), ("label_smoothing", 0.0, 1.0),
+                                ("momentum", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not low <= value < high:
+                raise ValueError(f"{name} must be in [{low}, {high}), got {value!r}.")
+        for name in ("weight_decay", "grad_clip", "auxiliary_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}.")
+
+
+class GenotypeTrainer:
+    """Optimizer and compiled (distributed) steps for a genotype network.
+
+    Build the model inside ``strategy.scope()``.  Steps follow the engine's
+    recipe (``datanas.engine.steps``): per-replica losses scaled by the
+    global batch, gradients summed across replicas before clipping and
+    weight decay, so a step equals the single-device step.
+    """
+
+    def __init__(self, model, config, steps_per_epoch, strategy=None, global_batch_size=None,
+                 task=None):
+        self.model, self.config = model, config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.global_batch_size = global_batch_size
+        self.task = task or ClassificationTask(model.num_classes,
+                                               label_smoothing=config.label_smoothing)
+        total = max(1, config.epochs * steps_per_epoch)
+        with self.strategy.scope():
+            if config.lr_schedule == "cosine":
+                schedule = keras.optimizers.schedules.CosineDecay(
+                    config.learning_rate, total,
+                    alpha=config.learning_rate_min / config.learning_rate)
+            else:
+                schedule = keras.optimizers.schedules.PolynomialDecay(
+                    config.learning_rate, total, end_learning_rate=config.learning_rate_min,
+                    power=1.0)
+            self.optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, name="sgd")
+            self.optimizer.build(model.trainable_variables)
+            self.state = RunState(self.task.train_metrics)
+        self.train_step = tf.function(self._train_step)
+        self.eval_step = tf.function(self._eval_step)
+
+    def _replica_train(self, batch):
+        inputs, targets = self.task.unpack(batch)
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            outputs, auxiliary = self.model.logits_and_auxiliary(inputs, training=True)
+            per_example = self.task.per_example_loss(targets, outputs)
+            total = per_example
+            if auxiliary is not None and self.config.auxiliary_weight > 0:
+                total = per_example + self.config.auxiliary_weight * \
+                    self.task.per_example_loss(targets, auxiliary)
+            loss = scaled_loss(total, self.global_batch_size)
+        apply_update(self.optimizer, tape.gradient(loss, variables), variables,
+                     clip_norm=self.config.grad_clip, weight_decay=self.config.weight_decay)
+        return self.task.train_sums(targets, outputs, per_example), self.task.count(targets)
+
+    def _train_step(self, batch):
+        sums, count = self.strategy.run(self._replica_train, (batch,))
+        names = sorted(sums)
+        reduced = reduce_sums(self.strategy, [sums[n] for n in names] + [count])
+        count = tf.cast(reduced[-1], tf.float32)
+        return {n: value / count for n, value in zip(names, reduced[:-1])}
+
+    def _replica_eval(self, batch):
+        inputs, targets = self.task.unpack(batch)
+        keys = self.task.eval_names
+
+        def sums():
+            result = self.task.eval_sums(targets, self.model(inputs, training=False))
+            return tuple(result[k] for k in keys)
+
+        count = self.task.count(targets)
+        return guarded_sums(count, sums, tuple(tf.constant(0.0) for _ in keys)), count
+
+    def _eval_step(self, batch):
+        values, count = self.strategy.run(self._replica_eval, (batch,))
+        return reduce_sums(self.strategy, list(values) + [count])
+
+    def distribute(self, dataset_fn):
+        """Distributes a pipeline built by `dataset_fn(input_context)`."""
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def evaluate(self, dataset):
+        keys = self.task.eval_names
+        totals, count = dict.fromkeys(keys, 0.0), 0
+        for batch in dataset:
+            *values, batch_count = self.eval_step(batch)
+            for key, value in zip(keys, values):
+                totals[key] += float(value)
+            count += int(batch_count)
+        return self.task.eval_metrics(totals, count)
+
+
+class TrainingProgram(Program):
+    """Training epochs for the run loop: drop-path ramp, steps, evaluation."""
+
+    def __init__(self, trainer, train_data, eval_sets, steps_per_epoch):
+        self.trainer, self.train_data = trainer, train_data
+        self.eval_sets = {name: trainer.distribute(fn) for name, fn in eval_sets.items()}
+        self.state = trainer.state
+        self.epochs = trainer.config.epochs
+        self.steps_per_epoch = steps_per_epoch
+
+    def checkpoint_objects(self):
+        return {"model": self.trainer.model, "optimizer": self.trainer.optimizer}
+
+    def begin_epoch(self, epoch):
+        rate = self.trainer.config.drop_path_prob * epoch / self.epochs
+        self.trainer.model.drop_path_rate.assign(rate)
+        return {"drop_path_rate": float(self.trainer.model.drop_path_rate.numpy())}
+
+    def batches(self, epoch, skip):
+        return distributed_epoch(self.trainer.strategy, self.train_data, epoch, skip,
+                                 self.steps_per_epoch)
+
+    def train_step(self, batch):
+        return self.trainer.train_step(batch)
+
+    def end_epoch(self, epoch):
+        record = {"learning_rate": float(self.trainer.optimizer.learning_rate)}
+        for name, dataset in self.eval_sets.items():
+            for key, value in self.trainer.evaluate(dataset).items():
+                record[f"{name}_{key}"] = value
+        return record
+
+
+def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_epoch,
+                 image_shape, select_on=None, export_dir=None, verbose=1, metadata=None,
+                 strategy=None, global_batch_size=None, checkpoint_every_steps=0, task=None):
+    """Trains `model` and writes everything into `model_dir`.
+
+    Rerunning with the same `model_dir` resumes from the last checkpoint
+    (mid-epoch included when `checkpoint_every_steps` > 0).
+
+    Args:
+      train_data: callable (epoch, input_context) -> tf.data.Dataset of
+        (images, labels) batches of the per-replica size; input_context may
+        be None (single pipeline).
+      eval_sets: {name: callable input_context -> dataset} evaluated after
+        every epoch (e.g. {"valid": ..., "test": ...}).
+      select_on: name in eval_sets whose accuracy picks the best checkpoint;
+        None keeps only the last (no selection on the test split by default).
+      export_dir: if set, the final model is exported there as a SavedModel.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    model_dir = run_directory(strategy, model_dir)
+    trainer = GenotypeTrainer(model, config, steps_per_epoch, strategy=strategy,
+                              global_batch_size=global_batch_size, task=task)
+    write_json_atomic(os.path.join(model_dir, "train_config.json"), {
+        "train": dataclasses.asdict(config), "model": model.get_config(),
+        "metadata": metadata or {}})
+    loop = run_loop(TrainingProgram(trainer, train_data, eval_sets, steps_per_epoch), model_dir,
+                    strategy=strategy, verbose=verbose,
+                    checkpoint_every_steps=checkpoint_every_steps,
+                    select_on=f"{select_on}_accuracy" if select_on else None,
+                    log_keys=[f"{name}_{key}" for name in eval_sets
+                              for key in ("loss", "accuracy", "top5", "error")])
+    results = {"final": loop.last_record, "best_selected_on": select_on,
+               "best_accuracy": loop.best_value if select_on else None,
+               "epochs": config.epochs}
+    if export_dir and is_chief(trainer.strategy):
+        export_saved_model(model, export_dir, image_shape)
+        results["export_dir"] = export_dir
+    model.save(os.path.join(model_dir, "model.keras"))
+    write_json_atomic(os.path.join(model_dir, "results.json"), results)
+    return results
