@@ -88,7 +88,7 @@ def _child_step(images, labels):
     model.build(tuple(images.shape))
     trainer = GenotypeTrainer(model, TrainConfig(epochs=1, drop_path_prob=0.0),
                               steps_per_epoch=1000)
-    return model, lambda: trainer.train_step(images, labels)
+    return model, lambda: trainer.train_step((images, labels))
 
 
 def _search_step(variant, images, labels):
@@ -114,10 +114,10 @@ from datanas.search.searcher import Searcher
     searcher = Searcher(model, config, steps_per_epoch=1000)
     if config.search_mode == "alternate":
         def step():
-            searcher.unrolled_arch_step(images, labels, images, labels)
-            return searcher.weight_step(images, labels)
+            searcher.unrolled_arch_step((images, labels), (images, labels))
+            return searcher.weight_step((images, labels))
         return model, step
-    return model, lambda: searcher.joint_step(images, labels)
+    return model, lambda: searcher.joint_step((images, labels))
 
 
 def run_variant(variant):

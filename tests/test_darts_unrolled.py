@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from datanas.search.config import SearchConfig
 from datanas.search.searcher import Searcher
+from datanas.search.unrolled import _loss_at, unrolled_arch_gradients
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
 PRIMITIVES = ("none", "avg_pool_3x3", "skip_connect", "sep_conv_3x3")
@@ -39,14 +40,14 @@ def _unrolled_objective(searcher, arch_batch, train_batch):
     net_vars = model.network_variables
     xi = tf.cast(searcher.weight_optimizer.learning_rate, tf.float64)
     with tf.GradientTape() as tape:
-        train_loss, _ = searcher._replica_loss(train_batch[1], searcher._forward(train_batch[0], 1))
+        train_loss, _ = searcher.replica_loss(train_batch[1], searcher.forward(train_batch[0], 1))
     grads = tape.gradient(train_loss, net_vars)
     velocities = searcher.weight_optimizer.momentums or [tf.zeros_like(v) for v in net_vars]
     unrolled = [tf.convert_to_tensor(v) - xi * (g + config.weight_decay * tf.convert_to_tensor(v))
                 + config.momentum * tf.convert_to_tensor(m)
                 for v, g, m in zip(net_vars, grads, velocities)]
     assert len(unrolled) == len(net_vars)
-    return float(searcher._loss_at(unrolled, arch_batch[0], arch_batch[1], 1)[0])
+    return float(_loss_at(searcher, unrolled, arch_batch, 1)[0])
 
 
 def _directional_derivative(searcher, direction, arch_batch, train_batch, step=1e-6):
@@ -70,7 +71,7 @@ def _directional_derivative(searcher, direction, arch_batch, train_batch, step=1
 
 def _first_order_gradient(searcher, arch_batch):
     with tf.GradientTape() as tape:
-        loss, _ = searcher._replica_loss(arch_batch[1], searcher._forward(arch_batch[0], 1))
+        loss, _ = searcher.replica_loss(arch_batch[1], searcher.forward(arch_batch[0], 1))
     return tape.gradient(loss, searcher.model.architecture_variables)
 
 
@@ -89,14 +90,15 @@ def test_finite_difference_hessian_matches_exact_second_order_gradient(momentum)
         # Give the momentum buffers non-zero content first (two weight steps).
         batch = (tf.random.stateless_normal([8, 6, 6, 1], seed=[5, 0], dtype=tf.float64),
                  tf.constant([0, 1, 2, 3, 0, 1, 2, 3]))
-        searcher.weight_step(*batch)
-        searcher.weight_step(*batch)
+        searcher.weight_step(batch)
+        searcher.weight_step(batch)
         assert np.abs(_flat(searcher.weight_optimizer.momentums)).max() > 0
     train = (tf.random.stateless_normal([8, 6, 6, 1], seed=[1, 0], dtype=tf.float64),
              tf.constant([0, 1, 2, 3, 3, 2, 1, 0]))
     held_out = (tf.random.stateless_normal([8, 6, 6, 1], seed=[2, 0], dtype=tf.float64),
                 tf.constant([1, 1, 0, 0, 2, 2, 3, 3]))
-    approx, _, _ = tf.function(searcher.unrolled_arch_gradients)(*held_out, *train)
+    approx, _, _ = tf.function(
+        lambda arch, train: unrolled_arch_gradients(searcher, arch, train, 1))(held_out, train)
     first_order = _first_order_gradient(searcher, held_out)
     rng = np.random.default_rng(0)
     reference, along_approx, along_first = [], [], []
@@ -123,7 +125,7 @@ def test_unrolled_step_updates_only_the_architecture_and_leaves_weights_untouche
     weights0 = [v.numpy().copy() for v in model.weights if v.path not in
                 {a.path for a in model.architecture_variables}]
     arch0 = _flat([v.numpy() for v in model.architecture_variables])
-    searcher.unrolled_arch_step(*batch, *batch)
+    searcher.unrolled_arch_step(batch, batch)
     # Network weights and batch-norm statistics are not overwritten by the unrolled passes.
     weights1 = [v.numpy() for v in model.weights if v.path not in
                 {a.path for a in model.architecture_variables}]

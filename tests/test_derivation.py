@@ -64,7 +64,7 @@ def test_none_is_dropped_and_empty_node_gets_most_probable_pair():
     logits[:, P.index("none")] = 20.0           # EGS will pick only 'none'
     logits[1, P.index("dil_conv_3x3")] = 1.0    # best non-none pair
     cells = {"normal": [logits], "reduce": [logits]}
-    for rule in ("sample", "most_likely"):
+    for rule in ("sample", "inclusion", "most_likely"):
         g = derive_genotype(cells, rule=rule, scope="edge", num_samples=1, primitives=P)
         assert g.normal == ((("dil_conv_3x3", 1),),)
 
@@ -80,6 +80,21 @@ def test_darts_rule_keeps_top_two_edges_with_argmax_op():
     g = derive_genotype(cells, rule="darts", scope="edge", num_samples=4, primitives=P)
     assert g.normal[2] == (("sep_conv_3x3", 0), ("max_pool_3x3", 2))
     assert all(len(pairs) == 2 for pairs in g.normal)
+
+
+def test_darts_rule_ranks_edges_by_per_edge_weights():
+    # DARTS normalises each edge's ops on its own (Eq. 2).  Edge 2 has the
+    # second-largest logit but spreads it over three ops: per edge it is the
+    # weakest (p = 0.33), per node it would be the second strongest.
+    ops = ("none", "skip_connect", "sep_conv_3x3", "max_pool_3x3")
+    node = np.array([[0.0, 3.0, -5.0, -5.0],    # edge 0: p(skip) = 0.95
+                     [0.0, 2.0, -5.0, -5.0],    # edge 1: p(skip) = 0.88
+                     [0.0, 2.5, 2.5, 2.5]])     # edge 2: max p = 0.33
+    logits = {kind: [np.zeros((2, 4)), node] for kind in ("normal", "reduce")}
+    per_edge = derive_genotype(logits, rule="darts", scope="edge", num_samples=1, primitives=ops)
+    assert sorted(s for _, s in per_edge.normal[1]) == [0, 1]
+    per_node = derive_genotype(logits, rule="darts", scope="node", num_samples=1, primitives=ops)
+    assert sorted(s for _, s in per_node.normal[1]) == [0, 2]
 
 
 def test_unknown_rule_and_scope():

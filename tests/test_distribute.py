@@ -87,7 +87,7 @@ from datanas.search.searcher import Searcher
             data = strategy.experimental_distribute_dataset(
                 tf.data.Dataset.from_tensors((x, y)))
             for images, labels in data:
-                losses.append(float(searcher.joint_step(images, labels)["loss"]))
+                losses.append(float(searcher.joint_step((images, labels))["loss"]))
         return losses, [v.numpy().tolist() for v in model.architecture_variables]
 
     one = run(build_strategy("one_device"))

@@ -5,20 +5,24 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES, load_genotype
 from datanas.search.methods import method_settings
-from datanas.search.random_search import candidate_genotypes, sample_uniform_genotype
+from datanas.search.random_search import CandidateProgram, candidate_genotypes
+from datanas.spaces.darts_cnn.random_cells import sample_uniform_genotype
+from datanas.spaces.darts_cnn.space import DARTS_CNN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_method_defaults():
     data = method_settings("data", num_samples=4)
-    assert data.network == {"weighting": "egs", "mode": "sparse", "num_samples": 4}
+    assert data.network == {"weighting": "egs", "mode": "sparse", "num_samples": 4,
+                            "scope": "node"}
     assert data.config == {"search_mode": "joint", "unrolled": False, "derivation": "sample"}
     gdas = method_settings("gdas", num_samples=1)
     assert gdas.network["num_samples"] == 1 and gdas.config["derivation"] == "darts"
@@ -37,6 +41,9 @@ def test_method_defaults():
     (dict(method="data", darts_order=2), "darts_order=2"),
     (dict(method="darts", darts_order=3), "darts_order"),
     (dict(method="darts", darts_order=2, search_mode="joint"), "alternate"),
+    (dict(method="darts", scope="node"), "one distribution per edge"),
+    (dict(method="gdas", num_samples=1, scope="node"), "one distribution per edge"),
+    (dict(method="data", scope="cell"), "'cell'"),
     (dict(method="random"), "random_search"),
 ])
 def test_method_conflicts_are_named(kwargs, message):
@@ -63,13 +70,24 @@ def test_uniform_genotypes_cover_the_space_uniformly():
     np.testing.assert_allclose(np.array([sources[s] for s in range(5)]) / draws, 0.4, atol=0.045)
 
 
+def test_baselines_keep_one_distribution_per_edge():
+    # DARTS (Eq. 2) and SNAS/GDAS: a softmax / one-hot sample over each edge's
+    # ops; DATA keeps its node scope by default and may use edges.
+    for method, samples in (("darts", 4), ("gdas", 1)):
+        assert method_settings(method, num_samples=samples).network["scope"] == "edge"
+        assert method_settings(method, num_samples=samples, scope="edge").network["scope"] == \
+            "edge"
+    assert method_settings("data", scope="edge").network["scope"] == "edge"
+
+
 def test_candidates_are_a_function_of_the_seed():
-    a = candidate_genotypes(5, 3, CONV_PRIMITIVES, seed=1)
-    assert a == candidate_genotypes(5, 3, CONV_PRIMITIVES, seed=1)
-    assert a != candidate_genotypes(5, 3, CONV_PRIMITIVES, seed=2)
+    supernet = SimpleNamespace(num_nodes=3, primitives=CONV_PRIMITIVES)
+    a = candidate_genotypes(DARTS_CNN, supernet, 5, seed=1)
+    assert a == candidate_genotypes(DARTS_CNN, supernet, 5, seed=1)
+    assert a != candidate_genotypes(DARTS_CNN, supernet, 5, seed=2)
     assert len(set(g.to_json() for g in a)) == 5
     with pytest.raises(ValueError, match="positive integer"):
-        candidate_genotypes(0, 3, CONV_PRIMITIVES, seed=1)
+        candidate_genotypes(DARTS_CNN, supernet, 0, seed=1)
 
 
 def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_path, capsys):
@@ -104,9 +122,10 @@ def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_pat
     runs = []
     for _ in range(2):
         searcher.restore_fresh_state(state)
-        searcher.train_batches(0, inputs, edge_weights=weights)
-        runs.append(searcher.epoch_metrics())
-    assert runs[0] == runs[1]
+        program = CandidateProgram(searcher, inputs, weights, None)
+        runs.append([{k: float(v) for k, v in program.train_step(batch).items()}
+                     for batch in program.batches(0, 0)])
+    assert runs[0] == runs[1] and len(runs[0]) == inputs.steps_per_epoch
 
     # Rerunning the same command reads the finished candidates back.
     capsys.readouterr()
@@ -134,6 +153,9 @@ def test_search_trainer_rejects_conflicting_method_flags(tmp_path):
     proc = _trainer(tmp_path, "--method=darts", "--darts_order=2", "--search_mode=joint")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "alternate" in proc.stderr
+    proc = _trainer(tmp_path, "--method=darts", "--egs_scope=node")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "one distribution per edge" in proc.stderr
     proc = _trainer(tmp_path, "--primitives=none,conv_9x9")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "conv_9x9" in proc.stderr and "sep_conv_3x3" in proc.stderr
@@ -153,6 +175,7 @@ def test_search_trainer_runs_baselines(tmp_path, method_args, expected):
     run = tmp_path / "run"
     saved = json.loads((run / "search_config.json").read_text())
     assert {k: saved["search"][k] for k in expected} == expected
+    assert saved["model"]["egs_scope"] == "edge"   # one distribution per edge, as in the paper
     assert saved["metadata"]["method"] == method_args[0].split("=")[1]
     final = json.loads((run / "search_result.json").read_text())
     assert final["derivation"] == "darts"

@@ -59,7 +59,7 @@ def test_joint_step_updates_both_variable_sets_and_is_reproducible():
         searcher = Searcher(model, SearchConfig(epochs=1, seed=4), steps_per_epoch=3)
         arch0 = [v.numpy().copy() for v in model.architecture_variables]
         net0 = [v.numpy().copy() for v in model.network_variables]
-        losses = [float(searcher.joint_step(images, labels)["loss"]) for _ in range(3)]
+        losses = [float(searcher.joint_step((images, labels))["loss"]) for _ in range(3)]
         arch_changed = [not np.allclose(a, v.numpy()) for a, v in
                         zip(arch0, model.architecture_variables)]
         net_changed = sum(not np.allclose(a, v.numpy()) for a, v in zip(net0, model.network_variables))
@@ -82,10 +82,10 @@ def test_alternate_mode_arch_step_touches_only_logits():
     labels = tf.constant([1, 2, 3, 4])
     net0 = [v.numpy().copy() for v in model.network_variables]
     arch0 = [v.numpy().copy() for v in model.architecture_variables]
-    searcher.arch_step(images, labels)
+    searcher.arch_step((images, labels))
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(net0, model.network_variables))
     assert any(not np.array_equal(a, v.numpy()) for a, v in zip(arch0, model.architecture_variables))
-    searcher.weight_step(images, labels)
+    searcher.weight_step((images, labels))
     assert any(not np.array_equal(a, v.numpy()) for a, v in zip(net0, model.network_variables))
     assert int(searcher.step.numpy()) == 1
 
@@ -97,7 +97,7 @@ def test_run_search_on_digits_writes_artifacts(tmp_path):
     model = tiny_model()
     result = run_search(model, inputs, SearchConfig(epochs=2, seed=0), str(tmp_path), verbose=0)
     for name in ("search_config.json", "metrics.jsonl", "genotype.json", "genotype_darts.json",
-                 "genotype_most_likely.json", "genotype_sample.json", "arch_probabilities.json",
+                 "genotype_inclusion.json", "genotype_sample.json", "arch_probabilities.json",
                  "search_result.json"):
         assert (tmp_path / name).exists(), name
     assert load_genotype(tmp_path / "genotype.json") == result.genotype

@@ -63,7 +63,6 @@ class RunState(tf.Module):
         for name, value in metrics.items():
             self.sums[name].assign_add(tf.cast(value, tf.float64))
         self.batches.assign_add(1.0)
-        self.step.assign_add(1)
 
     def means(self):
         batches = max(float(self.batches.numpy()), 1.0)
@@ -104,7 +103,9 @@ class Program:
         raise NotImplementedError
 
     def train_step(self, batch):
-        """Runs one step; returns {metric: value} means over the global batch."""
+        """Runs one step and advances ``state.step`` (inside the compiled step,
+        so the counter the step's seeds read moves with it); returns
+        {metric: value} means over the global batch."""
         raise NotImplementedError
 
     def end_epoch(self, epoch):

@@ -155,11 +155,15 @@ class Searcher:
             dict(stream=stream, update_weights=update_weights, update_arch=update_arch))
         return self._means(per_replica, prefix)
 
+    def _advance(self, metrics):
+        self.state.step.assign_add(1)
+        return metrics
+
     def _joint_step(self, batch):
-        return self._run_update(batch, STREAM_WEIGHTS, True, True)
+        return self._advance(self._run_update(batch, STREAM_WEIGHTS, True, True))
 
     def _weight_step(self, batch):
-        return self._run_update(batch, STREAM_WEIGHTS, True, False)
+        return self._advance(self._run_update(batch, STREAM_WEIGHTS, True, False))
 
     def _arch_step(self, batch):
         """First-order architecture step on a held-out batch (alternate mode)."""
@@ -182,7 +186,8 @@ class Searcher:
         return {**metrics, **self.weight_step(train_batch)}
 
     def _fixed_weight_step(self, batch, edge_weights):
-        return self._means(self.strategy.run(self._fixed_replica, (batch, edge_weights)))
+        return self._advance(self._means(self.strategy.run(self._fixed_replica,
+                                                           (batch, edge_weights))))
 
     def _recalibration_step(self, inputs, edge_weights):
         def replica(inputs, edge_weights):

@@ -29,6 +29,8 @@ class ClassificationTask(Task):
     def eval_names(self):
         return ("loss", "accuracy", f"top{self.top_k}")
 
+    # Sums are float32 whatever the model's dtype (they are only reported).
+
     def per_example_loss(self, targets, outputs):
         labels = tf.cast(targets, tf.int32)
         if not self.label_smoothing:
@@ -43,13 +45,13 @@ class ClassificationTask(Task):
                                               tf.cast(targets, tf.int32)), tf.float32))
 
     def train_sums(self, targets, outputs, per_example_loss):
-        return {"loss": tf.reduce_sum(per_example_loss),
+        return {"loss": tf.cast(tf.reduce_sum(per_example_loss), tf.float32),
                 "accuracy": self._correct(targets, outputs)}
 
     def eval_sums(self, targets, outputs):
         labels = tf.cast(targets, tf.int32)
         top_k = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, outputs, self.top_k), tf.float32))
-        return {"loss": tf.reduce_sum(self.per_example_loss(targets, outputs)),
+        return {"loss": tf.cast(tf.reduce_sum(self.per_example_loss(targets, outputs)), tf.float32),
                 "accuracy": self._correct(targets, outputs), f"top{self.top_k}": top_k}
 
     def eval_metrics(self, sums, count):

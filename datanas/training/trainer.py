@@ -119,6 +119,7 @@ class GenotypeTrainer:
         names = sorted(sums)
         reduced = reduce_sums(self.strategy, [sums[n] for n in names] + [count])
         count = tf.cast(reduced[-1], tf.float32)
+        self.state.step.assign_add(1)
         return {n: value / count for n, value in zip(names, reduced[:-1])}
 
     def _replica_eval(self, batch):

@@ -62,7 +62,13 @@ class MixedEdge(keras.layers.Layer):
                  for k, name in enumerate(self.primitives)]
         # 'none' has no layer; the others are tracked with their code position.
         self._op_positions = tuple(k for k, op in built if op is not None)
-        self.candidate_ops = LayerList([op for _, op in built if op is not None], name="ops")
+        self.ops = LayerList([op for _, op in built if op is not None], name="ops")
+
+    @property
+    def candidate_ops(self):
+        """One layer per primitive, in code order (None for 'none')."""
+        layers = dict(zip(self._op_positions, self.ops))
+        return [layers.get(k) for k in range(len(self.primitives))]
 
     @property
     def num_ops(self):
@@ -71,7 +77,7 @@ class MixedEdge(keras.layers.Layer):
     def build(self, input_shape):
         # Build every op now: variables cannot be created lazily inside a
         # tf.cond branch.
-        for op in self.candidate_ops:
+        for op in self.ops:
             if not op.built:
                 op.build(tuple(input_shape))
         self.built = True
@@ -88,7 +94,7 @@ class MixedEdge(keras.layers.Layer):
     def call(self, inputs, weights, training=None):
         weights = tf.cast(weights, inputs.dtype)
         outputs = []
-        for k, op in zip(self._op_positions, self.candidate_ops):
+        for k, op in zip(self._op_positions, self.ops):
             weight = weights[k]
             if self.mode == "dense":
                 outputs.append(weight * op(inputs, training=training))
