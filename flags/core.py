@@ -15,7 +15,7 @@ from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 __all__ = ["define_run_flags", "define_image_data_flags", "define_search_flags",
            "define_ablation_flags",
            "define_train_flags", "define_distribution_flags", "apply_preset", "write_flags",
-           "train_config_from_flags", "search_config_from_flags", "strategy_from_flags",
+           "train_config_from_flags", "quiet_logging", "search_config_from_flags", "strategy_from_flags",
            "SEARCH_PRESETS"]
 
 # Presets fill in flags the user did not set on the command line.
@@ -244,6 +244,13 @@ def strategy_from_flags(flag_values):
     return build_strategy(flag_values.distribution_strategy, num_gpus=flag_values.num_gpus,
                           tpu_address=flag_values.tpu, worker_hosts=flag_values.worker_hosts,
                           task_index=flag_values.task_index)
+
+
+def quiet_logging(flag_values):
+    """absl logs warnings and errors only, unless --verbosity was given."""
+    from absl import logging  # pylint: disable=import-outside-toplevel
+    if not flag_values["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
 
 
 def apply_preset(flag_values, presets):

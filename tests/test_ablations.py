@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from datanas.analysis.ablations import (RetrainSettings, SearchData, plan_runs, plot_ablation,
-                               run_ablation, summarize)
+                                        summarize)
+from trainers.ablation_runner import run_ablation
 from datanas.search.config import SearchConfig
 from datanas.search.runs import SupernetShape
 

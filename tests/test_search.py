@@ -41,12 +41,20 @@ def test_temperature_schedule_is_linear():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(epochs=0), "epochs"), (dict(search_mode="bilevel"), "'bilevel'"),
-    (dict(derivation="top2"), "'top2'"), (dict(learning_rate=-1.0), "learning_rate"),
+    (dict(learning_rate=-1.0), "learning_rate"),
     (dict(momentum=1.5), "momentum"), (dict(learning_rate_min=1.0), "learning_rate_min"),
 ])
 def test_bad_search_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SearchConfig(**kwargs)
+
+
+def test_derivation_rules_are_the_space_s():
+    from datanas.spaces import get_space
+    space = get_space("darts_cnn")
+    with pytest.raises(ValueError, match="'top2'.*|.*sample, inclusion, darts"):
+        space.canonical_rule("top2")
+    assert space.canonical_rule("most_likely") == "inclusion"   # the rule's old name
 
 
 def test_joint_step_updates_both_variable_sets_and_is_reproducible():
@@ -163,6 +171,6 @@ def test_batch_norm_recalibration_moves_only_statistics_to_the_child():
         np.testing.assert_array_equal(before, variable.numpy())
     # Momentum 0.9: after 50 identical batches the moving mean is the batch
     # mean up to 0.9**50 (0.5%) of its initial value.
-    batch_mean = tf.reduce_mean(model.stem_conv(images), axis=[0, 1, 2]).numpy()
-    np.testing.assert_allclose(model.stem_bn.moving_mean.numpy(), batch_mean, rtol=0.01,
+    batch_mean = tf.reduce_mean(model.stem.conv(images), axis=[0, 1, 2]).numpy()
+    np.testing.assert_allclose(model.stem.bn.moving_mean.numpy(), batch_mean, rtol=0.01,
                                atol=1e-3)

@@ -15,7 +15,6 @@ import sys
 
 from absl import app
 from absl import flags as absl_flags
-from absl import logging
 
 from flags import core as flags_core
 
@@ -37,8 +36,7 @@ def _integers(name, values):
 
 def main(argv):
     del argv
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    flags_core.quiet_logging(FLAGS)
     applied = flags_core.apply_preset(FLAGS, flags_core.SEARCH_PRESETS)
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from datanas.analysis.ablations import RetrainSettings, SearchData

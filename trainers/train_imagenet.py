@@ -15,7 +15,6 @@ import sys
 
 from absl import app
 from absl import flags as absl_flags
-from absl import logging
 
 from flags import core as flags_core
 
@@ -40,8 +39,7 @@ FLAGS = absl_flags.FLAGS
 
 def main(argv):
     del argv
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    flags_core.quiet_logging(FLAGS)
     import keras
 
     from data_tf.image_datasets import DatasetNotFoundError

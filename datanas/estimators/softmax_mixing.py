@@ -23,8 +23,8 @@ class SoftmaxMixing(keras.layers.Layer):
         self.built = True
 
     def sample(self, logits, seed=None):
-        del seed   # deterministic
-        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        del seed   # deterministic; computed in the logits' own dtype
+        return tf.nn.softmax(tf.convert_to_tensor(logits), axis=-1)
 
     def deterministic_code(self, logits):
         return self.sample(logits)
