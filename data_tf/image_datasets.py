@@ -356,10 +356,8 @@ def _cifar_from_tarball(path: str):
 
 def _load_cifar10(data_dir: str | None) -> ImageDataset:
     looked, partial = [], []
-    roots = []
-    if data_dir is not None:
-        roots.append(data_dir)
-    roots.append(KERAS_DATASETS_DIR)
+    # An explicit data_dir is used or refused; the Keras cache only without one.
+    roots = [data_dir] if data_dir is not None else [KERAS_DATASETS_DIR]
     dirs, tarballs = [], []
     for root in roots:
         dirs += [root, os.path.join(root, _CIFAR_DIRNAME)]
@@ -483,10 +481,11 @@ def _fmnist_from_dir(directory: str):
 def _load_fashion_mnist(data_dir: str | None) -> ImageDataset:
     looked = []
     dirs = []
-    if data_dir is not None:
+    if data_dir is not None:   # given explicitly: used or refused, no fallback
         dirs += [data_dir, os.path.join(data_dir, "fashion-mnist")]
-    dirs.append(DEBIAN_FASHION_MNIST_DIR)
-    dirs.append(os.path.join(KERAS_DATASETS_DIR, "fashion-mnist"))
+    else:
+        dirs.append(DEBIAN_FASHION_MNIST_DIR)
+        dirs.append(os.path.join(KERAS_DATASETS_DIR, "fashion-mnist"))
     for directory in _dedupe(dirs):
         if not os.path.isdir(directory):
             looked.append(f"{directory} (no such directory)")
@@ -544,6 +543,24 @@ def _load_digits() -> ImageDataset:
 # --------------------------------------------------------------------------
 
 
+def _check_data_dir(name: str, data_dir: str) -> str:
+    """An explicitly given data_dir must be a non-empty directory (one-line errors)."""
+    if name == "digits":
+        raise ValueError(f"--data_dir={data_dir} given, but 'digits' is bundled with "
+                         "scikit-learn and reads no directory; drop --data_dir.")
+    if not os.path.exists(data_dir):
+        raise DatasetNotFoundError(f"--data_dir={data_dir} does not exist (an explicit "
+                                   f"data_dir is used, never replaced by a system copy).")
+    if not os.path.isdir(data_dir):
+        raise DatasetNotFoundError(f"--data_dir={data_dir} is a file, not a directory holding "
+                                   f"{name}.")
+    if not os.listdir(data_dir):
+        raise DatasetNotFoundError(f"--data_dir={data_dir} is empty: put {name} there in its "
+                                   "standard format (see README 'Datasets'), or drop "
+                                   "--data_dir to use a system copy.")
+    return data_dir
+
+
 def load_image_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
     """Load one of ``SUPPORTED_IMAGE_DATASETS`` from local disk.
 
@@ -564,8 +581,10 @@ def load_image_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
 
     Args:
       name: dataset name.
-      data_dir: optional directory to look in first; also used as the TFDS
-        ``data_dir``.
+      data_dir: optional directory holding the dataset; also used as the
+        TFDS ``data_dir``.  When given it is the only place looked at (no
+        system copy replaces it); a missing, empty or non-directory path is
+        refused with one line.
 
     Returns:
       An :class:`ImageDataset`.
@@ -582,7 +601,7 @@ def load_image_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
             f"Unknown image dataset {name!r}; supported datasets are: "
             f"{', '.join(SUPPORTED_IMAGE_DATASETS)}")
     if data_dir is not None:
-        data_dir = os.fspath(data_dir)
+        data_dir = _check_data_dir(name, os.fspath(data_dir))
     if name == "cifar10":
         return _load_cifar10(data_dir)
     if name == "fashion_mnist":

@@ -196,7 +196,7 @@ def test_cifar10_via_prepared_tfds(tmp_path, no_system_data, monkeypatch):
     )
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
     empty = tmp_path / "empty"
-    empty.mkdir()
+    (empty / "cifar10" / "3.0.2").mkdir(parents=True)   # what a prepared TFDS dir holds
     ds = load_image_dataset("cifar10", data_dir=str(empty))
     assert ds.source == f"tfds:{empty}"
     assert ds.train_images.shape == (4, 32, 32, 3)
@@ -205,9 +205,24 @@ def test_cifar10_via_prepared_tfds(tmp_path, no_system_data, monkeypatch):
     assert sorted(calls) == [("test", -1), ("train", -1)]
 
 
+@pytest.mark.parametrize("kind", ["missing", "file", "empty"])
+def test_explicit_data_dir_is_used_or_refused_in_one_line(tmp_path, kind):
+    path = tmp_path / "data"
+    if kind == "file":
+        path.write_bytes(b"\0")
+    elif kind == "empty":
+        path.mkdir()
+    for name in ("cifar10", "fashion_mnist"):
+        with pytest.raises(DatasetNotFoundError) as info:
+            load_image_dataset(name, data_dir=str(path))
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="digits"):
+        load_image_dataset("digits", data_dir=str(tmp_path))
+
+
 def test_cifar10_missing_lists_locations(tmp_path, no_system_data):
     empty = tmp_path / "nothing_here"
-    empty.mkdir()
+    (empty / "unrelated").mkdir(parents=True)
     with pytest.raises(DatasetNotFoundError) as info:
         load_image_dataset("cifar10", data_dir=str(empty))
     msg = str(info.value)
@@ -215,7 +230,7 @@ def test_cifar10_missing_lists_locations(tmp_path, no_system_data):
     assert str(empty) in msg
     assert os.path.join(str(empty), "cifar-10-batches-py") in msg
     assert os.path.join(str(empty), "cifar-10-python.tar.gz") in msg
-    assert no_system_data.keras in msg
+    assert f"{no_system_data.keras} (" not in msg   # an explicit data_dir: no fallback looked at
     assert "TFDS" in msg and "tfds build cifar10" in msg
     assert "data_batch_1" in msg and "batches.meta" in msg
     assert isinstance(info.value, FileNotFoundError)
@@ -270,14 +285,14 @@ def test_idx_wrong_magic_names_file(tmp_path, no_system_data):
 
 def test_fashion_mnist_missing_lists_locations(tmp_path, no_system_data):
     empty = tmp_path / "user_dir"
-    empty.mkdir()
+    (empty / "unrelated").mkdir(parents=True)
     with pytest.raises(DatasetNotFoundError) as info:
         load_image_dataset("fashion_mnist", data_dir=str(empty))
     msg = str(info.value)
     assert "fashion_mnist" in msg
     assert str(empty) in msg
-    assert no_system_data.debian in msg
-    assert no_system_data.keras in msg
+    assert f"{no_system_data.debian} (" not in msg   # an explicit data_dir: no fallback
+    assert f"{no_system_data.keras} (" not in msg
     assert f"TFDS 'fashion_mnist' data_dir {empty}" in msg
     assert "dataset-fashion-mnist" in msg
     assert "train-images-idx3-ubyte" in msg and "t10k-labels-idx1-ubyte" in msg

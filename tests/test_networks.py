@@ -51,7 +51,8 @@ def test_cifar_network_shapes_and_counts():
     assert count_multiply_adds(model, (32, 32, 3)) > params
     lines = []
     model.summary(print_fn=lines.append)
-    assert any("cell_4" in line for line in lines)
+    assert any("cells" in line for line in lines) and len(model.cells) == 5
+    assert model.cells[4].name == "cell_4"
 
 
 def test_imagenet_mobile_network_reports_mult_adds():

@@ -23,7 +23,8 @@ class ClassificationTask(Task):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
-        self.top_k = min(top_k, num_classes)
+        # Reported as "top<k>" even when there are fewer classes (then it is 1.0).
+        self.top_k, self._k = top_k, min(top_k, num_classes)
 
     @property
     def eval_names(self):
@@ -50,7 +51,7 @@ class ClassificationTask(Task):
 
     def eval_sums(self, targets, outputs):
         labels = tf.cast(targets, tf.int32)
-        top_k = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, outputs, self.top_k), tf.float32))
+        top_k = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, outputs, self._k), tf.float32))
         return {"loss": tf.cast(tf.reduce_sum(self.per_example_loss(targets, outputs)), tf.float32),
                 "accuracy": self._correct(targets, outputs), f"top{self.top_k}": top_k}
 

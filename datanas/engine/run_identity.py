@@ -1,0 +1,180 @@
+"""A run directory is resumed exactly, reported, or refused -- never mixed.
+
+A run's *identity* is every setting that changes its result (data and
+splits, batch size, model, search or training settings, seed, the format of
+these files), written once as ``run_identity.json`` when the run starts.
+``plan_run`` decides, before anything is written or built:
+
+* ``new``: the directory is missing or empty -- the identity is written;
+* ``resume``: same identity, not finished -- continue from the checkpoint;
+* ``finished``: same identity and the result file exists -- report it and
+  write nothing;
+* ``extend``: only the budget (``epochs``) grew and the caller asked to
+  extend -- earlier result files are kept under ``<name>.attempt-<n>.<ext>``;
+* otherwise ``RunRefused`` with one line naming each differing setting and
+  its two values (or why the directory cannot be used).
+
+Output paths are checked up front (``check_output_dir``): an existing file,
+a directory that cannot be written, or a path inside another run's
+directory is refused by name.
+"""
+
+import json
+import os
+
+from datanas.engine.run_files import write_json_atomic
+
+__all__ = ["IDENTITY_FILE", "FORMAT_VERSION", "RunRefused", "RunPlan", "check_output_dir",
+           "plan_run", "begin_run", "identity_differences"]
+
+IDENTITY_FILE = "run_identity.json"
+#: Version of the run-directory format (checkpoint layout, file names).
+FORMAT_VERSION = 2
+
+
+class RunRefused(ValueError):
+    """The run directory cannot be used for this command (one-line reason)."""
+
+
+class RunPlan:
+    """What to do with a run directory (see the module docstring)."""
+
+    def __init__(self, status, model_dir, identity, previous=None):
+        self.status, self.model_dir = status, model_dir
+        self.identity, self.previous = identity, previous
+
+    def __repr__(self):
+        return f"RunPlan({self.status!r}, {self.model_dir!r})"
+
+
+def _flatten(value, prefix=""):
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def _normalise(identity):
+    # Through JSON, so tuples and lists (and numpy scalars) compare alike.
+    return json.loads(json.dumps(identity, default=str))
+
+
+def identity_differences(saved, current):
+    """[(key, saved value, current value)] of every differing setting."""
+    before, now = _flatten(_normalise(saved)), _flatten(_normalise(current))
+    return [(key, before.get(key), now.get(key)) for key in sorted(set(before) | set(now))
+            if before.get(key) != now.get(key)]
+
+
+def _run_root(path):
+    """The nearest strict ancestor of `path` holding a run identity, or None."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while True:
+        if os.path.isfile(os.path.join(parent, IDENTITY_FILE)):
+            return parent
+        up = os.path.dirname(parent)
+        if up == parent:
+            return None
+        parent = up
+
+
+def check_output_dir(path, flag="--model_dir", allow_inside=None):
+    """Refuses an output directory that is a file, unwritable, or inside another run.
+
+    Args:
+      path: the directory (need not exist).
+      flag: the name used in the message.
+      allow_inside: a run directory `path` may lie in (e.g. an export into
+        the run's own directory).
+    """
+    if not path:
+        raise RunRefused(f"{flag} must be a directory path, got {path!r}.")
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise RunRefused(f"{flag}={path} exists and is not a directory.")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise RunRefused(f"{flag}={path}: {existing} is not a writable directory.")
+    root = _run_root(path)
+    if root is not None and (allow_inside is None
+                             or os.path.abspath(allow_inside) != root):
+        raise RunRefused(f"{flag}={path} lies inside the run directory {root}; use a directory "
+                         "outside other runs.")
+    return path
+
+
+def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("epochs",)):
+    """Decides what to do with `model_dir` for a run of `identity` (nothing written).
+
+    Args:
+      model_dir: the run directory.
+      identity: JSON-ready dict of every result-changing setting.
+      result_file: file name whose presence marks a finished run.
+      extend: allow a larger budget (keys in `budget_keys`) than the
+        finished or interrupted run's.
+    Raises:
+      RunRefused: naming each difference, or why the directory is unusable.
+    """
+    model_dir = check_output_dir(model_dir)
+    identity = _normalise(identity)
+    entries = sorted(os.listdir(model_dir)) if os.path.isdir(model_dir) else []
+    path = os.path.join(model_dir, IDENTITY_FILE)
+    if not entries:
+        return RunPlan("new", model_dir, identity)
+    if not os.path.isfile(path):
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise RunRefused(f"{model_dir} already holds files ({shown}) but no {IDENTITY_FILE}: "
+                         "not a run of this datanas version; use a new --model_dir (nothing "
+                         "was changed).")
+    with open(path) as handle:
+        saved = json.load(handle)
+    differences = identity_differences(saved, identity)
+    budget = [d for d in differences if d[0].rsplit(".", 1)[-1] in budget_keys]
+    others = [d for d in differences if d not in budget]
+    if others:
+        raise RunRefused(f"{model_dir} holds a different run: " + "; ".join(
+            f"{key}: run {old!r}, now {new!r}" for key, old, new in others)
+            + ". Use a new --model_dir, or the run's own settings (its flagfile.txt) to "
+            "resume it.")
+    if budget:
+        grown = all(isinstance(new, (int, float)) and isinstance(old, (int, float)) and new > old
+                    for _, old, new in budget)
+        described = "; ".join(f"{key}: run {old!r}, now {new!r}" for key, old, new in budget)
+        if not extend or not grown:
+            raise RunRefused(f"{model_dir} holds a run with another budget ({described}). "
+                             + ("Pass --extend_run to continue it to the larger budget (its "
+                                "earlier results are kept)." if grown else
+                                "A budget can only grow; use a new --model_dir."))
+        return RunPlan("extend", model_dir, identity, previous=saved)
+    if os.path.exists(os.path.join(model_dir, result_file)):
+        return RunPlan("finished", model_dir, identity, previous=saved)
+    return RunPlan("resume", model_dir, identity, previous=saved)
+
+
+def _attempt_name(model_dir, name):
+    stem, ext = os.path.splitext(name)
+    number = 1
+    while os.path.exists(os.path.join(model_dir, f"{stem}.attempt-{number}{ext}")):
+        number += 1
+    return f"{stem}.attempt-{number}{ext}"
+
+
+def begin_run(plan, *, result_files=()):
+    """Carries out a plan: writes the identity of a new run; for an extension,
+    keeps the earlier `result_files` under attempt names and records the new
+    budget.  Does nothing for ``resume``/``finished``."""
+    if plan.status == "new":
+        os.makedirs(plan.model_dir, exist_ok=True)
+        write_json_atomic(os.path.join(plan.model_dir, IDENTITY_FILE), plan.identity)
+    elif plan.status == "extend":
+        for name in result_files:
+            source = os.path.join(plan.model_dir, name)
+            if os.path.exists(source):
+                os.replace(source, os.path.join(plan.model_dir,
+                                                _attempt_name(plan.model_dir, name)))
+        write_json_atomic(os.path.join(plan.model_dir, IDENTITY_FILE), plan.identity)
+    return plan
