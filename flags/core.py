@@ -15,7 +15,8 @@ from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 __all__ = ["define_run_flags", "define_image_data_flags", "define_search_flags",
            "define_ablation_flags",
            "define_train_flags", "define_distribution_flags", "apply_preset", "write_flags",
-           "train_config_from_flags", "quiet_logging", "search_config_from_flags", "strategy_from_flags",
+           "train_config_from_flags", "quiet_logging", "prepare_run", "report_finished",
+           "run_identity", "check_layers", "trainer_flag_values", "NOT_IDENTITY", "search_config_from_flags", "strategy_from_flags",
            "SEARCH_PRESETS"]
 
 # Presets fill in flags the user did not set on the command line.
@@ -43,10 +44,15 @@ SEARCH_PRESETS["paper"] = SEARCH_PRESETS["darts_search"]
 
 
 def define_run_flags():
-    """--model_dir and --seed."""
+    """--model_dir, --seed and --extend_run."""
     absl_flags.DEFINE_string("model_dir", None,
-                             "Directory for checkpoints, metrics, TensorBoard and results.")
+                             "Directory for checkpoints, metrics, TensorBoard and results. An "
+                             "existing run there is resumed (same settings), reported (finished) "
+                             "or refused (other settings); nothing is overwritten.")
     absl_flags.DEFINE_integer("seed", 0, "Seed of every random draw of the run.", lower_bound=0)
+    absl_flags.DEFINE_boolean("extend_run", False, "Continue a run in --model_dir to a larger "
+                              "--epochs; its earlier result files are kept as "
+                              "<name>.attempt-<n>.json.")
     absl_flags.mark_flag_as_required("model_dir")
 
 
@@ -179,6 +185,12 @@ def search_config_from_flags(flag_values):
     from datanas.search.config import SearchConfig  # pylint: disable=import-outside-toplevel
     from datanas.spaces import get_space  # pylint: disable=import-outside-toplevel
 
+    check_layers(flag_values)
+    if flag_values["primitives"].present and not flag_values.primitives:
+        raise ValueError("--primitives is empty; list the candidate ops (e.g. "
+                         "--primitives=none,skip_connect,sep_conv_3x3,max_pool_3x3) or drop the "
+                         "flag for all 8 DARTS ops.")
+
     config = SearchConfig(
         epochs=flag_values.epochs, learning_rate=flag_values.learning_rate,
         learning_rate_min=flag_values.learning_rate_min, momentum=flag_values.momentum,
@@ -203,6 +215,8 @@ def train_config_from_flags(flag_values):
     """TrainConfig of the evaluation trainers from parsed define_train_flags values."""
     from datanas.training.trainer import TrainConfig  # pylint: disable=import-outside-toplevel
 
+    check_layers(flag_values)
+
     return TrainConfig(
         epochs=flag_values.epochs, learning_rate=flag_values.learning_rate,
         learning_rate_min=flag_values.learning_rate_min, lr_schedule=flag_values.lr_schedule,
@@ -210,6 +224,14 @@ def train_config_from_flags(flag_values):
         grad_clip=flag_values.grad_clip, auxiliary_weight=flag_values.auxiliary_weight,
         drop_path_prob=flag_values.drop_path_prob, label_smoothing=flag_values.label_smoothing,
         seed=flag_values.seed)
+
+
+def check_layers(flag_values):
+    """Refuses stacks too short for both cell kinds (reductions at 1/3 and 2/3)."""
+    if flag_values.layers < 3:
+        raise ValueError(f"--layers={flag_values.layers}: at least 3 cells are needed, so that "
+                         "the stack has normal cells besides the two reduction cells (at 1/3 and "
+                         "2/3 of the depth); with fewer, every cell is a reduction cell.")
 
 
 def define_distribution_flags():
@@ -266,18 +288,92 @@ def apply_preset(flag_values, presets):
     return applied
 
 
-def write_flags(flag_values, model_dir):
-    """Writes the run's datanas flags as a reusable flagfile and as JSON."""
-    os.makedirs(model_dir, exist_ok=True)
+#: Flags that do not change a run's result (where it is written, how it is
+#: distributed or checkpointed); everything else is part of its identity.
+NOT_IDENTITY = ("model_dir", "data_dir", "export_dir", "extend_run", "preset",
+                "checkpoint_every_steps", "distribution_strategy", "num_gpus", "num_cpu_devices",
+                "tpu", "worker_hosts", "task_index", "deterministic_ops")
+
+
+def trainer_flag_values(flag_values):
+    """{name: value} of the trainer's own and datanas' flags (not absl/TF's)."""
     values = {}
     for module, module_flags in flag_values.flags_by_module_dict().items():
         # The trainer's own flags are registered under its file path (run as
         # __main__); library flags (absl logging, TF) are left out.
         if not module.startswith(("absl", "tensorflow", "tensorboard", "keras")):
             values.update({f.name: f.value for f in module_flags})
-    with open(os.path.join(model_dir, "flags.json"), "w") as handle:
-        json.dump(values, handle, indent=2, sort_keys=True)
-    with open(os.path.join(model_dir, "flagfile.txt"), "w") as handle:
-        for name, value in sorted(values.items()):
-            if value is not None:
-                handle.write(f"--{name}={value}\n")
+    return values
+
+
+def _flagfile_line(name, value):
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no{name}"
+    if isinstance(value, (list, tuple)):
+        return f"--{name}=" + ",".join(str(v) for v in value)
+    return f"--{name}={value}"
+
+
+def write_flags(flag_values, model_dir, prefix=""):
+    """Writes the run's flags as JSON and as a flagfile that reproduces them
+    (``--flagfile=<model_dir>/flagfile.txt``: lists comma-separated, booleans
+    as --name/--noname)."""
+    from datanas.engine.run_files import (  # pylint: disable=import-outside-toplevel
+        write_json_atomic, write_text_atomic)
+
+    values = trainer_flag_values(flag_values)
+    write_json_atomic(os.path.join(model_dir, prefix + "flags.json"), dict(sorted(values.items())))
+    lines = [_flagfile_line(name, value) for name, value in sorted(values.items())
+             if value is not None and name != "extend_run"]
+    write_text_atomic(os.path.join(model_dir, prefix + "flagfile.txt"), "\n".join(lines) + "\n")
+
+
+def run_identity(flag_values, trainer, inputs):
+    """Every result-changing setting of this command (see NOT_IDENTITY), and
+    what it reads (`inputs`: dataset name and split sizes, a genotype...)."""
+    from datanas.engine.run_identity import FORMAT_VERSION  # pylint: disable=import-outside-toplevel
+
+    settings = {k: v for k, v in sorted(trainer_flag_values(flag_values).items())
+                if k not in NOT_IDENTITY}
+    return {"format": FORMAT_VERSION, "trainer": trainer, "settings": settings, "inputs": inputs}
+
+
+def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, strategy):
+    """Plans the run in --model_dir before anything is built or written.
+
+    Returns the RunPlan (status "finished": the caller reports and exits 0).
+    Writes the identity and the flag files for a new or extended run only.
+    Non-chief workers of a multi-worker run skip the plan (they write into
+    the chief's run directory, under worker_<id>).
+
+    Raises:
+      RunRefused: the directory cannot be used; one line naming why.
+    """
+    # pylint: disable=import-outside-toplevel
+    from datanas.engine.run_identity import begin_run, check_output_dir, plan_run
+    from datanas.engine.strategy import is_chief
+
+    export_dir = flag_values["export_dir"].value if "export_dir" in flag_values else None
+    if export_dir:
+        check_output_dir(export_dir, "--export_dir", allow_inside=flag_values.model_dir)
+    if not is_chief(strategy):
+        return None
+    plan = plan_run(flag_values.model_dir, run_identity(flag_values, trainer, inputs),
+                    result_file=result_file, extend=flag_values.extend_run)
+    if plan.status != "finished":
+        begin_run(plan, result_files=result_files)
+    if plan.status in ("new", "extend"):
+        write_flags(flag_values, flag_values.model_dir)
+    return plan
+
+
+def report_finished(plan, result_file):
+    """Prints what a finished run's result file says (nothing is written)."""
+    path = os.path.join(plan.model_dir, result_file)
+    with open(path) as handle:
+        result = json.load(handle)
+    print(f"The run in {plan.model_dir} already finished with these settings; nothing was "
+          f"changed. Result ({path}):", flush=True)
+    for key, value in result.items():
+        if not isinstance(value, (dict, list)):
+            print(f"  {key}: {value}", flush=True)

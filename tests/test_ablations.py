@@ -46,7 +46,7 @@ def _tiny(tmp_path, ablation, **kwargs):
         ablation, load_image_dataset("digits"), str(tmp_path),
         base_config=SearchConfig(epochs=2, arch_learning_rate=3e-3),
         shape=SupernetShape(num_cells=3, init_channels=4, num_nodes=2, primitives=PRIMITIVES),
-        data=SearchData(batch_size=32, train_size=500), verbose=0, **kwargs)
+        data=SearchData(batch_size=32, train_size=500), **{"verbose": 0, **kwargs})
 
 
 def test_gap_ablation_on_digits(tmp_path, capsys):
@@ -64,18 +64,25 @@ def test_gap_ablation_on_digits(tmp_path, capsys):
     assert [t["method"] for t in table] == ["data", "darts", "gdas"]
     assert float(table[0]["gap"]) == pytest.approx(rows[0]["gap"])
     assert (tmp_path / "gap.png").read_bytes()[:8] == PNG_SIGNATURE
-    # Rerunning reads the finished runs back instead of searching again.
+    # Rerunning reads the finished runs back instead of searching again ...
     capsys.readouterr()
-    again, _ = run_ablation("gap", None, str(tmp_path), base_config=SearchConfig(epochs=2),
-                            shape=SupernetShape(num_cells=3, init_channels=4, num_nodes=2,
-                                                primitives=PRIMITIVES),
-                            data=SearchData(), verbose=1)
+    again, _ = _tiny(tmp_path, "gap", bn_recalibration_batches=5, verbose=1)
     assert again == rows
-    assert capsys.readouterr().out.count("searched earlier, read back") == 3
+    assert capsys.readouterr().out.count("searched earlier with the same settings") == 3
+    # ... but never a run of another budget.
+    from datanas.engine.run_identity import RunRefused
+    from data_tf.image_datasets import load_image_dataset
+    with pytest.raises(RunRefused, match=r"epochs: run 2, now 3"):
+        run_ablation("gap", load_image_dataset("digits"), str(tmp_path),
+                     base_config=SearchConfig(epochs=3, arch_learning_rate=3e-3),
+                     shape=SupernetShape(num_cells=3, init_channels=4, num_nodes=2,
+                                         primitives=PRIMITIVES),
+                     data=SearchData(batch_size=32, train_size=500), bn_recalibration_batches=5,
+                     verbose=0)
 
 
 def test_seeds_ablation_retrains_and_aggregates(tmp_path):
-    retrain = RetrainSettings(layers=2, init_channels=4, epochs=1, batch_size=32)
+    retrain = RetrainSettings(layers=3, init_channels=4, epochs=1, batch_size=32)
     # Random search keeps this short; the gap test above runs the supernet methods.
     rows, summary = _tiny(tmp_path, "seeds", methods=["random"], seeds=[0, 1],
                           retrain=retrain, random_candidates=2)

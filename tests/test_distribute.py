@@ -61,7 +61,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import numpy as np, tensorflow as tf, keras
     from datanas.engine.strategy import build_strategy, configure_cpu_devices
     from datanas.search.config import SearchConfig
-from datanas.search.searcher import Searcher
+    from datanas.search.searcher import Searcher
     from datanas.spaces.darts_cnn.supernet import SearchNetwork
     configure_cpu_devices(2)
     tf.config.experimental.enable_op_determinism()

@@ -43,9 +43,9 @@ class LinearProgram(Program):
         x, y = self.x[index], self.y[index]
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean((tf.linalg.matvec(x, self.weights) - y) ** 2)
-        if self.poison_at is not None and int(self.state.step.numpy()) + 1 == self.poison_at:
-            loss = loss * float("nan")
         self.optimizer.apply_gradients([(tape.gradient(loss, self.weights), self.weights)])
+        if self.poison_at is not None and int(self.state.step.numpy()) + 1 == self.poison_at:
+            loss = loss * float("nan")   # a diverged step
         self.state.step.assign_add(1)
         return {"loss": loss}
 

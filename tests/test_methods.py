@@ -138,7 +138,7 @@ def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_pat
 
 def _trainer(tmp_path, *args, timeout=900):
     cmd = [sys.executable, "-m", "trainers.search_cifar", "--dataset=digits",
-           f"--model_dir={tmp_path / 'run'}", "--layers=1", "--nodes=1", "--init_channels=4",
+           f"--model_dir={tmp_path / 'run'}", "--layers=3", "--nodes=1", "--init_channels=4",
            "--train_size=300", "--batch_size=32", "--epochs=1",
            "--primitives=none,max_pool_3x3,skip_connect,sep_conv_3x3", *args]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -1,7 +1,9 @@
 """Runs the paper's ablations: every search and retraining of a plan.
 
 Each search is an ordinary search run directory under
-``<output>/runs/<name>`` (resumable: finished runs are read back).  The
+``<output>/runs/<name>`` with its run identity: a finished run is read back
+only if every setting that shapes it (data, budget, model, seed...) is the
+same; otherwise the ablation is refused naming the difference.  The
 plans, rows, summaries and plots are ``datanas.analysis.ablations``.
 """
 
@@ -13,6 +15,8 @@ import time
 from datanas.analysis.ablations import (ablation_row, plan_runs, plot_ablation, summarize,
                                         write_csv)
 from datanas.engine.run_files import write_json_atomic
+from datanas.engine.run_identity import (FORMAT_VERSION, RunRefused, begin_run,
+                                         identity_differences, plan_run)
 from datanas.spaces.darts_cnn.genotype import load_genotype
 
 __all__ = ["run_ablation"]
@@ -72,6 +76,27 @@ def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
             "retrain_test_accuracy": final["test_accuracy"]}
 
 
+def _run_identity(spec, dataset, base_config, shape, data, random_candidates,
+                  bn_recalibration_batches):
+    """Every setting that shapes one ablation search (see engine.run_identity)."""
+    return {"format": FORMAT_VERSION, "run": dataclasses.asdict(spec),
+            "dataset": dataset.name,
+            "search": dataclasses.asdict(dataclasses.replace(base_config, seed=spec.seed)),
+            "shape": dataclasses.asdict(dataclasses.replace(shape,
+                                                            num_samples=spec.num_samples)),
+            "data": dataclasses.asdict(data), "random_candidates": random_candidates,
+            "bn_recalibration_batches": bn_recalibration_batches}
+
+
+def _check_same_retrain(run_dir, row, retrain):
+    differences = identity_differences(row.get("retrain_settings", {}),
+                                       dataclasses.asdict(retrain))
+    if differences:
+        raise RunRefused(f"{run_dir} was retrained with other settings: " + "; ".join(
+            f"{key}: run {old!r}, now {new!r}" for key, old, new in differences)
+            + ". Use a new output directory for another retraining budget.")
+
+
 def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, methods=None,
                  m_values=None, seeds=(0,), retrain=None, random_candidates=4,
                  bn_recalibration_batches=20, verbose=1):
@@ -107,14 +132,19 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
     for index, spec in enumerate(specs):
         run_dir = os.path.join(output_dir, "runs", spec.name)
         row_path = os.path.join(run_dir, "ablation_row.json")
+        # A run is reused only if every setting that shapes it is the same.
+        plan = plan_run(run_dir, _run_identity(spec, dataset, base_config, shape, data,
+                                               random_candidates, bn_recalibration_batches),
+                        result_file="ablation_row.json")
         row = None
-        if os.path.exists(row_path):
+        if plan.status == "finished":
             with open(row_path) as handle:
                 row = json.load(handle)
             if verbose:
-                print(f"[{index + 1}/{len(specs)}] {spec.name}: searched earlier, read back.",
-                      flush=True)
+                print(f"[{index + 1}/{len(specs)}] {spec.name}: searched earlier with the same "
+                      "settings, read back.", flush=True)
         else:
+            begin_run(plan)
             if verbose:
                 print(f"[{index + 1}/{len(specs)}] search {spec.name} (method {spec.method}, "
                       f"M={spec.num_samples}, seed {spec.seed})", flush=True)
@@ -124,6 +154,8 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                                               verbose=verbose)
             row = ablation_row(spec, result, config, seconds)
             write_json_atomic(row_path, row)
+        if ablation != "gap" and "retrain_test_accuracy" in row:
+            _check_same_retrain(run_dir, row, retrain)
         if ablation != "gap" and "retrain_test_accuracy" not in row:
             if verbose:
                 print(f"[{index + 1}/{len(specs)}] retrain {spec.name}: {retrain.layers} cells, "
@@ -132,6 +164,7 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
             row.update(_retrain(load_genotype(run_dir), dataset, retrain, spec.seed,
                                 os.path.join(run_dir, "retrain"), verbose))
             row["retrain_seconds"] = round(time.time() - start, 1)
+            row["retrain_settings"] = dataclasses.asdict(retrain)
             write_json_atomic(row_path, row)
         rows.append(row)
     summary = summarize(ablation, rows)

@@ -40,6 +40,7 @@ def main(argv):
     applied = flags_core.apply_preset(FLAGS, flags_core.SEARCH_PRESETS)
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from datanas.analysis.ablations import RetrainSettings, SearchData
+    from datanas.engine.run_identity import check_output_dir
     from trainers.ablation_runner import run_ablation
     from datanas.search.methods import SEARCH_METHODS
 
@@ -58,11 +59,14 @@ def main(argv):
         data = SearchData(batch_size=FLAGS.batch_size, train_size=FLAGS.train_size,
                           validation_fraction=FLAGS.validation_fraction)
         dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
+        check_output_dir(FLAGS.model_dir)
     except (ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"ablations: error: {error}")
     if applied:
         print(f"Preset {FLAGS.preset}: {applied}", flush=True)
-    flags_core.write_flags(FLAGS, FLAGS.model_dir)
+    # One output directory may hold several ablations (they share runs): each
+    # writes its own flag files; every run below has its own identity.
+    flags_core.write_flags(FLAGS, FLAGS.model_dir, prefix=f"{FLAGS.ablation}.")
     try:
         rows, summary = run_ablation(
             FLAGS.ablation, dataset, FLAGS.model_dir, base_config=base_config, shape=shape,

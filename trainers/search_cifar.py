@@ -23,6 +23,10 @@ flags_core.define_search_flags()
 flags_core.define_distribution_flags()
 
 FLAGS = absl_flags.FLAGS
+RESULT_FILE = "search_result.json"
+# Kept under attempt names when a finished run is extended (--extend_run).
+RESULT_FILES = (RESULT_FILE, "genotype.json", "genotype_sample.json", "genotype_inclusion.json",
+                "genotype_darts.json", "arch_probabilities.json")
 
 
 def main(argv):
@@ -32,24 +36,35 @@ def main(argv):
     # Heavy imports after flag parsing so --help is fast.
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from data_tf.search_inputs import make_search_inputs
-    from datanas.engine.loop import RunPreempted
-    from datanas.search.runs import build_search, run_method_search
+    from datanas.engine.checkpoints import CheckpointMismatchError
+    from datanas.engine.loop import NonFiniteError, RunPreempted
+    from datanas.search.runs import build_search, resolve_method, run_method_search
     import keras
 
+    method_args = dict(space=FLAGS.space, search_mode=FLAGS.search_mode,
+                       derivation=FLAGS.derivation, darts_order=int(FLAGS.darts_order),
+                       random_candidates=FLAGS.random_candidates,
+                       random_epochs=FLAGS.random_epochs)
     try:
         base_config, shape = flags_core.search_config_from_flags(FLAGS)
+        _, config = resolve_method(FLAGS.method, base_config, shape, **method_args)
         strategy = flags_core.strategy_from_flags(FLAGS)
-        keras.utils.set_random_seed(FLAGS.seed)
         dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
-        model, config = build_search(
-            FLAGS.method, dataset.num_classes, dataset.image_shape, base_config, shape,
-            space=FLAGS.space, search_mode=FLAGS.search_mode, derivation=FLAGS.derivation,
-            darts_order=int(FLAGS.darts_order), random_candidates=FLAGS.random_candidates,
-            random_epochs=FLAGS.random_epochs, strategy=strategy)
         inputs = make_search_inputs(
             dataset, batch_size=FLAGS.batch_size, train_size=FLAGS.train_size,
             validation_fraction=FLAGS.validation_fraction,
             separate_arch_split=config.search_mode == "alternate", seed=FLAGS.seed)
+        # Decided before anything is built or written: new, resume, finished or refused.
+        plan = flags_core.prepare_run(
+            FLAGS, trainer="search_cifar", strategy=strategy, result_file=RESULT_FILE,
+            result_files=RESULT_FILES,
+            inputs={"dataset": dataset.name, "sizes": inputs.sizes()})
+        if plan is not None and plan.status == "finished":
+            flags_core.report_finished(plan, RESULT_FILE)
+            return
+        keras.utils.set_random_seed(FLAGS.seed)
+        model, config = build_search(FLAGS.method, dataset.num_classes, dataset.image_shape,
+                                     base_config, shape, strategy=strategy, **method_args)
     except (ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"search_cifar: error: {error}")
 
@@ -57,7 +72,6 @@ def main(argv):
           f"(test split not used by the search)", flush=True)
     if applied:
         print(f"Preset {FLAGS.preset}: {applied}", flush=True)
-    flags_core.write_flags(FLAGS, FLAGS.model_dir)
     print(f"Method {FLAGS.method}: {FLAGS.layers} cells, C={FLAGS.init_channels}, "
           f"M={model.num_samples}, scope={model.egs_scope}, weighting={model.weighting}, "
           f"search_mode={config.search_mode}, unrolled={config.unrolled}, "
@@ -73,6 +87,8 @@ def main(argv):
     except RunPreempted as preempted:
         print(str(preempted), flush=True)
         sys.exit(143)
+    except (NonFiniteError, CheckpointMismatchError) as error:
+        sys.exit(f"search_cifar: error: {error}")
 
 
 if __name__ == "__main__":

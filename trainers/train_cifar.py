@@ -23,6 +23,9 @@ flags_core.define_distribution_flags()
 absl_flags.FLAGS.set_default("validation_fraction", 0.0)
 
 FLAGS = absl_flags.FLAGS
+RESULT_FILE = "results.json"
+# Kept under attempt names when a finished run is extended (--extend_run).
+RESULT_FILES = (RESULT_FILE, "model.keras")
 
 
 def main(argv):
@@ -35,23 +38,32 @@ def main(argv):
     from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
     from datanas.training.model_stats import count_multiply_adds, count_parameters
     from datanas.spaces.darts_cnn.networks import NetworkCIFAR
-    from datanas.engine.loop import RunPreempted
+    from datanas.engine.checkpoints import CheckpointMismatchError
+    from datanas.engine.loop import NonFiniteError, RunPreempted
     from datanas.training.trainer import run_training
 
     try:
-        strategy = flags_core.strategy_from_flags(FLAGS)
-        keras.utils.set_random_seed(FLAGS.seed)
-        genotype = load_genotype(FLAGS.genotype)
         config = flags_core.train_config_from_flags(FLAGS)
+        strategy = flags_core.strategy_from_flags(FLAGS)
+        genotype = load_genotype(FLAGS.genotype)
         dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
         inputs = make_train_inputs(dataset, batch_size=FLAGS.batch_size,
-                               train_size=FLAGS.train_size,
-                               validation_fraction=FLAGS.validation_fraction,
-                               cutout=FLAGS.cutout, seed=FLAGS.seed)
+                                   train_size=FLAGS.train_size,
+                                   validation_fraction=FLAGS.validation_fraction,
+                                   cutout=FLAGS.cutout, seed=FLAGS.seed)
+        # Decided before anything is built or written: new, resume, finished or refused.
+        plan = flags_core.prepare_run(
+            FLAGS, trainer="train_cifar", strategy=strategy, result_file=RESULT_FILE,
+            result_files=RESULT_FILES, inputs={"dataset": dataset.name, "sizes": inputs.sizes(),
+                                               "genotype": genotype.to_dict()})
+        if plan is not None and plan.status == "finished":
+            flags_core.report_finished(plan, RESULT_FILE)
+            return
+        keras.utils.set_random_seed(FLAGS.seed)
         with strategy.scope():
             model = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
-                             init_channels=FLAGS.init_channels, layers=FLAGS.layers,
-                             auxiliary=FLAGS.auxiliary)
+                                 init_channels=FLAGS.init_channels, layers=FLAGS.layers,
+                                 auxiliary=FLAGS.auxiliary)
             model.build((None,) + dataset.image_shape)
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_cifar: error: {error}")
@@ -62,7 +74,6 @@ def main(argv):
     print(genotype.summary(), flush=True)
     print(f"NetworkCIFAR: {FLAGS.layers} cells, C={FLAGS.init_channels}: {params / 1e6:.3f}M "
           f"parameters (auxiliary head excluded), {mult_adds / 1e6:.1f}M multiply-adds", flush=True)
-    flags_core.write_flags(FLAGS, FLAGS.model_dir)
     try:
         run_training(model, inputs.train, inputs.eval_sets(), config, FLAGS.model_dir,
                      strategy=strategy, global_batch_size=FLAGS.batch_size,
@@ -75,6 +86,8 @@ def main(argv):
     except RunPreempted as preempted:
         print(str(preempted), flush=True)
         sys.exit(143)
+    except (NonFiniteError, CheckpointMismatchError) as error:
+        sys.exit(f"train_cifar: error: {error}")
 
 
 if __name__ == "__main__":

@@ -20,21 +20,24 @@ from flags import core as flags_core
 
 flags_core.define_run_flags()
 flags_core.define_train_flags(epochs=250, learning_rate=0.1, weight_decay=3e-5,
-                          init_channels=48, layers=14, lr_schedule="linear",
-                          label_smoothing=0.1)
+                              init_channels=48, layers=14, lr_schedule="linear",
+                              label_smoothing=0.1)
 flags_core.define_distribution_flags()
 absl_flags.DEFINE_string("data_dir", None, "Class-folder ImageNet root or TFDS data_dir.")
 absl_flags.DEFINE_integer("batch_size", 128, "Global batch size.", lower_bound=1)
 absl_flags.DEFINE_integer("image_size", 224, "Input resolution (224 = mobile setting).",
-                      lower_bound=16)
+                          lower_bound=16)
 absl_flags.DEFINE_integer("train_size", None, "Use only this many training images.",
-                      lower_bound=1)
+                          lower_bound=1)
 absl_flags.DEFINE_integer("eval_size", None, "Use only this many validation images.",
-                      lower_bound=1)
+                          lower_bound=1)
 absl_flags.mark_flag_as_required("data_dir")
 absl_flags.FLAGS.set_default("drop_path_prob", 0.0)
 
 FLAGS = absl_flags.FLAGS
+RESULT_FILE = "results.json"
+# Kept under attempt names when a finished run is extended (--extend_run).
+RESULT_FILES = (RESULT_FILE, "model.keras")
 
 
 def main(argv):
@@ -44,26 +47,36 @@ def main(argv):
 
     from data_tf.image_datasets import DatasetNotFoundError
     from data_tf.imagenet_inputs import make_imagenet_inputs
+    from datanas.engine.checkpoints import CheckpointMismatchError
+    from datanas.engine.loop import NonFiniteError, RunPreempted
     from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
-    from datanas.training.model_stats import (IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds,
-                                 count_parameters)
     from datanas.spaces.darts_cnn.networks import NetworkImageNet
-    from datanas.engine.loop import RunPreempted
+    from datanas.training.model_stats import (IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds,
+                                              count_parameters)
     from datanas.training.trainer import run_training
 
     size = FLAGS.image_size
     try:
-        strategy = flags_core.strategy_from_flags(FLAGS)
-        keras.utils.set_random_seed(FLAGS.seed)
-        genotype = load_genotype(FLAGS.genotype)
         config = flags_core.train_config_from_flags(FLAGS)
+        strategy = flags_core.strategy_from_flags(FLAGS)
+        genotype = load_genotype(FLAGS.genotype)
         inputs = make_imagenet_inputs(FLAGS.data_dir, batch_size=FLAGS.batch_size,
-                                  image_size=size, seed=FLAGS.seed,
-                                  train_size=FLAGS.train_size, eval_size=FLAGS.eval_size)
+                                      image_size=size, seed=FLAGS.seed,
+                                      train_size=FLAGS.train_size, eval_size=FLAGS.eval_size)
+        # Decided before anything is built or written: new, resume, finished or refused.
+        plan = flags_core.prepare_run(
+            FLAGS, trainer="train_imagenet", strategy=strategy, result_file=RESULT_FILE,
+            result_files=RESULT_FILES, inputs={"train_images": inputs.num_train,
+                                               "classes": inputs.num_classes,
+                                               "genotype": genotype.to_dict()})
+        if plan is not None and plan.status == "finished":
+            flags_core.report_finished(plan, RESULT_FILE)
+            return
+        keras.utils.set_random_seed(FLAGS.seed)
         with strategy.scope():
             model = NetworkImageNet(genotype, num_classes=inputs.num_classes,
-                                init_channels=FLAGS.init_channels, layers=FLAGS.layers,
-                                auxiliary=FLAGS.auxiliary)
+                                    init_channels=FLAGS.init_channels, layers=FLAGS.layers,
+                                    auxiliary=FLAGS.auxiliary)
             model.build((None, size, size, 3))
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_imagenet: error: {error}")
@@ -77,7 +90,6 @@ def main(argv):
     print(f"NetworkImageNet: {FLAGS.layers} cells, C={FLAGS.init_channels}, {size}x{size}: "
           f"{params / 1e6:.3f}M parameters, {mult_adds / 1e6:.1f}M multiply-adds ({mobile} the "
           f"mobile setting of < 600M at 224x224)", flush=True)
-    flags_core.write_flags(FLAGS, FLAGS.model_dir)
     try:
         run_training(model, inputs.train, {"valid": inputs.valid}, config, FLAGS.model_dir,
                      strategy=strategy, global_batch_size=FLAGS.batch_size,
@@ -91,6 +103,8 @@ def main(argv):
     except RunPreempted as preempted:
         print(str(preempted), flush=True)
         sys.exit(143)
+    except (NonFiniteError, CheckpointMismatchError) as error:
+        sys.exit(f"train_imagenet: error: {error}")
 
 
 if __name__ == "__main__":

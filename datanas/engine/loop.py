@@ -28,6 +28,7 @@ trainers exit with 143, the same on every strategy.
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import threading
@@ -39,11 +40,16 @@ from datanas.engine.checkpoints import restore_exactly
 from datanas.engine.progress import epoch_progbar
 from datanas.engine.run_files import append_jsonl, read_jsonl
 
-__all__ = ["RunState", "Program", "RunPreempted", "LoopResult", "run_loop"]
+__all__ = ["RunState", "Program", "RunPreempted", "NonFiniteError", "LoopResult", "run_loop"]
 
 
 class RunPreempted(Exception):
     """Raised after a SIGTERM once the run state has been checkpointed."""
+
+
+class NonFiniteError(ArithmeticError):
+    """A step gave a non-finite metric or variable; nothing was checkpointed
+    after the last good state."""
 
 
 class RunState(tf.Module):
@@ -116,6 +122,11 @@ class Program:
         del epoch
         return {}
 
+    def non_finite_variables(self):
+        """Names of watched variables (e.g. architecture logits) holding NaN or
+        inf; checked before every checkpoint."""
+        return []
+
 
 @dataclasses.dataclass
 class LoopResult:
@@ -153,6 +164,15 @@ def _completed_history(metrics_path, epochs_completed):
         for record in history:
             handle.write(json.dumps(record) + "\n")
     return history
+
+
+def _check_variables(program, step, model_dir):
+    bad = program.non_finite_variables()
+    if bad:
+        raise NonFiniteError(f"step {step} of {model_dir} left non-finite values in "
+                             + ", ".join(bad[:5]) + ("..." if len(bad) > 5 else "")
+                             + "; the last good checkpoint is kept: lower the learning rate(s) "
+                             "and rerun to resume.")
 
 
 def _format(record, keys):
@@ -219,23 +239,33 @@ def run_loop(program, model_dir, *, strategy, verbose=1, checkpoint_every_steps=
             started = time.time()
             count = done
             for batch in program.batches(epoch, done):
-                state.add(program.train_step(batch))
+                metrics = {k: float(v) for k, v in program.train_step(batch).items()}
+                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+                if bad:
+                    raise NonFiniteError(
+                        f"step {int(state.step.numpy())} of {model_dir} gave non-finite "
+                        + ", ".join(f"{k}={metrics[k]}" for k in bad) + "; the last good "
+                        "checkpoint is kept: lower the learning rate(s) and rerun to resume.")
+                state.add(metrics)
                 count += 1
                 if progbar is not None:
                     progbar.update(count, values=[(k[len("train_"):], v)
                                                   for k, v in state.means().items()])
                 step = int(state.step.numpy())
                 if terminated.raised:
+                    _check_variables(program, step, model_dir)
                     manager.save(checkpoint_number=step)
                     raise RunPreempted(f"SIGTERM: checkpoint saved at step {step} in "
                                        f"{model_dir}; rerun the same command to resume.")
                 if checkpoint_every_steps and step % checkpoint_every_steps == 0:
+                    _check_variables(program, step, model_dir)
                     manager.save(checkpoint_number=step)
                     if verbose > 1:
                         print(f"checkpoint saved at step {step}", flush=True)
             record = {"epoch": epoch + 1, **settings, **state.means()}
             record.update(program.end_epoch(epoch))
             record["epoch_seconds"] = time.time() - started
+            _check_variables(program, int(state.step.numpy()), model_dir)
             history.append(record)
             append_jsonl(metrics_path, record)
             state.epochs_completed.assign(epoch + 1)

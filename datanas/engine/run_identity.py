@@ -21,6 +21,7 @@ directory is refused by name.
 
 import json
 import os
+import tempfile
 
 from datanas.engine.run_files import write_json_atomic
 
@@ -68,6 +69,17 @@ def identity_differences(saved, current):
             if before.get(key) != now.get(key)]
 
 
+def _writable(directory):
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return False
+    try:   # access() says yes to root even where the file system refuses
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError:
+        return False
+    return True
+
+
 def _run_root(path):
     """The nearest strict ancestor of `path` holding a run identity, or None."""
     parent = os.path.dirname(os.path.abspath(path))
@@ -97,7 +109,7 @@ def check_output_dir(path, flag="--model_dir", allow_inside=None):
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+    if not os.path.isdir(existing) or not _writable(existing):
         raise RunRefused(f"{flag}={path}: {existing} is not a writable directory.")
     root = _run_root(path)
     if root is not None and (allow_inside is None
@@ -121,7 +133,9 @@ def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("ep
     """
     model_dir = check_output_dir(model_dir)
     identity = _normalise(identity)
-    entries = sorted(os.listdir(model_dir)) if os.path.isdir(model_dir) else []
+    # worker_<id>/ directories of a multi-worker run may appear before the chief plans.
+    entries = sorted(e for e in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
+                     if not e.startswith("worker_"))
     path = os.path.join(model_dir, IDENTITY_FILE)
     if not entries:
         return RunPlan("new", model_dir, identity)

@@ -67,6 +67,11 @@ class SearchProgram(Program):
     def train_step(self, batch):
         return self.searcher.search_step(*batch)
 
+    def non_finite_variables(self):
+        import numpy as np  # pylint: disable=import-outside-toplevel
+        return [v.path for v in self.searcher.model.architecture_variables
+                if not np.all(np.isfinite(v.numpy()))]
+
     def end_epoch(self, epoch):
         valid = self.searcher.evaluate(self.valid_data)
         return {"learning_rate": float(self.searcher.weight_optimizer.learning_rate),

@@ -13,7 +13,8 @@ from datanas.search.run import run_search
 from datanas.spaces import get_space
 from datanas.spaces.darts_cnn.space import SupernetShape
 
-__all__ = ["SupernetShape", "build_search", "run_method_search", "random_epochs_per_candidate"]
+__all__ = ["SupernetShape", "resolve_method", "build_search", "run_method_search",
+           "random_epochs_per_candidate"]
 
 
 def random_epochs_per_candidate(search_epochs, candidates, requested=None):
@@ -24,17 +25,15 @@ def random_epochs_per_candidate(search_epochs, candidates, requested=None):
     return max(1, search_epochs // candidates)
 
 
-def build_search(method, num_classes, image_shape, config, shape, *, space="darts_cnn",
-                 search_mode=None, derivation=None, darts_order=1, random_candidates=8,
-                 random_epochs=None, strategy=None):
-    """Builds the (supernet, config) pair a method searches with.
+def resolve_method(method, config, shape, *, space="darts_cnn", search_mode=None,
+                   derivation=None, darts_order=1, random_candidates=8, random_epochs=None):
+    """(supernet settings, SearchConfig) of `method`, without building anything.
 
     `config` is a SearchConfig whose estimator-related fields are replaced by
     the method's settings (explicit `search_mode`/`derivation` win).  For
     "random", `config.epochs` becomes the epochs per candidate.  `shape` is
     the space's settings (``space.settings_class``); its ``egs_scope`` None
-    means the method's default.  The model is created in `strategy.scope()`
-    when a strategy is given.
+    means the method's default.
     """
     space = get_space(space) if isinstance(space, str) else space
     if method == "random":
@@ -42,13 +41,22 @@ def build_search(method, num_classes, image_shape, config, shape, *, space="dart
                    "scope": method_scope("random", shape.egs_scope)}
         config = dataclasses.replace(config, search_mode="joint", unrolled=False, epochs=(
             random_epochs_per_candidate(config.epochs, random_candidates, random_epochs)))
-    else:
-        settings = method_settings(method, num_samples=shape.num_samples, search_mode=search_mode,
-                                   derivation=derivation, darts_order=darts_order,
-                                   scope=shape.egs_scope)
-        network = settings.network
-        config = dataclasses.replace(config, **settings.config)
-        config = dataclasses.replace(config, derivation=space.canonical_rule(config.derivation))
+        return network, config
+    settings = method_settings(method, num_samples=shape.num_samples, search_mode=search_mode,
+                               derivation=derivation, darts_order=darts_order,
+                               scope=shape.egs_scope)
+    config = dataclasses.replace(config, **settings.config)
+    return settings.network, dataclasses.replace(
+        config, derivation=space.canonical_rule(config.derivation))
+
+
+def build_search(method, num_classes, image_shape, config, shape, *, space="darts_cnn",
+                 strategy=None, **method_args):
+    """Builds the (supernet, config) pair a method searches with (see
+    resolve_method for `config`, `shape` and `method_args`).  The model is
+    created in `strategy.scope()` when a strategy is given."""
+    space = get_space(space) if isinstance(space, str) else space
+    network, config = resolve_method(method, config, shape, space=space, **method_args)
 
     def make():
         return space.build_supernet(shape, num_outputs=num_classes, input_shape=image_shape,

@@ -219,9 +219,12 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
     results = {"final": loop.last_record, "best_selected_on": select_on,
                "best_accuracy": loop.best_value if select_on else None,
                "epochs": config.epochs}
+    # The trained model and its results are written before the export, so a
+    # failing export never loses them.
+    model.save(os.path.join(model_dir, "model.keras"))
+    write_json_atomic(os.path.join(model_dir, "results.json"), results)
     if export_dir and is_chief(trainer.strategy):
         export_saved_model(model, export_dir, image_shape)
         results["export_dir"] = export_dir
-    model.save(os.path.join(model_dir, "model.keras"))
-    write_json_atomic(os.path.join(model_dir, "results.json"), results)
+        write_json_atomic(os.path.join(model_dir, "results.json"), results)
     return results

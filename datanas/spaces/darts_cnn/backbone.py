@@ -112,6 +112,9 @@ class ImageNetStem(keras.layers.Layer):
 
 def stack_cells(num_cells, init_channels, make_cell, reduction_prev_first=False):
     """LayerList of `make_cell(index, channels, reduction, reduction_prev)`."""
+    if isinstance(num_cells, bool) or not isinstance(num_cells, int) or num_cells < 3:
+        raise ValueError(f"num_cells must be an integer >= 3 (normal cells besides the "
+                         f"reduction cells at 1/3 and 2/3 of the depth), got {num_cells!r}.")
     reductions = reduction_cell_indices(num_cells)
     channels, reduction_prev = init_channels, reduction_prev_first
     cells = []

@@ -114,6 +114,11 @@ def derive_genotype(logits, *, rule, scope, num_samples, primitives, seed=0, con
       concat: output nodes; default all intermediate nodes.
     """
     rule = canonical_rule(rule)
+    bad = [f"{kind} node {node + 2}" for kind in CELL_KINDS
+           for node, values in enumerate(logits[kind]) if not np.all(np.isfinite(values))]
+    if bad:
+        raise ValueError(f"architecture logits are not finite ({', '.join(bad)}): the search "
+                         "diverged; nothing can be derived from them.")
     if scope not in ("edge", "node"):
         raise ValueError(f"EGS scope must be 'edge' or 'node'; got {scope!r}.")
     egs = EnsembleGumbelSoftmax(num_samples=num_samples, temperature=1.0)

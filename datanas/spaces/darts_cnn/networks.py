@@ -89,7 +89,7 @@ class _GenotypeNetwork(keras.Model):
         self.genotype = _as_genotype(genotype)
         check_int("num_classes", num_classes, 2)
         check_int("init_channels", init_channels, 2)
-        check_int("layers", layers, 1)
+        check_int("layers", layers, 3)
         if init_channels % 2:
             raise ValueError(f"init_channels must be even (factorized reductions split channels "
                              f"in two), got {init_channels}.")

@@ -70,7 +70,7 @@ class SearchNetwork(keras.Model):
         if init_channels % 2:
             raise ValueError(f"init_channels must be even (factorized reductions split "
                              f"channels in two), got {init_channels}.")
-        check_int("num_cells", num_cells, 1)
+        check_int("num_cells", num_cells, 3)
         check_int("num_nodes", num_nodes, 1)
         check_int("stem_multiplier", stem_multiplier, 1)
         _check_choice("egs_scope", egs_scope, EGS_SCOPES)
