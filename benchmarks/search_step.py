@@ -93,7 +93,7 @@ def _child_step(images, labels):
 
 def _search_step(variant, images, labels):
     from datanas.search.config import SearchConfig
-from datanas.search.searcher import Searcher
+    from datanas.search.searcher import Searcher
     from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
     config = SearchConfig(epochs=1)
