@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="datanas",
-    version="0.1.0",
+    version="0.2.0",
     description=("Differentiable ArchiTecture Approximation (DATA) with the Ensemble "
                  "Gumbel-Softmax estimator, for Keras 3 / TensorFlow 2"),
     long_description=open("README.md", encoding="utf-8").read(),

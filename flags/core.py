@@ -4,9 +4,11 @@ Library code never reads flags: trainers call these ``define_*`` functions at
 import time, then turn the parsed values into config objects.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
+import sys
 
 from absl import flags as absl_flags
 
@@ -15,7 +17,7 @@ from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 __all__ = ["define_run_flags", "define_image_data_flags", "define_search_flags",
            "define_ablation_flags",
            "define_train_flags", "define_distribution_flags", "apply_preset", "write_flags",
-           "train_config_from_flags", "quiet_logging", "prepare_run", "report_finished",
+           "train_config_from_flags", "quiet_logging", "prepare_run", "run_errors",
            "run_identity", "check_layers", "trainer_flag_values", "NOT_IDENTITY", "search_config_from_flags", "strategy_from_flags",
            "SEARCH_PRESETS"]
 
@@ -288,6 +290,11 @@ def apply_preset(flag_values, presets):
     return applied
 
 
+#: Result file of a training run, and the files kept under attempt names when
+#: a finished training run is extended (--extend_run).
+TRAIN_RESULT_FILE = "results.json"
+TRAIN_RESULT_FILES = (TRAIN_RESULT_FILE, "model.keras")
+
 #: Flags that do not change a run's result (where it is written, how it is
 #: distributed or checkpointed); everything else is part of its identity.
 NOT_IDENTITY = ("model_dir", "data_dir", "export_dir", "extend_run", "preset",
@@ -341,8 +348,9 @@ def run_identity(flag_values, trainer, inputs):
 def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, strategy):
     """Plans the run in --model_dir before anything is built or written.
 
-    Returns the RunPlan (status "finished": the caller reports and exits 0).
-    Writes the identity and the flag files for a new or extended run only.
+    Returns True when the run already finished with these settings (its
+    result is printed; the caller stops), else False.  Writes the identity
+    and the flag files for a new or extended run only.
     Non-chief workers of a multi-worker run skip the plan (they write into
     the chief's run directory, under worker_<id>).
 
@@ -357,17 +365,36 @@ def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, stra
     if export_dir:
         check_output_dir(export_dir, "--export_dir", allow_inside=flag_values.model_dir)
     if not is_chief(strategy):
-        return None
+        return False
     plan = plan_run(flag_values.model_dir, run_identity(flag_values, trainer, inputs),
                     result_file=result_file, extend=flag_values.extend_run)
-    if plan.status != "finished":
-        begin_run(plan, result_files=result_files)
+    if plan.status == "finished":
+        _report_finished(plan, result_file)
+        return True
+    begin_run(plan, result_files=result_files)
     if plan.status in ("new", "extend"):
         write_flags(flag_values, flag_values.model_dir)
-    return plan
+    return False
 
 
-def report_finished(plan, result_file):
+@contextlib.contextmanager
+def run_errors(trainer):
+    """Ends a run the way a cluster expects: preemption -> message + exit 143;
+    a diverged run or a mismatching checkpoint -> one error line."""
+    # pylint: disable=import-outside-toplevel
+    from datanas.engine.checkpoints import CheckpointMismatchError
+    from datanas.engine.loop import NonFiniteError, RunPreempted
+
+    try:
+        yield
+    except RunPreempted as preempted:
+        print(str(preempted), flush=True)
+        sys.exit(143)
+    except (NonFiniteError, CheckpointMismatchError) as error:
+        sys.exit(f"{trainer}: error: {error}")
+
+
+def _report_finished(plan, result_file):
     """Prints what a finished run's result file says (nothing is written)."""
     path = os.path.join(plan.model_dir, result_file)
     with open(path) as handle:

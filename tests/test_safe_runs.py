@@ -99,7 +99,7 @@ def test_a_larger_budget_needs_extend_run_and_keeps_earlier_results(search_run, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (search_run / "genotype.attempt-1.json").read_text() == genotype
     assert (search_run / "search_result.attempt-1.json").exists()
-    history = [json.loads(line) for line in (search_run / "metrics.jsonl").read_text().split()]
+    history = [json.loads(line) for line in (search_run / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
 
 

@@ -36,8 +36,6 @@ def main(argv):
     # Heavy imports after flag parsing so --help is fast.
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from data_tf.search_inputs import make_search_inputs
-    from datanas.engine.checkpoints import CheckpointMismatchError
-    from datanas.engine.loop import NonFiniteError, RunPreempted
     from datanas.search.runs import build_search, resolve_method, run_method_search
     import keras
 
@@ -55,12 +53,11 @@ def main(argv):
             validation_fraction=FLAGS.validation_fraction,
             separate_arch_split=config.search_mode == "alternate", seed=FLAGS.seed)
         # Decided before anything is built or written: new, resume, finished or refused.
-        plan = flags_core.prepare_run(
+        finished = flags_core.prepare_run(
             FLAGS, trainer="search_cifar", strategy=strategy, result_file=RESULT_FILE,
             result_files=RESULT_FILES,
             inputs={"dataset": dataset.name, "sizes": inputs.sizes()})
-        if plan is not None and plan.status == "finished":
-            flags_core.report_finished(plan, RESULT_FILE)
+        if finished:
             return
         keras.utils.set_random_seed(FLAGS.seed)
         model, config = build_search(FLAGS.method, dataset.num_classes, dataset.image_shape,
@@ -78,17 +75,13 @@ def main(argv):
           f"derivation={config.derivation}, {model.count_params():,} parameters, "
           f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}). Building the "
           f"training graph (one-time, can take a few minutes on CPU)...", flush=True)
-    try:
+    with flags_core.run_errors("search_cifar"):
         run_method_search(FLAGS.method, model, inputs, config, FLAGS.model_dir,
-                          space=FLAGS.space, random_candidates=FLAGS.random_candidates, strategy=strategy,
+                          space=FLAGS.space, random_candidates=FLAGS.random_candidates,
+                          strategy=strategy,
                           checkpoint_every_steps=FLAGS.checkpoint_every_steps,
                           metadata={"dataset": dataset.name, "data_source": dataset.source,
                                     "preset": FLAGS.preset})
-    except RunPreempted as preempted:
-        print(str(preempted), flush=True)
-        sys.exit(143)
-    except (NonFiniteError, CheckpointMismatchError) as error:
-        sys.exit(f"search_cifar: error: {error}")
 
 
 if __name__ == "__main__":

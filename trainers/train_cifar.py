@@ -18,14 +18,11 @@ from flags import core as flags_core
 flags_core.define_run_flags()
 flags_core.define_image_data_flags(default_dataset="cifar10", default_batch_size=96)
 flags_core.define_train_flags(epochs=600, learning_rate=0.025,
-                          weight_decay=3e-4, init_channels=36, layers=20, cutout=16)
+                              weight_decay=3e-4, init_channels=36, layers=20, cutout=16)
 flags_core.define_distribution_flags()
 absl_flags.FLAGS.set_default("validation_fraction", 0.0)
 
 FLAGS = absl_flags.FLAGS
-RESULT_FILE = "results.json"
-# Kept under attempt names when a finished run is extended (--extend_run).
-RESULT_FILES = (RESULT_FILE, "model.keras")
 
 
 def main(argv):
@@ -38,8 +35,6 @@ def main(argv):
     from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
     from datanas.training.model_stats import count_multiply_adds, count_parameters
     from datanas.spaces.darts_cnn.networks import NetworkCIFAR
-    from datanas.engine.checkpoints import CheckpointMismatchError
-    from datanas.engine.loop import NonFiniteError, RunPreempted
     from datanas.training.trainer import run_training
 
     try:
@@ -52,12 +47,12 @@ def main(argv):
                                    validation_fraction=FLAGS.validation_fraction,
                                    cutout=FLAGS.cutout, seed=FLAGS.seed)
         # Decided before anything is built or written: new, resume, finished or refused.
-        plan = flags_core.prepare_run(
-            FLAGS, trainer="train_cifar", strategy=strategy, result_file=RESULT_FILE,
-            result_files=RESULT_FILES, inputs={"dataset": dataset.name, "sizes": inputs.sizes(),
-                                               "genotype": genotype.to_dict()})
-        if plan is not None and plan.status == "finished":
-            flags_core.report_finished(plan, RESULT_FILE)
+        finished = flags_core.prepare_run(
+            FLAGS, trainer="train_cifar", strategy=strategy,
+            result_file=flags_core.TRAIN_RESULT_FILE, result_files=flags_core.TRAIN_RESULT_FILES,
+            inputs={"dataset": dataset.name, "sizes": inputs.sizes(),
+                    "genotype": genotype.to_dict()})
+        if finished:
             return
         keras.utils.set_random_seed(FLAGS.seed)
         with strategy.scope():
@@ -74,7 +69,7 @@ def main(argv):
     print(genotype.summary(), flush=True)
     print(f"NetworkCIFAR: {FLAGS.layers} cells, C={FLAGS.init_channels}: {params / 1e6:.3f}M "
           f"parameters (auxiliary head excluded), {mult_adds / 1e6:.1f}M multiply-adds", flush=True)
-    try:
+    with flags_core.run_errors("train_cifar"):
         run_training(model, inputs.train, inputs.eval_sets(), config, FLAGS.model_dir,
                      strategy=strategy, global_batch_size=FLAGS.batch_size,
                      steps_per_epoch=inputs.steps_per_epoch, image_shape=dataset.image_shape,
@@ -83,11 +78,6 @@ def main(argv):
                      metadata={"dataset": dataset.name, "genotype": genotype.to_dict(),
                                "parameters": params, "multiply_adds": mult_adds},
                      checkpoint_every_steps=FLAGS.checkpoint_every_steps)
-    except RunPreempted as preempted:
-        print(str(preempted), flush=True)
-        sys.exit(143)
-    except (NonFiniteError, CheckpointMismatchError) as error:
-        sys.exit(f"train_cifar: error: {error}")
 
 
 if __name__ == "__main__":

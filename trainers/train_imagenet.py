@@ -35,9 +35,6 @@ absl_flags.mark_flag_as_required("data_dir")
 absl_flags.FLAGS.set_default("drop_path_prob", 0.0)
 
 FLAGS = absl_flags.FLAGS
-RESULT_FILE = "results.json"
-# Kept under attempt names when a finished run is extended (--extend_run).
-RESULT_FILES = (RESULT_FILE, "model.keras")
 
 
 def main(argv):
@@ -47,8 +44,6 @@ def main(argv):
 
     from data_tf.image_datasets import DatasetNotFoundError
     from data_tf.imagenet_inputs import make_imagenet_inputs
-    from datanas.engine.checkpoints import CheckpointMismatchError
-    from datanas.engine.loop import NonFiniteError, RunPreempted
     from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
     from datanas.spaces.darts_cnn.networks import NetworkImageNet
     from datanas.training.model_stats import (IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds,
@@ -64,13 +59,12 @@ def main(argv):
                                       image_size=size, seed=FLAGS.seed,
                                       train_size=FLAGS.train_size, eval_size=FLAGS.eval_size)
         # Decided before anything is built or written: new, resume, finished or refused.
-        plan = flags_core.prepare_run(
-            FLAGS, trainer="train_imagenet", strategy=strategy, result_file=RESULT_FILE,
-            result_files=RESULT_FILES, inputs={"train_images": inputs.num_train,
-                                               "classes": inputs.num_classes,
-                                               "genotype": genotype.to_dict()})
-        if plan is not None and plan.status == "finished":
-            flags_core.report_finished(plan, RESULT_FILE)
+        finished = flags_core.prepare_run(
+            FLAGS, trainer="train_imagenet", strategy=strategy,
+            result_file=flags_core.TRAIN_RESULT_FILE, result_files=flags_core.TRAIN_RESULT_FILES,
+            inputs={"train_images": inputs.num_train, "classes": inputs.num_classes,
+                    "genotype": genotype.to_dict()})
+        if finished:
             return
         keras.utils.set_random_seed(FLAGS.seed)
         with strategy.scope():
@@ -90,7 +84,7 @@ def main(argv):
     print(f"NetworkImageNet: {FLAGS.layers} cells, C={FLAGS.init_channels}, {size}x{size}: "
           f"{params / 1e6:.3f}M parameters, {mult_adds / 1e6:.1f}M multiply-adds ({mobile} the "
           f"mobile setting of < 600M at 224x224)", flush=True)
-    try:
+    with flags_core.run_errors("train_imagenet"):
         run_training(model, inputs.train, {"valid": inputs.valid}, config, FLAGS.model_dir,
                      strategy=strategy, global_batch_size=FLAGS.batch_size,
                      steps_per_epoch=inputs.steps_per_epoch, image_shape=(size, size, 3),
@@ -100,11 +94,6 @@ def main(argv):
                                "parameters": params, "multiply_adds": mult_adds,
                                "mobile_setting": mult_adds < IMAGENET_MOBILE_MULT_ADDS},
                      checkpoint_every_steps=FLAGS.checkpoint_every_steps)
-    except RunPreempted as preempted:
-        print(str(preempted), flush=True)
-        sys.exit(143)
-    except (NonFiniteError, CheckpointMismatchError) as error:
-        sys.exit(f"train_imagenet: error: {error}")
 
 
 if __name__ == "__main__":
