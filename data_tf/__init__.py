@@ -1,22 +1,28 @@
-"""Image datasets, deterministic splits and tf.data pipelines for datanas."""
+"""Image datasets, deterministic splits and tf.data pipelines for datanas.
 
-from data_tf.image_datasets import (
-    SUPPORTED_IMAGE_DATASETS,
-    DatasetNotFoundError,
-    ImageDataset,
-    load_image_dataset,
-)
-from data_tf.image_pipelines import AugmentConfig, make_image_pipeline
-from data_tf.splits import split_in_halves, take_subset, train_validation_split
+Names are imported on first use, so that importing ``data_tf`` (e.g. for
+the dataset names the flags offer) does not load TensorFlow before the
+trainer has parsed its flags and configured TensorFlow's determinism.
+"""
 
-__all__ = [
-    "SUPPORTED_IMAGE_DATASETS",
-    "DatasetNotFoundError",
-    "ImageDataset",
-    "load_image_dataset",
-    "AugmentConfig",
-    "make_image_pipeline",
-    "train_validation_split",
-    "take_subset",
-    "split_in_halves",
-]
+import importlib
+
+_EXPORTS = {
+    "SUPPORTED_IMAGE_DATASETS": "image_datasets",
+    "DatasetNotFoundError": "image_datasets",
+    "ImageDataset": "image_datasets",
+    "load_image_dataset": "image_datasets",
+    "AugmentConfig": "image_pipelines",
+    "make_image_pipeline": "image_pipelines",
+    "train_validation_split": "splits",
+    "take_subset": "splits",
+    "split_in_halves": "splits",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'data_tf' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"data_tf.{_EXPORTS[name]}"), name)

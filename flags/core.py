@@ -252,18 +252,18 @@ def define_distribution_flags():
                               lower_bound=0)
     absl_flags.DEFINE_integer("checkpoint_every_steps", 200, "Also checkpoint every N steps "
                               "(0 = only at epoch ends).", lower_bound=0)
-    absl_flags.DEFINE_boolean("deterministic_ops", False, "tf.config.experimental."
-                              "enable_op_determinism(): bit-identical reruns, slower.")
+    absl_flags.DEFINE_boolean("deterministic_ops", False, "Bit-identical reruns and resumes: "
+                              "TensorFlow op determinism and one inter-op thread (slower).")
 
 
 def strategy_from_flags(flag_values):
     """Builds the strategy the distribution flags ask for (after parsing)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    from datanas.engine.strategy import build_strategy, configure_cpu_devices  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel
+    from datanas.engine.strategy import (build_strategy, configure_cpu_devices,
+                                         make_deterministic)
 
     if flag_values.deterministic_ops:
-        tf.config.experimental.enable_op_determinism()
+        make_deterministic()
     configure_cpu_devices(flag_values.num_cpu_devices)
     return build_strategy(flag_values.distribution_strategy, num_gpus=flag_values.num_gpus,
                           tpu_address=flag_values.tpu, worker_hosts=flag_values.worker_hosts,
