@@ -252,8 +252,9 @@ def define_distribution_flags():
                               lower_bound=0)
     absl_flags.DEFINE_integer("checkpoint_every_steps", 200, "Also checkpoint every N steps "
                               "(0 = only at epoch ends).", lower_bound=0)
-    absl_flags.DEFINE_boolean("deterministic_ops", False, "Bit-identical reruns and resumes: "
-                              "TensorFlow op determinism and one inter-op thread (slower).")
+    absl_flags.DEFINE_boolean("deterministic_ops", False, "Reproducible reruns and resumes: "
+                              "TensorFlow op determinism and one inter-op thread (slower; "
+                              "README 'Reproducibility' lists what is bit-exact on CPU).")
 
 
 def strategy_from_flags(flag_values):

@@ -26,15 +26,14 @@ STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 
 def make_deterministic():
-    """Bit-identical reruns: TensorFlow's op determinism plus ONE inter-op thread.
+    """TensorFlow's op determinism plus ONE inter-op thread.
 
-    ``enable_op_determinism`` alone was not enough on CPU: with the full DARTS
-    op set on 28x28 images, two identical search runs differed after a few
-    steps (train loss 2.5452 vs 2.5416 after 14 steps, architecture
-    probabilities up to 1e-4 apart), with oneDNN on or off; with independent
-    ops no longer run concurrently (inter-op parallelism 1; each op still
-    uses every core) they are bit-identical (tests/test_distribute.py).
-    Must run before TensorFlow starts its runtime.
+    On CPU, op determinism alone did not make the full DARTS op set on 28x28
+    images repeatable: the same search steps repeated in one process
+    differed after a few steps and were bit-identical with inter-op
+    parallelism 1 (each op still uses every core).  Two separate processes still differ slightly on that op set
+    (README "Reproducibility"); the 4-op space on 8x8 images reruns and
+    resumes exactly.  Must run before TensorFlow starts its runtime.
     """
     try:
         tf.config.threading.set_inter_op_parallelism_threads(1)
