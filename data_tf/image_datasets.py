@@ -549,8 +549,9 @@ def _check_data_dir(name: str, data_dir: str) -> str:
         raise ValueError(f"--data_dir={data_dir} given, but 'digits' is bundled with "
                          "scikit-learn and reads no directory; drop --data_dir.")
     if not os.path.exists(data_dir):
-        raise DatasetNotFoundError(f"--data_dir={data_dir} does not exist (an explicit "
-                                   f"data_dir is used, never replaced by a system copy).")
+        raise DatasetNotFoundError(f"--data_dir={data_dir} does not exist, so {name} cannot be "
+                                   "read from it (an explicit data_dir is used, never replaced "
+                                   "by a system copy).")
     if not os.path.isdir(data_dir):
         raise DatasetNotFoundError(f"--data_dir={data_dir} is a file, not a directory holding "
                                    f"{name}.")
