@@ -253,8 +253,8 @@ def define_distribution_flags():
     absl_flags.DEFINE_integer("checkpoint_every_steps", 200, "Also checkpoint every N steps "
                               "(0 = only at epoch ends).", lower_bound=0)
     absl_flags.DEFINE_boolean("deterministic_ops", False, "Reproducible reruns and resumes: "
-                              "TensorFlow op determinism and one inter-op thread (slower; "
-                              "README 'Reproducibility' lists what is bit-exact on CPU).")
+                              "TensorFlow op determinism and no Grappler memory optimizer "
+                              "(README 'Reproducibility').")
 
 
 def strategy_from_flags(flag_values):
@@ -263,12 +263,13 @@ def strategy_from_flags(flag_values):
     from datanas.engine.strategy import (build_strategy, configure_cpu_devices,
                                          make_deterministic)
 
-    if flag_values.deterministic_ops:
-        make_deterministic()
     configure_cpu_devices(flag_values.num_cpu_devices)
-    return build_strategy(flag_values.distribution_strategy, num_gpus=flag_values.num_gpus,
-                          tpu_address=flag_values.tpu, worker_hosts=flag_values.worker_hosts,
-                          task_index=flag_values.task_index)
+    strategy = build_strategy(flag_values.distribution_strategy, num_gpus=flag_values.num_gpus,
+                              tpu_address=flag_values.tpu, worker_hosts=flag_values.worker_hosts,
+                              task_index=flag_values.task_index)
+    if flag_values.deterministic_ops:
+        make_deterministic()  # after the strategy: its setup may reset function-call options
+    return strategy
 
 
 def quiet_logging(flag_values):

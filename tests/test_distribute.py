@@ -146,8 +146,13 @@ def test_multi_worker_mirrored_two_local_workers_agree(tmp_path):
     assert config["distribution"]["replicas"] == 2
 
 
+# Reproducibility is claimed for the full DARTS op set on 28x28 images.
+FULL_SEARCH = ["--dataset=fashion_mnist", "--layers=3", "--nodes=2", "--init_channels=4",
+               "--train_size=480", "--batch_size=32", "--M=2", "--seed=3"]
+
+
 def _search_cmd(model_dir, extra=()):
-    return [sys.executable, "-m", "trainers.search_cifar", *TINY_SEARCH, "--epochs=2",
+    return [sys.executable, "-m", "trainers.search_cifar", *FULL_SEARCH, "--epochs=2",
             f"--model_dir={model_dir}", "--checkpoint_every_steps=3", "--deterministic_ops",
             *extra]
 
@@ -180,9 +185,11 @@ def _start_and_kill(run, kill_signal, min_step, max_step):
 
 
 def test_killed_search_resumes_to_the_same_architecture(tmp_path):
-    """SIGKILL in epoch 1, SIGTERM (preemption) in epoch 2, then finish: the
-    result equals an uninterrupted run with the same flags (4-op space, 8x8
-    digits; README 'Reproducibility' says what the full op set does)."""
+    """SIGKILL in epoch 1, SIGTERM (preemption) in epoch 2, then finish: with
+    --deterministic_ops the result is bit-identical to an uninterrupted run
+    with the same flags (full op set, 28x28 Fashion-MNIST).  The two runs are
+    separate processes, so this is also the cross-process reproducibility
+    claim."""
     reference = tmp_path / "reference"
     proc = subprocess.run(_search_cmd(reference), cwd=ROOT, env=ENV, capture_output=True,
                           text=True, timeout=900)
@@ -206,13 +213,11 @@ def test_killed_search_resumes_to_the_same_architecture(tmp_path):
     probs_ref, genotype_ref, history_ref = _final_state(reference)
     probs, genotype, history = _final_state(run)
     assert genotype == genotype_ref
-    for kind in ("normal", "reduce"):
-        for node_ref, node in zip(probs_ref[kind], probs[kind]):
-            np.testing.assert_allclose(node["p"], node_ref["p"], atol=1e-5)
+    assert probs == probs_ref
     assert [h["epoch"] for h in history] == [1, 2]
     for h, h_ref in zip(history, history_ref):
         # Validation runs BN in inference mode: equal only if the resumed run
         # restored every cell's moving statistics.
-        assert h["train_loss"] == pytest.approx(h_ref["train_loss"], rel=1e-4)
-        assert h["valid_loss"] == pytest.approx(h_ref["valid_loss"], rel=1e-6)
-        assert h["valid_accuracy"] == pytest.approx(h_ref["valid_accuracy"], abs=1e-6)
+        for key in ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy",
+                    "arch_entropy"):
+            assert h[key] == h_ref[key], key

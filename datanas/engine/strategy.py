@@ -19,28 +19,57 @@ import os
 
 import tensorflow as tf
 
-__all__ = ["STRATEGIES", "build_strategy", "configure_cpu_devices", "make_deterministic", "is_chief", "worker_id",
+__all__ = ["STRATEGIES", "build_strategy", "configure_cpu_devices", "make_deterministic",
+           "deterministic_calls_active", "is_chief", "worker_id",
            "num_input_pipelines", "run_directory", "distributed_epoch"]
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 
 def make_deterministic():
-    """TensorFlow's op determinism plus ONE inter-op thread.
+    """Bit-identical reruns and resumes: op determinism, and no Grappler
+    memory optimizer for this thread's ``tf.function`` calls.
 
-    On CPU, op determinism alone did not make the full DARTS op set on 28x28
-    images repeatable: the same search steps repeated in one process
-    differed after a few steps and were bit-identical with inter-op
-    parallelism 1 (each op still uses every core).  Two separate processes still differ slightly on that op set
-    (README "Reproducibility"); the 4-op space on 8x8 images reruns and
-    resumes exactly.  Must run before TensorFlow starts its runtime.
+    Op determinism alone left two processes running the same full-op-set
+    search apart by ~1e-7 in the first loss and ~1e-3 after an epoch
+    (README "Reproducibility").  Bisected: the difference disappears with
+    Grappler off and with only its memory optimizer off, which (TensorFlow's
+    ``memory_optimizer.cc``, ``SchedulingPass``) may rewrite a gradient
+    ``AddN`` of more than two inputs into in-place ``AssignAdd``s on a
+    temporary variable, whose summation order then follows execution order
+    and the rewrite's own iteration order.  That pass is not reachable
+    through ``tf.config.optimizer``, so it is switched off in the function
+    call options of the calling thread (the thread that runs the loop).
+    Every inter-op thread stays in use.  Call before the first step runs.
     """
-    try:
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError as error:
-        raise ValueError("deterministic ops must be configured before TensorFlow runs anything "
-                         f"({error}).") from None
     tf.config.experimental.enable_op_determinism()
+    try:
+        # pylint: disable=import-outside-toplevel
+        from tensorflow.core.protobuf import rewriter_config_pb2
+        from tensorflow.python.eager import context
+        config = context.context().config
+        config.allow_soft_placement = True  # what TF itself uses for functions
+        config.graph_options.rewrite_options.memory_optimization = (
+            rewriter_config_pb2.RewriterConfig.NO_MEM_OPT)
+        context.context().function_call_options = context.FunctionCallOptions(
+            config_proto=config)
+    except (ImportError, AttributeError) as error:  # a TensorFlow without this internal API
+        raise ValueError("--deterministic_ops cannot switch off Grappler's memory optimizer in "
+                         f"this TensorFlow {tf.__version__} ({error}); runs would not be "
+                         "bit-identical.") from None
+
+
+def deterministic_calls_active():
+    """True when this thread's tf.function calls run without the memory
+    optimizer (what `make_deterministic` sets; some tf.config setters such as
+    soft device placement reset it)."""
+    # pylint: disable=import-outside-toplevel
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.python.eager import context
+    serialized = context.context().function_call_options.config_proto_serialized
+    config = config_pb2.ConfigProto.FromString(serialized)
+    return (config.graph_options.rewrite_options.memory_optimization
+            == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT)
 
 
 def configure_cpu_devices(count):
