@@ -221,3 +221,23 @@ def test_killed_search_resumes_to_the_same_architecture(tmp_path):
         for key in ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy",
                     "arch_entropy"):
             assert h[key] == h_ref[key], key
+
+
+def test_deterministic_ops_switch_off_the_memory_optimizer_for_the_loop_thread():
+    """The setting that made two processes agree (README 'Reproducibility')
+    is in effect for the thread that runs the steps, also after the strategy
+    is built, and functions still run."""
+    script = textwrap.dedent("""
+        import tensorflow as tf
+        from datanas.engine.strategy import (build_strategy, deterministic_calls_active,
+                                             make_deterministic)
+        assert not deterministic_calls_active()
+        strategy = build_strategy("one_device")
+        make_deterministic()
+        assert deterministic_calls_active()
+        assert float(tf.function(lambda x: tf.add_n([x, x, x]))(tf.constant(1.0))) == 3.0
+        print("OK")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
