@@ -10,6 +10,8 @@ import tensorflow as tf
 
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 from datanas.layers import EnsembleGumbelSoftmax, MixedEdge
+from datanas.spaces.darts_cnn.mixed_edge import SKIP_MECHANISMS
+from datanas.spaces.darts_cnn.ops import SkippableBatchNorm, SkippableSeparableConv2D
 
 C = 4  # channels (even: FactorizedReduce needs it)
 K = len(CONV_PRIMITIVES)
@@ -104,9 +106,12 @@ def test_skip_connect_is_identity_at_stride_1():
 
 # -- sparse execution ----------------------------------------------------------------------------
 
+@pytest.mark.parametrize("skip", SKIP_MECHANISMS)
 @pytest.mark.parametrize("stride", [1, 2])
-def test_unselected_ops_are_not_executed_at_runtime(stride):
-    edge = built_edge(stride)
+def test_unselected_ops_are_not_executed_at_runtime(stride, skip):
+    """An unselected op leaves its batch-norm statistics untouched (with
+    skip="examples" it runs on zero examples; with "cond" not at all)."""
+    edge = built_edge(stride, skip=skip)
     x = make_input(6, seed=1)
     fn = tf.function(lambda inputs, code: edge(inputs, code, training=True))
     with_bn = {k for k, p in enumerate(CONV_PRIMITIVES) if p not in NO_BN[stride]}
@@ -134,8 +139,9 @@ def test_dense_mode_executes_every_op():
 
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("training", [False, True])
-def test_sparse_binary_equals_manual_sum_and_dense(stride, training):
-    sparse = built_edge(stride, "sparse")
+@pytest.mark.parametrize("skip", SKIP_MECHANISMS)
+def test_sparse_binary_equals_manual_sum_and_dense(stride, training, skip):
+    sparse = built_edge(stride, "sparse", skip=skip)
     dense = built_edge(stride, "dense")
     dense.set_weights(sparse.get_weights())
     x = make_input(7, seed=3)
@@ -171,9 +177,12 @@ def _find_seed(egs, logits, predicate):
     raise AssertionError("no seed found")
 
 
+@pytest.mark.parametrize("skip", SKIP_MECHANISMS)
 @pytest.mark.parametrize("graph", [False, True])
-def test_gradients_through_egs_code(graph):
-    edge = built_edge(1)
+def test_gradients_through_egs_code(graph, skip):
+    """Selected ops get finite non-zero gradients, unselected ones exactly
+    zero (eager mode once gave uninitialised memory for an empty batch)."""
+    edge = built_edge(1, skip=skip)
     egs = EnsembleGumbelSoftmax(3, temperature=1.0)
     logits = tf.Variable(tf.zeros([K]))
     conv = [CONV_PRIMITIVES.index(p) for p in ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")]
@@ -246,8 +255,10 @@ def test_get_config_round_trip():
     edge = MixedEdge(C, 2, primitives=["none", "skip_connect", "sep_conv_3x3"], mode="dense",
                      affine=True, search=False, name="edge")
     config = edge.get_config()
-    assert {k: config[k] for k in ("channels", "stride", "primitives", "mode", "affine", "search")} == {
+    assert {k: config[k] for k in ("channels", "stride", "primitives", "mode", "affine", "search",
+                                  "skip")} == {
         "channels": C, "stride": 2, "primitives": ["none", "skip_connect", "sep_conv_3x3"],
+        "skip": "cond",
         "mode": "dense", "affine": True, "search": False}
     clone = MixedEdge.from_config(config)
     assert clone.get_config() == config
@@ -261,7 +272,8 @@ def test_get_config_round_trip():
 @pytest.mark.parametrize("training", [False, True])
 def test_xla_jit_compile(training):
     require_xla()
-    edge = MixedEdge(C, 2, primitives=["none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"])
+    edge = MixedEdge(C, 2, primitives=["none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"],
+                     skip="cond")
     x = make_input(7, seed=8)
     edge(x, tf.zeros([4]), training=False)
     fn = tf.function(lambda v, w: edge(v, w, training=training), jit_compile=True)
@@ -281,3 +293,50 @@ def test_xla_jit_compile(training):
             selected = {k for k, b in enumerate(code) if b and k != 0}
             assert changed_ops(before, moving_stats(edge)) == selected
     assert fn.experimental_get_tracing_count() == 1
+
+
+def test_bad_skip_mechanism():
+    with pytest.raises(ValueError, match="'while'"):
+        MixedEdge(C, 1, skip="while")
+
+
+# -- ops on an empty batch (how skip="examples" skips) ---------------------------------------------
+
+def test_batch_norm_keeps_statistics_on_an_empty_batch_and_matches_keras_otherwise():
+    guarded = SkippableBatchNorm(momentum=0.9, epsilon=1e-5, center=False, scale=False)
+    plain = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, center=False,
+                                            scale=False)
+    x = make_input(5, seed=11)
+    for layer in (guarded, plain):
+        layer.build(x.shape)
+    out_guarded = guarded(x, training=True).numpy()
+    out_plain = plain(x, training=True).numpy()
+    np.testing.assert_array_equal(out_guarded, out_plain)
+    for a, b in zip(guarded.non_trainable_weights, plain.non_trainable_weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    before = [v.numpy().copy() for v in guarded.non_trainable_weights]
+    fn = tf.function(lambda v: guarded(v, training=True))
+    for call in (lambda v: guarded(v, training=True), fn):
+        assert call(x[:0]).shape[0] == 0
+        for variable, value in zip(guarded.non_trainable_weights, before):
+            np.testing.assert_array_equal(variable.numpy(), value)
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_separable_conv_gradients_are_zero_on_an_empty_batch(graph):
+    """TensorFlow's depthwise filter gradient is uninitialised memory for an
+    empty batch on CPU in eager mode; the op's kernels get exact zeros."""
+    layer = SkippableSeparableConv2D(C, 3, padding="same", use_bias=False, dilation_rate=2)
+    layer.build((None, 6, 6, C))
+
+    def grads(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x))
+        return tape.gradient(loss, layer.trainable_weights)
+
+    compute = tf.function(grads) if graph else grads
+    for _ in range(3):  # fresh allocations each time
+        for grad in compute(make_input(6)[:0]):
+            assert np.array_equal(grad.numpy(), np.zeros(grad.shape, np.float32))
+    full = compute(make_input(6, seed=12))
+    assert all(np.any(g.numpy() != 0) for g in full)

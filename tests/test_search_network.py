@@ -116,7 +116,35 @@ def test_inference_call_is_deterministic(model):
     (dict(primitives=("none", "conv_7x7")), "conv_7x7"),
     (dict(primitives=("skip_connect", "skip_connect")), "distinct"),
     (dict(primitives=("none",)), "other than 'none'"),
+    (dict(skip="while_loop"), "skip must be one of examples, cond"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SearchNetwork(10, **kwargs)
+
+
+def test_both_skip_mechanisms_give_the_same_search():
+    """The default graph (ops skipped by running them on no example) and the
+    tf.cond graph give the same losses and architecture for the same seed,
+    over joint steps that sample different children (every kind of op: the
+    pools, both skip_connect forms, a separable and a dilated conv)."""
+    import keras  # pylint: disable=import-outside-toplevel
+    from datanas.search.config import SearchConfig  # pylint: disable=import-outside-toplevel
+    from datanas.search.searcher import Searcher  # pylint: disable=import-outside-toplevel
+
+    rng = np.random.default_rng(5)
+    batches = [(tf.constant(rng.normal(size=(8, 8, 8, 1)).astype("float32")),
+                tf.constant(rng.integers(0, 10, size=8).astype("int32"))) for _ in range(3)]
+    results = {}
+    for skip in ("examples", "cond"):
+        keras.utils.set_random_seed(0)
+        model = tiny_network(skip=skip, egs_scope="edge", num_nodes=1, primitives=(
+            "none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3"))
+        searcher = Searcher(model, SearchConfig(epochs=1, seed=2), steps_per_epoch=3)
+        losses = [float(searcher.joint_step(batch)["loss"]) for batch in batches]
+        results[skip] = (losses, [v.numpy() for v in model.weights])
+    (loss_a, weights_a), (loss_b, weights_b) = results["examples"], results["cond"]
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5)
+    assert len(set(np.round(loss_a, 4))) == len(loss_a)  # the steps did differ
+    for a, b in zip(weights_a, weights_b):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

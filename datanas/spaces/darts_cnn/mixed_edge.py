@@ -3,10 +3,23 @@
 An edge is called with its input and a weight vector over the K ops:
 
 * ``mode="sparse"`` (DATA/EGS, GDAS): the weights are a binary code (with
-  straight-through gradients).  Each op sits in its own ``tf.cond`` branch
-  and is executed only when its bit is non-zero, so the cost of a search step
-  follows the sampled child network, not the whole supernet.  The op output
-  is multiplied by its (exactly 1.0) bit so the gradient reaches the code.
+  straight-through gradients).  An op whose bit is 0 computes nothing, so the
+  cost of a search step follows the sampled child network, not the whole
+  supernet.  The op output is multiplied by its (exactly 1.0) bit so the
+  gradient reaches the code.  How an op is skipped (``skip``):
+
+  - ``"cond"`` (default): each op in its own ``tf.cond`` branch; an
+    untaken branch costs almost nothing at run time, but every branch and
+    its gradient is a function of its own, which makes the graph slow to
+    build and large in memory.  Static-shape compilers (TPU) need this form.
+  - ``"examples"``: the op runs on the first ``bit * batch``
+    examples, i.e. on all of them or on none; the selected outputs are
+    concatenated along the batch and summed per example.  The graph is plain
+    dataflow: it builds ~1.6x faster and holds about half the resident
+    memory, but an op run on no example still costs its kernel launches, so
+    the steady step is slower when most ops are unselected (README
+    benchmark).  Ops of the space keep their batch-norm statistics and get
+    exactly zero gradients on an empty batch (``ops.py``).
 * ``mode="dense"`` (DARTS): every op is computed and mixed with the (soft)
   weights.  Used by the DARTS baseline and by the benchmarks.
 
@@ -22,9 +35,10 @@ from datanas.engine.tracking import LayerList
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 from datanas.spaces.darts_cnn.ops import build_conv_op
 
-__all__ = ["MixedEdge", "EDGE_MODES"]
+__all__ = ["MixedEdge", "EDGE_MODES", "SKIP_MECHANISMS"]
 
 EDGE_MODES = ("sparse", "dense")
+SKIP_MECHANISMS = ("examples", "cond")
 
 
 @keras.saving.register_keras_serializable(package="datanas")
@@ -37,6 +51,7 @@ class MixedEdge(keras.layers.Layer):
       primitives: op names (subset/ordering of CONV_PRIMITIVES); the k-th
         weight belongs to ``primitives[k]``.
       mode: "sparse" (skip ops whose weight is 0) or "dense" (compute all).
+      skip: how sparse mode skips an op: "examples" or "cond" (see above).
       affine: learnable BN scale/offset inside ops (False during search).
       search: search-time op variants (BN after pooling).
 
@@ -47,10 +62,13 @@ class MixedEdge(keras.layers.Layer):
     """
 
     def __init__(self, channels, stride=1, primitives=CONV_PRIMITIVES, mode="sparse",
-                 affine=False, search=True, **kwargs):
+                 affine=False, search=True, skip="cond", **kwargs):
         super().__init__(**kwargs)
         if mode not in EDGE_MODES:
             raise ValueError(f"MixedEdge mode must be one of {EDGE_MODES}, got {mode!r}.")
+        if skip not in SKIP_MECHANISMS:
+            raise ValueError(f"MixedEdge skip must be one of {SKIP_MECHANISMS}, got {skip!r}.")
+        self.skip = skip
         unknown = [p for p in primitives if p not in CONV_PRIMITIVES]
         if unknown or not primitives:
             raise ValueError(
@@ -82,17 +100,41 @@ class MixedEdge(keras.layers.Layer):
                 op.build(tuple(input_shape))
         self.built = True
 
-    def _zeros(self, inputs):
+    def _output_size(self, inputs):
+        """[height, width, channels] of every op's output, as a tensor."""
         shape = tf.shape(inputs)
-        if self.stride > 1:
-            height = (shape[1] + self.stride - 1) // self.stride
-            width = (shape[2] + self.stride - 1) // self.stride
-        else:
-            height, width = shape[1], shape[2]
-        return tf.zeros(tf.stack([shape[0], height, width, self.channels]), dtype=inputs.dtype)
+        height = (shape[1] + self.stride - 1) // self.stride
+        width = (shape[2] + self.stride - 1) // self.stride
+        return tf.stack([height, width, self.channels])
+
+    def _zeros(self, inputs):
+        return tf.zeros(tf.concat([tf.shape(inputs)[:1], self._output_size(inputs)], axis=0),
+                        dtype=inputs.dtype)
+
+    def _sum_over_selected_examples(self, inputs, weights, training):
+        """sum_k weights[k] * op_k(inputs) where each op runs on all examples
+        if its weight is non-zero and on none otherwise.
+
+        The weighted outputs are concatenated along the batch (unselected ops
+        contribute no rows) and summed per example, so no zero tensor is ever
+        materialised for an unselected op.
+        """
+        batch = tf.shape(inputs)[0]
+        parts, selected = [], []
+        for k, op in zip(self._op_positions, self.ops):
+            on = tf.cast(tf.not_equal(weights[k], 0.0), tf.int32)
+            parts.append(weights[k] * op(inputs[:batch * on], training=training))
+            selected.append(on)
+        stacked = tf.reshape(tf.concat(parts, axis=0), tf.concat(
+            [[tf.add_n(selected), batch], self._output_size(inputs)], axis=0))
+        total = tf.reduce_sum(stacked, axis=0)
+        total.set_shape(self.compute_output_shape(inputs.shape))
+        return total
 
     def call(self, inputs, weights, training=None):
         weights = tf.cast(weights, inputs.dtype)
+        if self.mode == "sparse" and self.skip == "examples" and self.ops:
+            return self._sum_over_selected_examples(inputs, weights, training)
         outputs = []
         for k, op in zip(self._op_positions, self.ops):
             weight = weights[k]
@@ -119,4 +161,4 @@ class MixedEdge(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "stride": self.stride,
                 "primitives": list(self.primitives), "mode": self.mode,
-                "affine": self.affine, "search": self.search}
+                "affine": self.affine, "search": self.search, "skip": self.skip}

@@ -22,7 +22,7 @@ from datanas.engine.tracking import LayerList
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 
 __all__ = [
-    "OpChain", "ReLUConvBN", "SepConv", "DilConv", "Pool", "Identity",
+    "SkippableBatchNorm", "SkippableSeparableConv2D", "OpChain", "ReLUConvBN", "SepConv", "DilConv", "Pool", "Identity",
     "FactorizedReduce", "Subsample", "build_conv_op", "cell_input_preprocessing",
     "CONV_PRIMITIVES",
 ]
@@ -32,10 +32,70 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 
+@keras.saving.register_keras_serializable(package="datanas")
+class SkippableBatchNorm(keras.layers.BatchNormalization):
+    """Batch normalisation that leaves its moving statistics untouched when
+    called on an empty batch.
+
+    A sparse MixedEdge skips an unselected op by running it on zero examples
+    (``mixed_edge.py``); the batch moments of an empty batch are NaN, so
+    without this guard the skipped op's statistics would be destroyed.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable):
+            return super().call(inputs, training=training, mask=mask)
+        before = (tf.identity(self.moving_mean.value), tf.identity(self.moving_variance.value))
+        outputs = super().call(inputs, training=training, mask=mask)
+        empty = tf.equal(tf.shape(inputs)[0], 0)
+        for variable, old in zip((self.moving_mean, self.moving_variance), before):
+            variable.assign(tf.where(empty, old, variable.value))
+        return outputs
+
+
+def _gradient_zeroed_if_empty(kernel, batch):
+    """`kernel` unchanged, with its gradient forced to exactly zero when the
+    batch is empty.
+
+    TensorFlow's CPU depthwise-convolution filter gradient returns
+    uninitialised memory, not zeros, for an empty batch (measured with
+    TF 2.21 in eager mode), so a skipped op would receive garbage gradients.
+    ``tf.where`` selects without arithmetic, so NaN garbage cannot leak.
+    """
+    nonempty = tf.greater(batch, 0)
+
+    @tf.custom_gradient
+    def guarded(value):
+        def grad(upstream):
+            return tf.where(nonempty, upstream, tf.zeros_like(upstream))
+        return tf.identity(value), grad
+
+    return guarded(tf.convert_to_tensor(kernel))
+
+
+@keras.saving.register_keras_serializable(package="datanas")
+class SkippableSeparableConv2D(keras.layers.SeparableConv2D):
+    """SeparableConv2D whose kernel gradients are exactly zero on an empty
+    batch (see `_gradient_zeroed_if_empty`)."""
+
+    def call(self, inputs):
+        batch = tf.shape(inputs)[0]
+        outputs = keras.ops.separable_conv(
+            inputs, _gradient_zeroed_if_empty(self.depthwise_kernel, batch),
+            _gradient_zeroed_if_empty(self.pointwise_kernel, batch), strides=self.strides,
+            padding=self.padding, dilation_rate=self.dilation_rate,
+            data_format=self.data_format)
+        if self.use_bias:
+            shape = (1, 1, 1, -1) if self.data_format == "channels_last" else (1, -1, 1, 1)
+            outputs = outputs + tf.reshape(self.bias, shape)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+
 def _batch_norm(affine, name):
-    return keras.layers.BatchNormalization(
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=affine, scale=affine,
-        name=name)
+    return SkippableBatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=affine,
+                              scale=affine, name=name)
 
 
 def _check_positive_int(name, value):
@@ -141,11 +201,11 @@ class SepConv(OpChain):
     def _make_layers(self):
         return [
             keras.layers.ReLU(),
-            keras.layers.SeparableConv2D(self.channels, self.kernel_size, strides=self.stride,
+            SkippableSeparableConv2D(self.channels, self.kernel_size, strides=self.stride,
                                          padding="same", use_bias=False),
             _batch_norm(self.affine, "bn1"),
             keras.layers.ReLU(),
-            keras.layers.SeparableConv2D(self.channels, self.kernel_size, strides=1,
+            SkippableSeparableConv2D(self.channels, self.kernel_size, strides=1,
                                          padding="same", use_bias=False),
             _batch_norm(self.affine, "bn2"),
         ]
@@ -176,7 +236,7 @@ class DilConv(OpChain):
     def _make_layers(self):
         layers = [
             keras.layers.ReLU(),
-            keras.layers.SeparableConv2D(self.channels, self.kernel_size, strides=1,
+            SkippableSeparableConv2D(self.channels, self.kernel_size, strides=1,
                                          dilation_rate=self.dilation, padding="same",
                                          use_bias=False),
         ]

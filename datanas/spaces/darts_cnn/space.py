@@ -29,6 +29,9 @@ class SupernetShape:
     num_samples: int = 4
     egs_scope: str | None = None
     primitives: tuple = CONV_PRIMITIVES
+    # How sparse edges skip unselected ops: "cond" or "examples"; None = the
+    # supernet's default (see SearchNetwork / mixed_edge.py).
+    sparse_skip: str | None = None
 
 
 def _selection_probabilities(logits, scope):
@@ -51,7 +54,7 @@ class DartsCNNSpace(SearchSpace):
                               num_cells=settings.num_cells, num_nodes=settings.num_nodes,
                               egs_scope=scope, primitives=settings.primitives,
                               num_samples=num_samples, weighting=weighting, mode=mode,
-                              temperature=temperature, seed=seed)
+                              temperature=temperature, seed=seed, skip=settings.sparse_skip)
         model.build((None,) + tuple(input_shape))
         return model
 

@@ -29,6 +29,7 @@ from datanas.spaces.darts_cnn.backbone import (CifarStem, build_cell_stack, chec
                                                reduction_cell_indices, stack_cells)
 from datanas.spaces.darts_cnn.cells import SearchCell
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, check_primitives
+from datanas.spaces.darts_cnn.mixed_edge import SKIP_MECHANISMS
 
 __all__ = ["SearchNetwork", "EGS_SCOPES", "WEIGHTINGS", "reduction_cell_indices"]
 
@@ -55,6 +56,10 @@ class SearchNetwork(keras.Model):
       egs_scope: "edge" or "node" (see module docstring).
       weighting: "egs" or "softmax".
       mode: "sparse" (skip ops with a zero weight) or "dense".
+      skip: how sparse edges skip an op: "cond" (a ``tf.cond`` per op; the
+        faster steady step, and what static-shape compilers such as TPUs
+        need) or "examples" (run it on no example: faster to build, half the
+        resident memory); None = "cond" (see ``mixed_edge.py``).
       temperature: initial EGS temperature.
       arch_init_scale: std of the normal init of the architecture logits.
       seed: seeds the logit initialisation and the EGS layer's own stream.
@@ -63,7 +68,7 @@ class SearchNetwork(keras.Model):
     def __init__(self, num_classes, init_channels=16, num_cells=8, num_nodes=4,
                  stem_multiplier=3, primitives=CONV_PRIMITIVES, num_samples=4,
                  egs_scope="node", weighting="egs", mode="sparse", temperature=5.0,
-                 arch_init_scale=1e-3, seed=None, **kwargs):
+                 arch_init_scale=1e-3, seed=None, skip=None, **kwargs):
         super().__init__(**kwargs)
         check_int("num_classes", num_classes, 2)
         check_int("init_channels", init_channels, 2)
@@ -76,6 +81,9 @@ class SearchNetwork(keras.Model):
         _check_choice("egs_scope", egs_scope, EGS_SCOPES)
         _check_choice("weighting", weighting, WEIGHTINGS)
         _check_choice("mode", mode, ("sparse", "dense"))
+        skip = "cond" if skip is None else skip
+        _check_choice("skip", skip, SKIP_MECHANISMS)
+        self.skip = skip
         if weighting == "softmax" and mode == "sparse":
             raise ValueError("weighting='softmax' gives every op a non-zero weight; use mode='dense'.")
         self.primitives = check_primitives(primitives)
@@ -92,7 +100,8 @@ class SearchNetwork(keras.Model):
         self.cells = stack_cells(num_cells, init_channels, lambda index, channels, reduction,
                                  reduction_prev: SearchCell(
                                      channels, reduction, reduction_prev, num_nodes,
-                                     self.primitives, mode=mode, name=f"cell_{index}"))
+                                     self.primitives, mode=mode, skip=skip,
+                                     name=f"cell_{index}"))
         self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
         self.classifier = keras.layers.Dense(num_classes, name="classifier")
 
@@ -180,4 +189,4 @@ class SearchNetwork(keras.Model):
                 "primitives": list(self.primitives), "num_samples": self.num_samples,
                 "egs_scope": self.egs_scope, "weighting": self.weighting, "mode": self.mode,
                 "temperature": 5.0 if temperature is None else float(temperature.numpy()),
-                "arch_init_scale": self.arch_init_scale, "seed": self.seed}
+                "arch_init_scale": self.arch_init_scale, "seed": self.seed, "skip": self.skip}
