@@ -16,9 +16,8 @@ An edge is called with its input and a weight vector over the K ops:
     examples, i.e. on all of them or on none; the selected outputs are
     concatenated along the batch and summed per example.  The graph is plain
     dataflow: it builds ~1.6x faster and holds about half the resident
-    memory, but an op run on no example still costs its kernel launches, so
-    the steady step is slower when most ops are unselected (README
-    benchmark).  Ops of the space keep their batch-norm statistics and get
+    memory; in the full supernet its steady step is slower (README
+    benchmark; isolated edges step as fast as with ``tf.cond``).  Ops of the space keep their batch-norm statistics and get
     exactly zero gradients on an empty batch (``ops.py``).
 * ``mode="dense"`` (DARTS): every op is computed and mixed with the (soft)
   weights.  Used by the DARTS baseline and by the benchmarks.
