@@ -98,8 +98,8 @@ def define_search_flags():
                            "How a sparse search step skips unselected ops: 'cond' (one "
                            "tf.cond per op; fastest steady step) or 'examples' (run the op on "
                            "no example; builds ~1.6x faster with half the resident memory, "
-                           "steps slower in the supernet). Default: cond "
-                           "(README benchmark).")
+                           "steps slower in the supernet; README benchmark). Default: cond "
+                           "(unset, so runs made before this flag existed still resume).")
     absl_flags.DEFINE_enum("search_mode", None, ["joint", "alternate"],
                            "joint: weights and architecture on the same batch (paper Eq. 6); "
                            "alternate: architecture on a held-out half of the training split. "

@@ -17,8 +17,9 @@ An edge is called with its input and a weight vector over the K ops:
     concatenated along the batch and summed per example.  The graph is plain
     dataflow: it builds ~1.6x faster and holds about half the resident
     memory; in the full supernet its steady step is slower (README
-    benchmark; isolated edges step as fast as with ``tf.cond``).  Ops of the space keep their batch-norm statistics and get
-    exactly zero gradients on an empty batch (``ops.py``).
+    benchmark; isolated edges step as fast as with ``tf.cond``).  Ops of the
+    space keep their batch-norm statistics and get exactly zero gradients on
+    an empty batch (``ops.py``).
 * ``mode="dense"`` (DARTS): every op is computed and mixed with the (soft)
   weights.  Used by the DARTS baseline and by the benchmarks.
 

@@ -22,7 +22,8 @@ from datanas.engine.tracking import LayerList
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 
 __all__ = [
-    "SkippableBatchNorm", "SkippableSeparableConv2D", "OpChain", "ReLUConvBN", "SepConv", "DilConv", "Pool", "Identity",
+    "SkippableBatchNorm", "SkippableSeparableConv2D", "OpChain", "ReLUConvBN", "SepConv",
+    "DilConv", "Pool", "Identity",
     "FactorizedReduce", "Subsample", "build_conv_op", "cell_input_preprocessing",
     "CONV_PRIMITIVES",
 ]
@@ -75,14 +76,14 @@ def _gradient_zeroed_if_empty(kernel, batch):
 
 @keras.saving.register_keras_serializable(package="datanas")
 class SkippableSeparableConv2D(keras.layers.SeparableConv2D):
-    """SeparableConv2D whose kernel gradients are exactly zero on an empty
-    batch (see `_gradient_zeroed_if_empty`)."""
+    """SeparableConv2D whose depthwise-kernel gradient is exactly zero on an
+    empty batch (see `_gradient_zeroed_if_empty`; the pointwise convolution's
+    filter gradient is already zero there)."""
 
     def call(self, inputs):
-        batch = tf.shape(inputs)[0]
         outputs = keras.ops.separable_conv(
-            inputs, _gradient_zeroed_if_empty(self.depthwise_kernel, batch),
-            _gradient_zeroed_if_empty(self.pointwise_kernel, batch), strides=self.strides,
+            inputs, _gradient_zeroed_if_empty(self.depthwise_kernel, tf.shape(inputs)[0]),
+            self.pointwise_kernel, strides=self.strides,
             padding=self.padding, dilation_rate=self.dilation_rate,
             data_format=self.data_format)
         if self.use_bias:
@@ -202,11 +203,11 @@ class SepConv(OpChain):
         return [
             keras.layers.ReLU(),
             SkippableSeparableConv2D(self.channels, self.kernel_size, strides=self.stride,
-                                         padding="same", use_bias=False),
+                                     padding="same", use_bias=False),
             _batch_norm(self.affine, "bn1"),
             keras.layers.ReLU(),
             SkippableSeparableConv2D(self.channels, self.kernel_size, strides=1,
-                                         padding="same", use_bias=False),
+                                     padding="same", use_bias=False),
             _batch_norm(self.affine, "bn2"),
         ]
 
@@ -237,8 +238,8 @@ class DilConv(OpChain):
         layers = [
             keras.layers.ReLU(),
             SkippableSeparableConv2D(self.channels, self.kernel_size, strides=1,
-                                         dilation_rate=self.dilation, padding="same",
-                                         use_bias=False),
+                                     dilation_rate=self.dilation, padding="same",
+                                     use_bias=False),
         ]
         if self.stride > 1:
             layers.append(Subsample(self.stride))

@@ -29,8 +29,8 @@ class SupernetShape:
     num_samples: int = 4
     egs_scope: str | None = None
     primitives: tuple = CONV_PRIMITIVES
-    # How sparse edges skip unselected ops: "cond" or "examples"; None = the
-    # supernet's default (see SearchNetwork / mixed_edge.py).
+    # How sparse edges skip unselected ops: "cond" or "examples" (mixed_edge.py);
+    # None means "cond" and keeps identities of runs made before this setting.
     sparse_skip: str | None = None
 
 
@@ -54,7 +54,8 @@ class DartsCNNSpace(SearchSpace):
                               num_cells=settings.num_cells, num_nodes=settings.num_nodes,
                               egs_scope=scope, primitives=settings.primitives,
                               num_samples=num_samples, weighting=weighting, mode=mode,
-                              temperature=temperature, seed=seed, skip=settings.sparse_skip)
+                              temperature=temperature, seed=seed,
+                              skip=settings.sparse_skip or "cond")
         model.build((None,) + tuple(input_shape))
         return model
 

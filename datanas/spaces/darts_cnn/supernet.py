@@ -59,7 +59,7 @@ class SearchNetwork(keras.Model):
       skip: how sparse edges skip an op: "cond" (a ``tf.cond`` per op; the
         faster steady step, and what static-shape compilers such as TPUs
         need) or "examples" (run it on no example: faster to build, half the
-        resident memory); None = "cond" (see ``mixed_edge.py``).
+        resident memory); see ``mixed_edge.py``.
       temperature: initial EGS temperature.
       arch_init_scale: std of the normal init of the architecture logits.
       seed: seeds the logit initialisation and the EGS layer's own stream.
@@ -68,7 +68,7 @@ class SearchNetwork(keras.Model):
     def __init__(self, num_classes, init_channels=16, num_cells=8, num_nodes=4,
                  stem_multiplier=3, primitives=CONV_PRIMITIVES, num_samples=4,
                  egs_scope="node", weighting="egs", mode="sparse", temperature=5.0,
-                 arch_init_scale=1e-3, seed=None, skip=None, **kwargs):
+                 arch_init_scale=1e-3, seed=None, skip="cond", **kwargs):
         super().__init__(**kwargs)
         check_int("num_classes", num_classes, 2)
         check_int("init_channels", init_channels, 2)
@@ -81,7 +81,6 @@ class SearchNetwork(keras.Model):
         _check_choice("egs_scope", egs_scope, EGS_SCOPES)
         _check_choice("weighting", weighting, WEIGHTINGS)
         _check_choice("mode", mode, ("sparse", "dense"))
-        skip = "cond" if skip is None else skip
         _check_choice("skip", skip, SKIP_MECHANISMS)
         self.skip = skip
         if weighting == "softmax" and mode == "sparse":
