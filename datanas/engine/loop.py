@@ -181,7 +181,7 @@ def _format(record, keys):
 
 
 def run_loop(program, model_dir, *, strategy, verbose=1, checkpoint_every_steps=0,
-             select_on=None, max_to_keep=2, log_keys=None):
+             select_on=None, select_max=True, max_to_keep=2, log_keys=None):
     """Runs `program` to its last epoch in `model_dir`, resuming if checkpointed.
 
     Args:
@@ -191,7 +191,9 @@ def run_loop(program, model_dir, *, strategy, verbose=1, checkpoint_every_steps=
       verbose: 0 silent, 1 epoch lines and a progress bar, 2 also checkpoints.
       checkpoint_every_steps: also checkpoint every N steps (0 = epoch ends).
       select_on: a record key (e.g. "valid_accuracy"); the checkpoint with its
-        highest value is kept under ``best/``.
+        best value is kept under ``best/``.
+      select_max: the best value is the highest (else the lowest, e.g. a
+        perplexity).
       log_keys: record keys printed at each epoch end (default: all floats
         not starting with "train_").
     Returns:
@@ -203,6 +205,7 @@ def run_loop(program, model_dir, *, strategy, verbose=1, checkpoint_every_steps=
     del strategy   # the program's steps carry it; kept for symmetry and future use
     os.makedirs(model_dir, exist_ok=True)
     state = program.state
+    sign = 1.0 if select_max else -1.0   # best_value holds sign * value
     best_value = tf.Variable(float("-inf"), dtype=tf.float64, trainable=False,
                              name="best_value")
     checkpoint = tf.train.Checkpoint(run_state=state, best_value=best_value,
@@ -269,8 +272,8 @@ def run_loop(program, model_dir, *, strategy, verbose=1, checkpoint_every_steps=
             history.append(record)
             append_jsonl(metrics_path, record)
             state.epochs_completed.assign(epoch + 1)
-            if best is not None and record[select_on] > float(best_value.numpy()):
-                best_value.assign(record[select_on])
+            if best is not None and sign * record[select_on] > float(best_value.numpy()):
+                best_value.assign(sign * record[select_on])
                 best.save(checkpoint_number=epoch + 1)
             manager.save(checkpoint_number=int(state.step.numpy()))
             with writer.as_default(step=epoch + 1):
@@ -283,5 +286,5 @@ def run_loop(program, model_dir, *, strategy, verbose=1, checkpoint_every_steps=
                 print("  " + _format(record, keys), flush=True)
     writer.flush()
     return LoopResult(history=history, last_record=history[-1] if history else {},
-                      best_value=float(best_value.numpy()) if select_on else None,
+                      best_value=sign * float(best_value.numpy()) if select_on else None,
                       resumed_from_step=resumed_from)

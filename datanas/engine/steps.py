@@ -42,11 +42,14 @@ def all_reduce_sum(grads, variables):
 
 
 def apply_update(optimizer, grads, variables, *, clip_norm=0.0, weight_decay=0.0,
-                 summed=False):
+                 summed=False, step_scale=None):
     """Clip (global norm, 0 = off), add L2 decay, apply; inside a replica context.
 
     Args:
       summed: the gradients are already all-reduced (e.g. an unrolled step).
+      step_scale: optional scalar multiplying the (clipped + decayed)
+        gradient: for plain SGD, a per-step learning-rate factor (the
+        sequence-length scaling of variable-length BPTT).
     """
     if not summed:
         grads = all_reduce_sum(grads, variables)
@@ -54,6 +57,8 @@ def apply_update(optimizer, grads, variables, *, clip_norm=0.0, weight_decay=0.0
         grads, _ = tf.clip_by_global_norm(grads, clip_norm)
     if weight_decay:
         grads = [g + weight_decay * v for g, v in zip(grads, variables)]
+    if step_scale is not None:
+        grads = [g * tf.cast(step_scale, g.dtype) for g in grads]
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync if context is not None else 1
     if replicas > 1:

@@ -84,8 +84,9 @@ def make_searcher(model, inputs, config, strategy, task=None):
     steps_per_epoch = inputs.distributed_steps_per_epoch(num_input_pipelines(strategy),
                                                          strategy.num_replicas_in_sync)
     if steps_per_epoch < 1:
-        raise ValueError(f"{inputs.sizes()['train']} training images give no full batch of "
-                         f"{inputs.batch_size} per step; raise --train_size or lower --batch_size.")
+        raise ValueError(f"{inputs.sizes()['train']} training examples give no full batch of "
+                         f"{inputs.batch_size} per step; use more training data or lower "
+                         "--batch_size.")
     return Searcher(model, config, steps_per_epoch, strategy=strategy,
                     global_batch_size=inputs.batch_size, task=task)
 
@@ -128,8 +129,9 @@ def check_same_search(model_dir, model, config):
 
 
 def _child_evaluation(searcher, inputs, valid_data, child_weights, bn_recalibration_batches):
-    """Validation accuracy of the derived child with inherited weights, and
-    after re-estimating its batch-norm statistics (supernet state restored)."""
+    """Validation metrics of the derived child with inherited weights, and its
+    headline metric after re-estimating batch-norm statistics (supernet state
+    restored)."""
     child = searcher.evaluate(valid_data, child_weights)
     recalibrated = None
     if bn_recalibration_batches:
@@ -137,7 +139,7 @@ def _child_evaluation(searcher, inputs, valid_data, child_weights, bn_recalibrat
         train = searcher.distribute(lambda context: inputs.train(searcher.config.epochs,
                                                                   context))
         searcher.recalibrate_batch_norm(train, child_weights, bn_recalibration_batches)
-        recalibrated = searcher.evaluate(valid_data, child_weights)["accuracy"]
+        recalibrated = searcher.evaluate(valid_data, child_weights)[searcher.task.headline]
         searcher.restore_snapshot(supernet_state)
     return child, recalibrated
 
@@ -174,11 +176,12 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
         check_same_search(model_dir, model, config)
     write_search_config(model_dir, searcher, inputs, dataclasses.asdict(config), metadata)
     valid_data = searcher.distribute(inputs.validation)
+    headline = searcher.task.headline
     started = time.time()
     loop = run_loop(SearchProgram(searcher, space, inputs, valid_data), model_dir,
                     strategy=strategy, verbose=verbose,
                     checkpoint_every_steps=checkpoint_every_steps,
-                    log_keys=["valid_accuracy", "valid_loss", "arch_entropy"])
+                    log_keys=[f"valid_{headline}", "valid_loss", "arch_entropy"])
 
     genotypes = {name: space.derive(model, name, config.seed) for name in space.derivation_rules}
     for name, genotype in genotypes.items():
@@ -192,9 +195,10 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
                                             bn_recalibration_batches)
     final = {
         "derivation": rule,
-        "supernet_valid_accuracy": loop.history[-1]["valid_accuracy"] if loop.history else None,
-        "child_valid_accuracy_inherited_weights": child["accuracy"],
-        "child_valid_accuracy_recalibrated_bn": recalibrated,
+        f"supernet_valid_{headline}": (loop.history[-1][f"valid_{headline}"]
+                                       if loop.history else None),
+        f"child_valid_{headline}_inherited_weights": child[headline],
+        f"child_valid_{headline}_recalibrated_bn": recalibrated,
         "bn_recalibration_batches": bn_recalibration_batches,
         **space.describe(genotype),
         "search_seconds_this_process": time.time() - started,
@@ -203,9 +207,9 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
     write_json_atomic(os.path.join(model_dir, "search_result.json"), final)
     if verbose:
         print(genotype.summary())
-        skips = final.get("skip_connects", {})
-        print(f"skip_connects: {skips}; derived child (inherited weights) "
-              f"valid_accuracy={child['accuracy']:.4f}; genotype written to "
+        facts = {k: v for k, v in space.describe(genotype).items() if k != "op_counts"}
+        print(f"{facts}; derived child (inherited weights) "
+              f"valid_{headline}={child[headline]:.4f}; genotype written to "
               f"{os.path.join(model_dir, 'genotype.json')}", flush=True)
     return SearchResult(genotype=genotype, genotypes=genotypes, history=loop.history,
                         final=final)

@@ -71,14 +71,20 @@ def build_search(method, num_classes, image_shape, config, shape, *, space="dart
 
 def run_method_search(method, model, inputs, config, model_dir, *, space="darts_cnn",
                       random_candidates=8, strategy=None, checkpoint_every_steps=200, verbose=1,
-                      metadata=None, bn_recalibration_batches=0):
-    """Runs the search of `method` (see build_search) and returns its SearchResult."""
+                      metadata=None, bn_recalibration_batches=0, task=None):
+    """Runs the search of `method` (see build_search) and returns its SearchResult.
+
+    `task`: a datanas.tasks Task (default: classification over the model's
+    outputs)."""
     metadata = {**(metadata or {}), "method": method}
     if method == "random":
+        if task is not None:
+            raise ValueError("the random-search baseline is implemented for classification "
+                             "only; use method data, gdas or darts.")
         return run_random_search(model, inputs, config, model_dir, candidates=random_candidates,
                                  space=space, strategy=strategy, verbose=verbose,
                                  metadata=metadata, checkpoint_every_steps=checkpoint_every_steps)
     return run_search(model, inputs, config, model_dir, space=space, strategy=strategy,
-                      verbose=verbose, metadata=metadata,
+                      verbose=verbose, metadata=metadata, task=task,
                       checkpoint_every_steps=checkpoint_every_steps,
                       bn_recalibration_batches=bn_recalibration_batches)

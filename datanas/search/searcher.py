@@ -19,6 +19,8 @@ function of (seed, step counter), so a run is reproducible and all replicas
 of a step sample the same child.
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -68,15 +70,19 @@ class Searcher:
             self.arch_optimizer.build(model.architecture_variables)
             self.state = RunState(names)
         self._seed = tf.constant(config.seed, tf.int64)
-        self.joint_step = tf.function(self._joint_step)
-        self.weight_step = tf.function(self._weight_step)
-        self.arch_step = tf.function(self._arch_step)
-        self.unrolled_arch_step = tf.function(self._unrolled_arch_step)
+        # Batches may vary in shape (a last partial batch, variable-length
+        # BPTT windows): a second shape generalises the trace instead of
+        # compiling one graph per shape.
+        compile_step = functools.partial(tf.function, reduce_retracing=True)
+        self.joint_step = compile_step(self._joint_step)
+        self.weight_step = compile_step(self._weight_step)
+        self.arch_step = compile_step(self._arch_step)
+        self.unrolled_arch_step = compile_step(self._unrolled_arch_step)
         # Edge weights are an input, so every fixed child shares one graph.
-        self.fixed_weight_step = tf.function(self._fixed_weight_step)
-        self.recalibration_step = tf.function(self._recalibration_step)
+        self.fixed_weight_step = compile_step(self._fixed_weight_step)
+        self.recalibration_step = compile_step(self._recalibration_step)
         # Sampled children and a fixed derived child share one evaluation graph.
-        self.eval_step = tf.function(self._eval_step)
+        self.eval_step = compile_step(self._eval_step)
         self.sample_eval_weights = tf.function(self._sample_eval_weights)
 
     # -- pieces ------------------------------------------------------------

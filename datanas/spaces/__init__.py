@@ -33,3 +33,4 @@ def get_space(name):
 
 # Registration of the built-in spaces.
 from datanas.spaces.darts_cnn import space as _darts_cnn  # noqa: E402,F401  pylint: disable=wrong-import-position
+from datanas.spaces.darts_rnn import space as _darts_rnn  # noqa: E402,F401  pylint: disable=wrong-import-position

@@ -2,5 +2,6 @@
 
 from datanas.tasks.base import Task
 from datanas.tasks.classification import ClassificationTask
+from datanas.tasks.language_modeling import LanguageModelingTask
 
-__all__ = ["Task", "ClassificationTask"]
+__all__ = ["Task", "ClassificationTask", "LanguageModelingTask"]

@@ -18,6 +18,9 @@ class Task(abc.ABC):
 
     #: Names of the per-step training metrics (means over the global batch).
     train_metrics = ("loss",)
+    #: The evaluation metric a run reports and selects on, and its direction.
+    headline = "accuracy"
+    headline_higher_is_better = True
 
     @property
     def eval_names(self):

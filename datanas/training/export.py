@@ -1,4 +1,4 @@
-"""SavedModel export of a trained network (inference: images -> logits)."""
+"""SavedModel export of a trained network (inference: inputs -> logits)."""
 
 import keras
 import tensorflow as tf
@@ -8,20 +8,23 @@ __all__ = ["export_saved_model", "SERVING_ENDPOINT"]
 SERVING_ENDPOINT = "serve"
 
 
-def export_saved_model(model, export_dir, image_shape):
-    """Writes a TF SavedModel with one endpoint ``serve(images) -> logits``.
+def export_saved_model(model, export_dir, input_shape, dtype=tf.float32, input_name="images"):
+    """Writes a TF SavedModel with one endpoint ``serve(inputs) -> logits``.
 
-    The auxiliary head is not part of the endpoint (``model(images)`` returns
-    the main logits only).  Reload with ``tf.saved_model.load(export_dir).serve``
-    or ``keras.layers.TFSMLayer(export_dir, call_endpoint="serve")``; the
+    `input_shape` excludes the batch axis (None for a variable length).  For
+    image networks the auxiliary head is not part of the endpoint
+    (``model(images)`` returns the main logits only); a language model serves
+    ``tokens [batch, time] -> logits [batch, time, vocab]`` from a zero state.
+    Reload with ``tf.saved_model.load(export_dir).serve`` or
+    ``keras.layers.TFSMLayer(export_dir, call_endpoint="serve")``; the
     endpoint is also the ``serving_default`` signature for TF Serving.
     """
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         name=SERVING_ENDPOINT,
-        fn=lambda images: model(images, training=False),
-        input_signature=[tf.TensorSpec((None,) + tuple(image_shape), tf.float32, name="images")],
+        fn=lambda inputs: model(inputs, training=False),
+        input_signature=[tf.TensorSpec((None,) + tuple(input_shape), dtype, name=input_name)],
     )
     archive.write_out(export_dir, verbose=False)
     return export_dir

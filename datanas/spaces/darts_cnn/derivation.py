@@ -20,6 +20,8 @@ import tensorflow as tf
 
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, Genotype
 from datanas.estimators import EnsembleGumbelSoftmax
+from datanas.spaces.node_rules import (check_finite, inclusion_probabilities, node_code,
+                                       pairs_from_code, selection_probabilities, top_edge_pairs)
 
 __all__ = ["DERIVATION_RULES", "RULE_ALIASES", "canonical_rule", "derive_genotype", "architecture_probabilities",
            "genotype_to_weights", "logits_of"]
@@ -44,19 +46,6 @@ def logits_of(model):
             for kind in CELL_KINDS}
 
 
-def _softmax(values, axis=-1):
-    shifted = values - values.max(axis=axis, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=axis, keepdims=True)
-
-
-def _probabilities(logits, scope):
-    """Selection probabilities of (input, op) pairs under the EGS scope."""
-    if scope == "node":
-        return _softmax(logits.reshape(-1)).reshape(logits.shape)
-    return _softmax(logits, axis=-1)
-
-
 def architecture_probabilities(logits, scope, num_samples, primitives):
     """JSON-ready probabilities: per kind, per node, per (input, op).
 
@@ -67,8 +56,8 @@ def architecture_probabilities(logits, scope, num_samples, primitives):
     for kind in CELL_KINDS:
         nodes = []
         for node, node_logits in enumerate(logits[kind]):
-            probs = _probabilities(node_logits, scope)
-            inclusion = -np.expm1(num_samples * np.log1p(-np.clip(probs, 0.0, 1.0 - 1e-12)))
+            probs = selection_probabilities(node_logits, scope)
+            inclusion = inclusion_probabilities(probs, num_samples)
             nodes.append({
                 "node": node + 2,
                 "p": np.round(probs, 6).tolist(),
@@ -76,29 +65,6 @@ def architecture_probabilities(logits, scope, num_samples, primitives):
             })
         out[kind] = nodes
     return out
-
-
-def _most_probable_pair(probs, primitives):
-    masked = probs.copy()
-    for k, name in enumerate(primitives):
-        if name == "none":
-            masked[:, k] = -1.0
-    source, k = np.unravel_index(np.argmax(masked), masked.shape)
-    return (primitives[k], int(source))
-
-
-def _pairs_from_code(code, probs, primitives):
-    pairs = [(primitives[k], int(source))
-             for source in range(code.shape[0]) for k in range(code.shape[1])
-             if code[source, k] > 0.5 and primitives[k] != "none"]
-    return pairs or [_most_probable_pair(probs, primitives)]
-
-
-def _darts_pairs(probs, primitives, edges_per_node=2):
-    keep = [k for k, name in enumerate(primitives) if name != "none"]
-    strength = probs[:, keep].max(axis=1)
-    sources = sorted(np.argsort(-strength, kind="stable")[:edges_per_node])
-    return [(primitives[keep[int(np.argmax(probs[s, keep]))]], int(s)) for s in sources]
 
 
 def derive_genotype(logits, *, rule, scope, num_samples, primitives, seed=0, concat=None):
@@ -114,11 +80,8 @@ def derive_genotype(logits, *, rule, scope, num_samples, primitives, seed=0, con
       concat: output nodes; default all intermediate nodes.
     """
     rule = canonical_rule(rule)
-    bad = [f"{kind} node {node + 2}" for kind in CELL_KINDS
-           for node, values in enumerate(logits[kind]) if not np.all(np.isfinite(values))]
-    if bad:
-        raise ValueError(f"architecture logits are not finite ({', '.join(bad)}): the search "
-                         "diverged; nothing can be derived from them.")
+    check_finite({f"{kind} node {node + 2}": values for kind in CELL_KINDS
+                  for node, values in enumerate(logits[kind])})
     if scope not in ("edge", "node"):
         raise ValueError(f"EGS scope must be 'edge' or 'node'; got {scope!r}.")
     egs = EnsembleGumbelSoftmax(num_samples=num_samples, temperature=1.0)
@@ -126,19 +89,12 @@ def derive_genotype(logits, *, rule, scope, num_samples, primitives, seed=0, con
     for kind_index, kind in enumerate(CELL_KINDS):
         nodes = []
         for node, node_logits in enumerate(logits[kind]):
-            probs = _probabilities(node_logits, scope)
+            probs = selection_probabilities(node_logits, scope)
             if rule == "darts":
-                nodes.append(_darts_pairs(probs, primitives))
+                nodes.append(top_edge_pairs(probs, primitives, edges=2))
                 continue
-            flat = scope == "node"
-            values = tf.constant(node_logits.reshape(-1) if flat else node_logits, tf.float32)
-            if rule == "sample":
-                node_seed = tf.constant([seed, kind_index * 1000 + node], tf.int64)
-                code = egs.sample(values, seed=node_seed)
-            else:
-                code = egs.deterministic_code(values)
-            code = np.asarray(code.numpy()).reshape(node_logits.shape)
-            nodes.append(_pairs_from_code(code, probs, primitives))
+            code = node_code(egs, node_logits, scope, rule, [seed, kind_index * 1000 + node])
+            nodes.append(pairs_from_code(code, probs, primitives))
         cells[kind] = nodes
     num_nodes = len(logits["normal"])
     concat = tuple(concat) if concat is not None else tuple(range(2, num_nodes + 2))

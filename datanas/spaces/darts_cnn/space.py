@@ -11,6 +11,7 @@ import numpy as np
 
 from datanas.spaces import register_space
 from datanas.spaces.base import SearchSpace
+from datanas.spaces.node_rules import selection_probabilities
 from datanas.spaces.darts_cnn import derivation
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, Genotype
 from datanas.spaces.darts_cnn.networks import NetworkCIFAR, NetworkImageNet
@@ -32,12 +33,6 @@ class SupernetShape:
     # How sparse edges skip unselected ops: "cond" or "examples" (mixed_edge.py);
     # None means "cond" and keeps identities of runs made before this setting.
     sparse_skip: str | None = None
-
-
-def _selection_probabilities(logits, scope):
-    values = logits.reshape(1, -1) if scope == "node" else logits
-    values = values - values.max(axis=-1, keepdims=True)
-    return np.exp(values) / np.exp(values).sum(axis=-1, keepdims=True)
 
 
 class DartsCNNSpace(SearchSpace):
@@ -78,7 +73,7 @@ class DartsCNNSpace(SearchSpace):
     def selection_entropy(self, supernet):
         entropies = []
         for variable in supernet.architecture_variables:
-            probs = _selection_probabilities(np.asarray(variable.numpy(), np.float64),
+            probs = selection_probabilities(np.asarray(variable.numpy(), np.float64),
                                              supernet.egs_scope)
             entropies.append(float(-(probs * np.log(probs + 1e-12)).sum(axis=-1).mean()))
         return float(np.mean(entropies))

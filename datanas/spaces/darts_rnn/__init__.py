@@ -1,0 +1,1 @@
+"""The recurrent cell space of DARTS/DATA (language modelling, paper Section 4.2)."""
