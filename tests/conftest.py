@@ -2,3 +2,28 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+import shutil  # noqa: E402
+
+import pytest  # noqa: E402
+
+# PTB's real validation and test text, in ../shared beside the repository.
+PTB_SAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              os.pardir, "shared", "data", "ptb-sample")
+
+
+@pytest.fixture(scope="session")
+def ptb_dir(tmp_path_factory):
+    """Real PTB text in the DARTS layout: train.txt = PTB's validation file,
+    valid.txt / test.txt = lines 0-299 / 300-599 of PTB's test file."""
+    assert os.path.isdir(PTB_SAMPLE_DIR), (
+        f"{PTB_SAMPLE_DIR} is missing: the language-model tests read PTB's real text from "
+        "../shared/data/ptb-sample beside the repository")
+    directory = tmp_path_factory.mktemp("penn")
+    with open(os.path.join(PTB_SAMPLE_DIR, "test.txt"), encoding="utf-8") as handle:
+        test_lines = handle.readlines()
+    shutil.copy(os.path.join(PTB_SAMPLE_DIR, "valid.txt"), directory / "train.txt")
+    (directory / "valid.txt").write_text("".join(test_lines[:300]), encoding="utf-8")
+    (directory / "test.txt").write_text("".join(test_lines[300:600]), encoding="utf-8")
+    return str(directory)

@@ -26,7 +26,6 @@ from data_tf import (
 )
 from data_tf import lm_inputs, text_corpora
 
-PTB_SAMPLE_DIR = "/work/shared/data/ptb-sample"
 
 
 def _write(directory, files):
@@ -67,20 +66,6 @@ def _elements(dataset):
 # ---------------------------------------------------------------------------
 # Corpora
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ptb_dir(tmp_path_factory):
-    """Real PTB text: train = PTB valid, valid/test = two parts of PTB test."""
-    if not os.path.isdir(PTB_SAMPLE_DIR):
-        pytest.skip(f"{PTB_SAMPLE_DIR} is not available")
-    directory = tmp_path_factory.mktemp("penn")
-    with open(os.path.join(PTB_SAMPLE_DIR, "test.txt"), encoding="utf-8") as handle:
-        test_lines = handle.readlines()
-    shutil.copy(os.path.join(PTB_SAMPLE_DIR, "valid.txt"), directory / "train.txt")
-    _write(directory, {"valid.txt": "".join(test_lines[:300]),
-                       "test.txt": "".join(test_lines[300:600])})
-    return str(directory)
 
 
 @pytest.fixture(scope="module")

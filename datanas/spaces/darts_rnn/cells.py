@@ -9,8 +9,11 @@ One time step of either cell:
   ``s_j + sigmoid(c) * (f(g) - s_j)`` with ``[c, g] = s_j W_{i,j}``: every
   (node, input) edge has its own linear map, shared by the activations on
   that edge;
-* node ``i`` is the sum of its pairs; ``h_t`` is the mean of the output
-  nodes.
+* node ``i`` of a genotype is the MEAN of its pairs (a sum of several
+  highway terms grows without bound once batch normalisation is off; with
+  one pair per node, as in DARTS, it is that pair); in the search cell it is
+  the code-weighted sum, batch-normalised, so the scale does not matter;
+  ``h_t`` is the mean of the output nodes.
 
 ``RecurrentCell`` computes a genotype; it is a Keras RNN cell
 (``state_size``, ``call(inputs, states)``) usable in ``keras.layers.RNN``.
@@ -67,12 +70,17 @@ class _CellBase(keras.layers.Layer):
         self.w_init = self.add_weight(shape=(input_dim + self.units, 2 * self.units),
                                       initializer=_uniform(self.seed), name="w_init")
 
-    def _edge_weight(self, name, index):
+    def _edge_weight(self, node, source, index):
+        name = f"w_node{node}_from{source}"
         seed = None if self.seed is None else self.seed + 1 + index
         variable = self.add_weight(shape=(self.units, 2 * self.units),
                                    initializer=_uniform(seed), name=name)
         setattr(self, name, variable)   # an attribute: a stable checkpoint name
         return variable
+
+    def edge_map(self, node, source):
+        """W of the (node, input) edge."""
+        return getattr(self, f"w_node{node}_from{source}")
 
     def first_node(self, x, h, x_mask, h_mask):
         joined = tf.concat([_masked(x, x_mask), _masked(h, h_mask)], axis=-1)
@@ -101,10 +109,8 @@ class RecurrentCell(_CellBase):
     def build(self, input_shape):
         input_dim = int(input_shape[-1])
         self._build_init(input_dim)
-        self.edge_maps = {}
         for index, (node, source) in enumerate(self.genotype.edges()):
-            self.edge_maps[(node, source)] = self._edge_weight(f"w_node{node}_from{source}",
-                                                               index)
+            self._edge_weight(node, source, index)
         self.built = True
 
     def step(self, x, h, x_mask=None, h_mask=None, training=False):
@@ -115,10 +121,12 @@ class RecurrentCell(_CellBase):
         for position, pairs in enumerate(self.genotype.recurrent):
             node = position + 1
             projected = {source: tf.matmul(_masked(states[source], h_mask),
-                                           self.edge_maps[(node, source)])
+                                           self.edge_map(node, source))
                          for source in sorted({s for _, s in pairs})}
+            # The mean of the pairs: each highway term lies between its input
+            # and the activation, so their mean stays bounded without BN.
             states.append(tf.add_n([_highway(states[source], projected[source], name)
-                                    for name, source in pairs]))
+                                    for name, source in pairs]) / len(pairs))
         return tf.add_n([states[i] for i in self.genotype.concat]) / len(self.genotype.concat)
 
     def call(self, inputs, states, training=None):
@@ -156,12 +164,10 @@ class SearchRecurrentCell(_CellBase):
 
     def build(self, input_shape):
         self._build_init(int(input_shape[-1]))
-        self.edge_maps = {}
         index = 0
         for node in range(1, self.num_nodes + 1):
             for source in range(node):
-                self.edge_maps[(node, source)] = self._edge_weight(
-                    f"w_node{node}_from{source}", index)
+                self._edge_weight(node, source, index)
                 index += 1
         # Per-node batch-norm moving statistics (no scale/offset), s_0 included.
         self.moving_mean = self.add_weight(shape=(self.num_nodes + 1, self.units),
@@ -211,7 +217,7 @@ class SearchRecurrentCell(_CellBase):
             total = tf.zeros_like(states[0])
             for source in range(node):
                 codes = weights[source]
-                args = (states[source], h_mask, self.edge_maps[(node, source)], codes)
+                args = (states[source], h_mask, self.edge_map(node, source), codes)
                 if self.mode == "sparse":
                     active = tf.reduce_any(tf.stack([codes[k] > 0 for k in range(len(
                         self.primitives)) if k != none_index]))

@@ -3,7 +3,7 @@
 A recurrent cell (DARTS/ENAS form, DATA paper Section 4.2) has an initial
 node ``s_0`` computed from the input ``x_t`` and the previous hidden state
 ``h_{t-1}``, followed by ``N`` intermediate nodes ``s_1 .. s_N``.  Node
-``s_{i+1}`` (list position ``i``) is the SUM of one or more
+``s_{i+1}`` (list position ``i``) is the MEAN of one or more
 ``(activation, input)`` pairs with ``input`` in ``0..i``; each pair is a
 highway step ``s_in + c * (act(h) - s_in)`` through its own linear map.
 DARTS keeps one pair per node; DATA's EGS may keep several.  The cell output
