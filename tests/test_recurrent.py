@@ -308,7 +308,8 @@ def test_tiny_training_learns_and_exports(searched, ptb_dir, tmp_path):
     assert {"valid_perplexity", "test_perplexity"} <= set(metrics[0])
     tokens = tf.constant([[1, 2, 3, 4], [5, 6, 7, 8]], tf.int32)
     model = keras.saving.load_model(model_dir / "model.keras")
-    served = tf.saved_model.load(str(export_dir)).serve(tokens)
+    loaded = tf.saved_model.load(str(export_dir))   # (keep it alive while serving)
+    served = loaded.serve(tokens)
     np.testing.assert_allclose(served, model(tokens), rtol=1e-5, atol=1e-5)
     assert served.shape == (2, 4, vocab)
 

@@ -66,8 +66,11 @@ def apply_update(optimizer, grads, variables, *, clip_norm=0.0, weight_decay=0.0
     optimizer.apply_gradients(zip(grads, variables))
 
 
-def guarded_sums(count, compute, zeros):
-    """`compute()` (a tuple of sums) unless this replica's batch is empty."""
+def guarded_sums(count, compute, zeros, guard=True):
+    """`compute()` (a tuple of sums) unless this replica's batch is empty
+    (`guard=False`: batches are never empty; no tf.cond)."""
+    if not guard:
+        return compute()
     return tf.cond(count > 0, compute, lambda: zeros)
 
 

@@ -43,6 +43,7 @@ class SearchProgram(Program):
         self.state = searcher.state
         self.epochs = searcher.config.epochs
         self.steps_per_epoch = searcher.steps_per_epoch
+        self._signed = False
 
     def checkpoint_objects(self):
         return {"model": self.searcher.model,
@@ -60,8 +61,15 @@ class SearchProgram(Program):
     def batches(self, epoch, skip):
         strategy, steps = self.searcher.strategy, self.steps_per_epoch
         train = distributed_epoch(strategy, self.inputs.train, epoch, skip, steps)
+        arch = None
         if self.searcher.config.search_mode == "alternate":
-            return zip(train, distributed_epoch(strategy, self.inputs.arch, epoch, skip, steps))
+            arch = distributed_epoch(strategy, self.inputs.arch, epoch, skip, steps)
+        if not self._signed:
+            self.searcher.use_batch_signature(train.element_spec,
+                                              None if arch is None else arch.element_spec)
+            self._signed = True
+        if arch is not None:
+            return zip(train, arch)
         return ((batch, None) for batch in train)
 
     def train_step(self, batch):

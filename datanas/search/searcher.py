@@ -213,7 +213,8 @@ class Searcher:
             return tuple(result[k] for k in keys)
 
         count = self.task.count(targets)
-        return guarded_sums(count, sums, tuple(tf.constant(0.0) for _ in keys)), count
+        return guarded_sums(count, sums, tuple(tf.constant(0.0) for _ in keys),
+                            guard=self.task.empty_batches_possible), count
 
     def _eval_step(self, batch, weights):
         values, count = self.strategy.run(self._eval_replica, (batch, weights))
@@ -222,6 +223,24 @@ class Searcher:
     def _sample_eval_weights(self, batch_index):
         seed = tf.stack([self._seed + 7919, tf.cast(batch_index, tf.int64)])
         return self.model.edge_weights(stochastic=True, seed=seed)
+
+    def use_batch_signature(self, train_spec, arch_spec=None):
+        """Compiles the training steps for batches of these specs (a
+        distributed dataset's ``element_spec``), instead of for the first
+        batch's shapes.
+
+        With a variable dimension (e.g. BPTT windows of varying length) the
+        steps would otherwise be traced for the first batch's shape and
+        relaxed later, so a run resumed mid-epoch (a different first batch)
+        would run other graphs than an uninterrupted one and drift by float
+        rounding.  With the dataset's spec every process runs the same graph.
+        """
+        self.joint_step = tf.function(self._joint_step, input_signature=[train_spec])
+        self.weight_step = tf.function(self._weight_step, input_signature=[train_spec])
+        if arch_spec is not None:
+            self.arch_step = tf.function(self._arch_step, input_signature=[arch_spec])
+            self.unrolled_arch_step = tf.function(self._unrolled_arch_step,
+                                                  input_signature=[arch_spec, train_spec])
 
     # -- eager helpers -----------------------------------------------------
     def distribute(self, dataset_fn):

@@ -21,6 +21,11 @@ class Task(abc.ABC):
     #: The evaluation metric a run reports and selects on, and its direction.
     headline = "accuracy"
     headline_higher_is_better = True
+    #: Whether a replica may get an empty evaluation batch (a last partial
+    #: batch split over replicas); steps then guard the sums with a tf.cond.
+    #: Tasks whose batches always split evenly set False, which also keeps
+    #: cross-replica ops inside the model (e.g. an all-gather) out of a cond.
+    empty_batches_possible = True
 
     @property
     def eval_names(self):

@@ -43,6 +43,8 @@ class LanguageModelingTask(Task):
     train_metrics = ("loss",)
     headline = "perplexity"
     headline_higher_is_better = False
+    # Streams are batchified into rows divided evenly over the replicas.
+    empty_batches_possible = False
 
     def __init__(self, temporal_weight=1e-3, activation_weight=0.0):
         for name, value in (("temporal_weight", temporal_weight),

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from datanas.engine.loop import Program, RunState, run_loop
 from datanas.engine.run_files import write_json_atomic
-from datanas.engine.steps import apply_update, guarded_sums, reduce_sums, scaled_loss
+from datanas.engine.steps import apply_update, reduce_sums, scaled_loss
 from datanas.engine.strategy import distributed_epoch, is_chief, run_directory
 from datanas.tasks import LanguageModelingTask
 from datanas.training.export import export_saved_model
@@ -124,14 +124,21 @@ class LanguageModelTrainer:
     def _replica_eval(self, batch):
         inputs, targets = self.task.unpack(batch)
         count = self.task.count(targets)
-        sums = guarded_sums(count, lambda: (self.task.eval_sums(
-            targets, self.model.forward(inputs, training=False))["loss"],),
-            (tf.constant(0.0),))
-        return sums, count
+        # Rows split evenly over replicas: no empty batch, no cond (the
+        # carried state's all-gather must not sit inside one).
+        return (self.task.eval_sums(targets, self.model.forward(inputs, training=False))[
+            "loss"],), count
 
     def _eval_step(self, batch):
         values, count = self.strategy.run(self._replica_eval, (batch,))
         return reduce_sums(self.strategy, list(values) + [count])
+
+    def use_batch_signature(self, spec):
+        """Compiles the training step for batches of `spec` (the distributed
+        dataset's element_spec, with a variable window length) rather than
+        for the first batch's shape: a run resumed mid-epoch then runs the
+        same graph as an uninterrupted one (see Searcher.use_batch_signature)."""
+        self.train_step = tf.function(self._train_step, input_signature=[spec])
 
     def train(self, batch):
         metrics = self.train_step(batch)
@@ -191,14 +198,19 @@ class LanguageModelProgram(Program):
         self.state = trainer.state
         self.epochs = trainer.config.epochs
         self.steps_per_epoch = trainer.steps_per_epoch
+        self._signed = False
 
     def checkpoint_objects(self):
         return {"model": self.trainer.model, "optimizer": self.trainer.optimizer,
                 "asgd": self.trainer.averager}
 
     def batches(self, epoch, skip):
-        return distributed_epoch(self.trainer.strategy, self.inputs.train, epoch, skip,
+        data = distributed_epoch(self.trainer.strategy, self.inputs.train, epoch, skip,
                                  self.steps_per_epoch)
+        if not self._signed:   # one graph for every window length, in every process
+            self.trainer.use_batch_signature(data.element_spec)
+            self._signed = True
+        return data
 
     def train_step(self, batch):
         return self.trainer.train(batch)
