@@ -279,7 +279,9 @@ def run_loop(program, model_dir, *, strategy, verbose=1, checkpoint_every_steps=
             with writer.as_default(step=epoch + 1):
                 for key, value in record.items():
                     if key != "epoch" and isinstance(value, (int, float)):
-                        tf.summary.scalar(key, value)
+                        # float64 in: a huge value (a diverged perplexity)
+                        # becomes inf in TensorBoard instead of an error.
+                        tf.summary.scalar(key, tf.constant(float(value), tf.float64))
             if verbose:
                 keys = log_keys or [k for k in record if not k.startswith("train_")
                                     and k not in ("epoch", "epoch_seconds") and k not in settings]
