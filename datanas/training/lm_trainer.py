@@ -28,7 +28,8 @@ import tensorflow as tf
 from datanas.engine.loop import Program, RunState, run_loop
 from datanas.engine.run_files import write_json_atomic
 from datanas.engine.steps import apply_update, reduce_sums, scaled_loss
-from datanas.engine.strategy import distributed_epoch, is_chief, run_directory
+from datanas.engine.strategy import (distributed_epoch, is_chief, num_input_pipelines,
+                                     run_directory)
 from datanas.tasks import LanguageModelingTask
 from datanas.training.export import export_saved_model
 
@@ -241,7 +242,6 @@ def run_lm_training(model, inputs, config, model_dir, *, strategy=None, export_d
     weights, averaged if NT-ASGD was on) and ``results.json`` with its test
     perplexity; optionally a SavedModel in `export_dir`.
     """
-    from datanas.engine.strategy import num_input_pipelines  # pylint: disable=import-outside-toplevel
     strategy = strategy or tf.distribute.get_strategy()
     model_dir = run_directory(strategy, model_dir)
     steps = inputs.distributed_steps_per_epoch(num_input_pipelines(strategy),

@@ -74,8 +74,5 @@ class CarriedState(keras.layers.Layer):
         self.values.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(self.values),
                                                        indices, state))
 
-    def reset_all(self):
-        self.values.assign(tf.zeros_like(self.values))
-
     def get_config(self):
         return {**super().get_config(), "units": self.units, "max_rows": self.max_rows}
