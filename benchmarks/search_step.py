@@ -4,7 +4,10 @@
     python -m benchmarks.search_step --variants=egs4,dense --steps=10
 
 Variants: ``egsM`` (joint DATA step, sparse EGS with M samples), ``dense``
-(the same step with DARTS softmax mixing, every op computed), ``darts2``
+(the same step with DARTS softmax mixing, every op computed), a ``-host``
+suffix on either (``egs4-host``, ``dense-host``: the host-driven step, see
+``datanas/search/searcher.py``; without it the step is the compiled graph),
+``darts2``
 (second-order DARTS architecture step + weight step) and ``child`` (a plain
 SGD step of one EGS-sampled child, M=4 at the initial logits, built as a
 stand-alone NetworkCIFAR of the same size without auxiliary head or
@@ -32,8 +35,10 @@ import time
 from absl import app
 from absl import flags as absl_flags
 
-absl_flags.DEFINE_list("variants", ["egs1", "egs4", "egs7", "dense", "child"],
+absl_flags.DEFINE_list("variants", ["egs1", "egs4", "egs7", "dense", "child", "egs1-host",
+                                    "egs4-host", "egs7-host", "dense-host"],
                        "egsM (sparse EGS with M samples), dense (DARTS softmax mixing), "
+                       "either with -host (host-driven step; default: compiled graph), "
                        "darts2 (second-order DARTS), child (sampled child network alone).")
 absl_flags.DEFINE_integer("layers", 8, "Cells.")
 absl_flags.DEFINE_integer("init_channels", 16, "Channels.")
@@ -96,18 +101,21 @@ def _search_step(variant, images, labels):
     from datanas.search.searcher import Searcher
     from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
-    config = SearchConfig(epochs=1)
+    execution = "graph"
+    if variant.endswith("-host"):
+        variant, execution = variant[:-len("-host")], "host"
+    config = SearchConfig(epochs=1, execution=execution)
     if variant == "dense":
         kwargs = dict(weighting="softmax", mode="dense")
     elif variant == "darts2":
         kwargs = dict(weighting="softmax", mode="dense")
         config = SearchConfig(epochs=1, search_mode="alternate", unrolled=True,
-                              derivation="darts")
+                              derivation="darts", execution=execution)
     elif variant.startswith("egs") and variant[3:].isdigit():
         kwargs = dict(num_samples=int(variant[3:]))
     else:
-        raise app.UsageError(f"unknown variant {variant!r}; use egsM (e.g. egs4), dense, "
-                             "darts2 or child.")
+        raise app.UsageError(f"unknown variant {variant!r}; use egsM (e.g. egs4), dense "
+                             "(either optionally with -host), darts2 or child.")
     model = SearchNetwork(10, init_channels=FLAGS.init_channels, num_cells=FLAGS.layers,
                           seed=0, **kwargs)
     model.build(tuple(images.shape))
@@ -215,11 +223,11 @@ def main(argv):
     print(f"\nsearch step, {FLAGS.layers} cells, C={FLAGS.init_channels}, batch "
           f"{FLAGS.batch_size}, {FLAGS.image_size}x{FLAGS.image_size}x3, device "
           f"{results[0]['device']}")
-    print(f"{'variant':8} {'build+1st s':>11} {'median s':>9} {'p90 s':>7} "
+    print(f"{'variant':10} {'build+1st s':>11} {'median s':>9} {'p90 s':>7} "
           f"{'RSS steps GB':>12} {'RSS peak GB':>11} {'step/dense':>10} {'mem/dense':>9} "
           f"{'step/child':>10}")
     for r in results:
-        print(f"{r['variant']:8} {r['build_and_first_step_s']:11.1f} {r['median_step_s']:9.3f} "
+        print(f"{r['variant']:10} {r['build_and_first_step_s']:11.1f} {r['median_step_s']:9.3f} "
               f"{r['p90_step_s']:7.3f} {r['peak_rss_steps_gb']:12.2f} "
               f"{r['peak_rss_overall_gb']:11.2f} {ratio(r, dense, 'median_step_s'):>10} "
               f"{ratio(r, dense, 'peak_rss_steps_gb'):>9} {ratio(r, child, 'median_step_s'):>10}")
@@ -227,11 +235,11 @@ def main(argv):
     if breakdown:
         dense_set = next((r["step_working_set_gb"] for r in breakdown if r["variant"] == "dense"),
                          None)
-        print(f"\nmemory after returning freed heap to the OS:\n{'variant':8} "
+        print(f"\nmemory after returning freed heap to the OS:\n{'variant':10} "
               f"{'resident between steps GB':>25} {'one step adds GB':>16} {'adds/dense':>10}")
         for r in breakdown:
             share = (f"{r['step_working_set_gb'] / dense_set:.2f}" if dense_set else "-")
-            print(f"{r['variant']:8} {r['resident_between_steps_gb']:25.2f} "
+            print(f"{r['variant']:10} {r['resident_between_steps_gb']:25.2f} "
                   f"{r['step_working_set_gb']:16.2f} {share:>10}")
     if FLAGS.output:
         with open(FLAGS.output, "w") as handle:

@@ -100,6 +100,12 @@ def define_search_flags():
                            "no example; builds ~1.6x faster with half the resident memory, "
                            "steps slower in the supernet; README benchmark). Default: cond "
                            "(unset, so runs made before this flag existed still resume).")
+    absl_flags.DEFINE_enum("execution", None, ["auto", "host", "graph"],
+                           "How search steps run: 'host' samples the child and runs only its "
+                           "ops (shared compiled per-op functions; builds in seconds, child-sized "
+                           "memory, steady step slower on a CPU); 'graph' compiles the whole "
+                           "supernet as one step (minutes to build; needed on TPUs); 'auto' "
+                           "(unset) = host unless on a TPU. README 'Benchmark'.")
     absl_flags.DEFINE_enum("search_mode", None, ["joint", "alternate"],
                            "joint: weights and architecture on the same batch (paper Eq. 6); "
                            "alternate: architecture on a held-out half of the training split. "
@@ -206,7 +212,8 @@ def search_config_from_flags(flag_values):
         arch_learning_rate=flag_values.arch_learning_rate,
         arch_weight_decay=flag_values.arch_weight_decay,
         initial_temperature=flag_values.initial_temperature,
-        final_temperature=flag_values.final_temperature, seed=flag_values.seed)
+        final_temperature=flag_values.final_temperature, seed=flag_values.seed,
+        execution=flag_values.execution or "auto")
     num_samples = flag_values.M
     if flag_values.method == "gdas" and not flag_values["M"].present:
         num_samples = 1   # GDAS/SNAS draw one op; an explicit other --M is an error later

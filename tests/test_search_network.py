@@ -140,7 +140,8 @@ def test_both_skip_mechanisms_give_the_same_search():
         keras.utils.set_random_seed(0)
         model = tiny_network(skip=skip, egs_scope="edge", num_nodes=1, primitives=(
             "none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3"))
-        searcher = Searcher(model, SearchConfig(epochs=1, seed=2), steps_per_epoch=3)
+        searcher = Searcher(model, SearchConfig(epochs=1, seed=2, execution="graph"),
+                            steps_per_epoch=3)
         losses = [float(searcher.joint_step(batch)["loss"]) for batch in batches]
         results[skip] = (losses, [v.numpy() for v in model.weights])
     (loss_a, weights_a), (loss_b, weights_b) = results["examples"], results["cond"]

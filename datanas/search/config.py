@@ -10,9 +10,15 @@ anneals linearly over epochs (5 -> 1 by default).
 import dataclasses
 import math
 
-__all__ = ["SEARCH_MODES", "SearchConfig", "temperature_at"]
+__all__ = ["SEARCH_MODES", "EXECUTIONS", "SearchConfig", "temperature_at"]
 
 SEARCH_MODES = ("joint", "alternate")
+# How steps run: "graph" compiles each step (the whole supernet) as one
+# tf.function; "host" samples the child, then runs only its ops eagerly
+# through shared compiled layer functions; "auto" is host where the supernet
+# supports it, the strategy is not a TPU one and the run is short enough for
+# the saved build time to outweigh the slower steps (search/searcher.py).
+EXECUTIONS = ("auto", "host", "graph")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +43,7 @@ class SearchConfig:
     # the held-out gradient's norm (DARTS: 0.01).
     hessian_radius: float = 0.01
     seed: int = 0
+    execution: str = "auto"
 
     def __post_init__(self):
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -60,6 +67,9 @@ class SearchConfig:
         if self.search_mode not in SEARCH_MODES:
             raise ValueError(f"search_mode must be one of {', '.join(SEARCH_MODES)}; "
                              f"got {self.search_mode!r}.")
+        if self.execution not in EXECUTIONS:
+            raise ValueError(f"execution must be one of {', '.join(EXECUTIONS)}; "
+                             f"got {self.execution!r}.")
         if self.unrolled and self.search_mode != "alternate":
             raise ValueError("unrolled (second-order) architecture steps need "
                              "search_mode='alternate' (a held-out architecture split); got "

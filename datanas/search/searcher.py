@@ -13,6 +13,22 @@
 * a weight step of a fixed child (random search), a batch-norm
   re-estimation pass, and evaluation with sampled or fixed edge weights.
 
+Steps run in one of two ways (``SearchConfig.execution``):
+
+* ``graph``: each step is one compiled ``tf.function`` holding the whole
+  supernet, every op behind a ``tf.cond`` (or an empty batch) that skips it
+  at run time.  Needed by TPUs (a compiled step) and by spaces whose
+  supernet is not host-driven; building it takes minutes for the paper's
+  8-cell supernet.
+* ``host``: the step's code is sampled by a small compiled function, then the
+  forward and backward passes run eagerly, calling only the sampled child's
+  ops, each through a compiled function shared by every op of the same
+  configuration and shape (``engine/layer_functions.py``); the update
+  (all-reduce, clipping, decay, optimizers) is one compiled function.
+  Nothing of the unselected supernet is built or executed, so the one-time
+  cost is a few dozen small functions and the memory is the child's.
+  The second-order step stays compiled in both modes.
+
 It is written against the supernet interface of ``datanas.spaces.base``
 and a ``datanas.tasks`` Task only.  Every random draw of a step is a pure
 function of (seed, step counter), so a run is reproducible and all replicas
@@ -24,16 +40,53 @@ import functools
 import keras
 import tensorflow as tf
 
+from datanas.engine.layer_functions import LayerFunctions
+
 from datanas.engine.loop import RunState
 from datanas.engine.steps import (all_reduce_sum, apply_update, guarded_sums, reduce_sums,
                                   scaled_loss)
 from datanas.search.unrolled import unrolled_arch_gradients
 from datanas.tasks import ClassificationTask
 
-__all__ = ["Searcher", "STREAM_WEIGHTS", "STREAM_ARCH"]
+__all__ = ["Searcher", "STREAM_WEIGHTS", "STREAM_ARCH", "HOST_AUTO_MAX_STEPS",
+           "resolve_execution"]
 
 # Stream ids folded into the per-step seed so different draws never collide.
 STREAM_WEIGHTS, STREAM_ARCH, STREAM_EVAL = 0, 1, 2
+
+
+def _is_tpu(strategy):
+    return any(isinstance(strategy, cls) for cls in (
+        getattr(tf.distribute, "TPUStrategy", ()),
+        getattr(tf.distribute.experimental, "TPUStrategy", ())) if cls)
+
+
+#: "auto" runs host-driven steps for searches of at most this many steps.
+#: On the 2-core CPU of the README benchmark the host step builds in ~0.5 min
+#: instead of ~4.5 min but steps 1.6x (cpu preset, 4 cells) to 3x (8 cells)
+#: slower, so it pays off below ~500 steps (cpu preset) / ~140 steps (8 cells).
+HOST_AUTO_MAX_STEPS = 500
+
+
+def resolve_execution(execution, model, strategy, total_steps=None):
+    """"host" or "graph" for a config's `execution` ("auto", "host", "graph").
+
+    "auto" is host when the supernet supports it, the strategy is not a TPU
+    one and the run has at most `HOST_AUTO_MAX_STEPS` steps (unknown: host).
+    """
+    host_possible = getattr(model, "supports_host_execution", False)
+    if execution == "host":
+        if not host_possible:
+            raise ValueError(f"execution='host' is not supported by {type(model).__name__} "
+                             "(its forward pass is not host-driven); use execution='graph'.")
+        if _is_tpu(strategy):
+            raise ValueError("execution='host' cannot run on a TPUStrategy (TPUs run compiled "
+                             "steps only); use execution='graph' or 'auto'.")
+        return "host"
+    if execution == "graph":
+        return "graph"
+    short = total_steps is None or total_steps <= HOST_AUTO_MAX_STEPS
+    return "host" if host_possible and short and not _is_tpu(strategy) else "graph"
 
 
 class Searcher:
@@ -84,6 +137,10 @@ class Searcher:
         # Sampled children and a fixed derived child share one evaluation graph.
         self.eval_step = compile_step(self._eval_step)
         self.sample_eval_weights = tf.function(self._sample_eval_weights)
+        self.execution = resolve_execution(config.execution, model, self.strategy,
+                                           total_steps=config.epochs * steps_per_epoch)
+        if self.execution == "host":
+            self._use_host_steps()
 
     # -- pieces ------------------------------------------------------------
     @property
@@ -95,7 +152,10 @@ class Searcher:
         return tf.stack([self._seed, self.state.step * 3 + stream])
 
     def forward(self, inputs, stream, training=True):
-        weights = self.model.edge_weights(stochastic=True, seed=self.step_seed(stream))
+        if tf.executing_eagerly():
+            weights = self._sample_step_weights(self.step_seed(stream))
+        else:
+            weights = self.model.edge_weights(stochastic=True, seed=self.step_seed(stream))
         return self.model.forward(inputs, weights, training=training)
 
     def replica_loss(self, targets, outputs):
@@ -223,6 +283,103 @@ class Searcher:
     def _sample_eval_weights(self, batch_index):
         seed = tf.stack([self._seed + 7919, tf.cast(batch_index, tf.int64)])
         return self.model.edge_weights(stochastic=True, seed=seed)
+
+    # -- host-driven steps -------------------------------------------------
+    def _use_host_steps(self):
+        """Replaces the compiled steps (but the second-order one) by
+        host-driven ones (see the module docstring)."""
+        self.layer_functions = LayerFunctions()
+        self._sample_step_weights = tf.function(
+            lambda seed: self.model.edge_weights(stochastic=True, seed=seed))
+        self._zeros = {}
+        net_vars = self.model.network_variables
+        self._apply_host = {
+            (True, True): tf.function(functools.partial(self._host_apply, True, True)),
+            (True, False): tf.function(functools.partial(self._host_apply, True, False)),
+            (False, True): tf.function(functools.partial(self._host_apply, False, True))}
+        self._num_network_variables = len(net_vars)
+        self.joint_step = lambda batch: self._advance(
+            self._host_update(batch, STREAM_WEIGHTS, True, True))
+        self.weight_step = lambda batch: self._advance(
+            self._host_update(batch, STREAM_WEIGHTS, True, False))
+        self.arch_step = lambda batch: self._host_update(batch, STREAM_ARCH, False, True,
+                                                         "arch_")
+        self.fixed_weight_step = self._host_fixed_weight_step
+        self.recalibration_step = self._host_recalibration_step
+        self.eval_step = self._host_eval_step
+
+    def _zero_gradient(self, variable):
+        """A cached zero tensor (an unselected op's gradient), so steps do
+        not allocate one per variable."""
+        context = tf.distribute.get_replica_context()
+        replica = 0 if context is None else tf.get_static_value(
+            context.replica_id_in_sync_group)
+        key = (tuple(variable.shape), variable.dtype, int(replica))
+        if key not in self._zeros:
+            self._zeros[key] = tf.zeros(variable.shape, variable.dtype)
+        return self._zeros[key]
+
+    def _host_gradients(self, compute_loss, variables):
+        """Eager forward/backward of `compute_loss()` (loss, extras) through
+        the shared layer functions; missing gradients are zeros."""
+        with self.layer_functions.active():
+            with tf.GradientTape() as tape:
+                loss, extras = compute_loss()
+            grads = tape.gradient(loss, variables)
+        return [self._zero_gradient(v) if g is None else g
+                for g, v in zip(grads, variables)], extras
+
+    def _host_apply(self, update_weights, update_arch, grads):
+        """Compiled: all-reduce, clip, decay and apply per-replica gradients
+        (network variables first, then architecture variables)."""
+        def replica(grads):
+            count = self._num_network_variables if update_weights else 0
+            if update_weights:
+                self.apply_weight_gradients(list(grads[:count]))
+            if update_arch:
+                self.apply_arch_gradients(list(grads[count:]))
+        self.strategy.run(replica, (grads,))
+
+    def _host_update(self, batch, stream, update_weights, update_arch, prefix=""):
+        variables = ((self.model.network_variables if update_weights else [])
+                     + (self.model.architecture_variables if update_arch else []))
+
+        def replica(batch):
+            inputs, targets = self.task.unpack(batch)
+            grads, sums = self._host_gradients(
+                lambda: self.replica_loss(targets, self.forward(inputs, stream)), variables)
+            return grads, sums, self.task.count(targets)
+
+        grads, sums, count = self.strategy.run(replica, (batch,))
+        self._apply_host[(update_weights, update_arch)](grads)
+        return self._means((sums, count), prefix)
+
+    def _host_fixed_weight_step(self, batch, edge_weights):
+        variables = self.model.network_variables
+
+        def replica(batch):
+            inputs, targets = self.task.unpack(batch)
+            grads, sums = self._host_gradients(lambda: self.replica_loss(
+                targets, self.model.forward(inputs, edge_weights, training=True)), variables)
+            return grads, sums, self.task.count(targets)
+
+        grads, sums, count = self.strategy.run(replica, (batch,))
+        self._apply_host[(True, False)](grads)
+        return self._advance(self._means((sums, count)))
+
+    def _host_recalibration_step(self, inputs, edge_weights):
+        def replica(inputs):
+            with self.layer_functions.active():
+                self.model.forward(inputs, edge_weights, training=True)
+            return tf.shape(inputs)[0]
+        return self.strategy.run(replica, (inputs,))
+
+    def _host_eval_step(self, batch, weights):
+        def replica(batch):
+            with self.layer_functions.active():
+                return self._eval_replica(batch, weights)
+        values, count = self.strategy.run(replica, (batch,))
+        return reduce_sums(self.strategy, list(values) + [count])
 
     def use_batch_signature(self, train_spec, arch_spec=None):
         """Compiles the training steps for batches of these specs (a

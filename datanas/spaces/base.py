@@ -17,6 +17,12 @@ A *supernet* built by a space is a Keras model with:
   (a sample when ``stochastic``; a pure function of ``seed`` if given);
 * ``forward(inputs, edge_weights, training)`` -- the network's outputs for
   those weights (only the selected ops run when the codes are binary).
+
+A supernet may set ``supports_host_execution = True`` when its ``forward``,
+run eagerly, calls only the selected ops through
+``datanas.engine.layer_functions.call_layer``: the searcher then runs its
+steps host-driven (``SearchConfig.execution``), without compiling the
+supernet as one graph.
 """
 
 import abc

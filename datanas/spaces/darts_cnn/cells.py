@@ -21,6 +21,7 @@ Terms are kept in nested ``LayerList`` s, so checkpoints see every variable.
 import keras
 import tensorflow as tf
 
+from datanas.engine.layer_functions import call_layer
 from datanas.engine.tracking import LayerList, SeedStateTracking
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 from datanas.spaces.darts_cnn.mixed_edge import MixedEdge
@@ -77,7 +78,8 @@ class DagCell(keras.layers.Layer):
 
     def _run_dag(self, inputs, context, training):
         s0, s1 = inputs
-        states = [self.preprocess0(s0, training=training), self.preprocess1(s1, training=training)]
+        states = [call_layer(self.preprocess0, s0, training),
+                  call_layer(self.preprocess1, s1, training)]
         for node, (sources, terms) in enumerate(zip(self.node_sources, self.node_terms)):
             outputs = [self._term(node, position, layer, states[source], context, training)
                        for position, (source, layer) in enumerate(zip(sources, terms))]

@@ -23,6 +23,11 @@ An edge is called with its input and a weight vector over the K ops:
 * ``mode="dense"`` (DARTS): every op is computed and mixed with the (soft)
   weights.  Used by the DARTS baseline and by the benchmarks.
 
+Executed eagerly (the host-driven search step, ``execution="host"``), a
+sparse edge reads its code on the host and calls only the selected ops, each
+through the shared compiled layer functions (``engine/layer_functions.py``);
+``skip`` only concerns the compiled graph.
+
 The ``none`` op contributes zeros and is never computed in either mode.
 """
 
@@ -31,6 +36,7 @@ import math
 import keras
 import tensorflow as tf
 
+from datanas.engine.layer_functions import call_layer
 from datanas.engine.tracking import LayerList
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 from datanas.spaces.darts_cnn.ops import build_conv_op
@@ -131,8 +137,21 @@ class MixedEdge(keras.layers.Layer):
         total.set_shape(self.compute_output_shape(inputs.shape))
         return total
 
+    def _call_selected(self, inputs, weights, training):
+        """Eager execution: the code is read on the host and only the ops
+        with a non-zero weight run (all of them in dense mode)."""
+        code = weights.numpy()
+        outputs = [call_layer(op, inputs, training, scale=weights[k])
+                   for k, op in zip(self._op_positions, self.ops)
+                   if self.mode == "dense" or code[k] != 0]
+        if not outputs:
+            return self._zeros(inputs)
+        return tf.add_n(outputs) if len(outputs) > 1 else outputs[0]
+
     def call(self, inputs, weights, training=None):
         weights = tf.cast(weights, inputs.dtype)
+        if tf.executing_eagerly():
+            return self._call_selected(inputs, weights, training)
         if self.mode == "sparse" and self.skip == "examples" and self.ops:
             return self._sum_over_selected_examples(inputs, weights, training)
         outputs = []

@@ -45,6 +45,9 @@ def _check_choice(name, value, allowed):
 class SearchNetwork(keras.Model):
     """DARTS-style supernet whose cells are weighted by an estimator.
 
+    Run eagerly, its edges call only the selected ops (host-driven search
+    steps, ``supports_host_execution``).
+
     Args:
       num_classes: classifier outputs.
       init_channels: C, channels of the first cells (doubled at reductions).
@@ -64,6 +67,8 @@ class SearchNetwork(keras.Model):
       arch_init_scale: std of the normal init of the architecture logits.
       seed: seeds the logit initialisation and the EGS layer's own stream.
     """
+
+    supports_host_execution = True
 
     def __init__(self, num_classes, init_channels=16, num_cells=8, num_nodes=4,
                  stem_multiplier=3, primitives=CONV_PRIMITIVES, num_samples=4,

@@ -1,0 +1,119 @@
+"""Compiled layer functions shared by every layer of one configuration.
+
+A host-driven search step (``execution="host"``, see ``search/searcher.py``)
+runs the supernet eagerly: Python reads the sampled code and calls only the
+selected ops, so nothing of the unselected supernet is ever built or run.
+Calling Keras layers eagerly op by op would be slow, and compiling one
+function per layer would rebuild the supernet's graph piece by piece.  Layers
+that differ only in their variables share one compiled function instead:
+
+    functions = LayerFunctions()
+    with functions.active():
+        y = call_layer(op, x, training=True, scale=bit)   # bit * op(x)
+
+The function of a (layer class, config without the name, input shape, dtype,
+training) key is traced once, from the first layer seen with that key (its
+template), and takes the variables of the layer being called as arguments:
+the template runs statelessly on them (``Layer.stateless_call``) and the
+new values of non-trainable variables (batch-norm moving statistics) are
+assigned to the caller's variables inside the function.  A supernet of
+hundreds of ops therefore compiles a few dozen small functions; gradients
+reach each caller's variables through the function call.
+
+Outside ``active()``, or while tracing a graph (``tf.function``), or for a
+layer without variables, ``call_layer`` is a plain layer call, so the same
+model code serves the compiled graph path.
+"""
+
+import contextlib
+import json
+import logging
+import threading
+
+import tensorflow as tf
+
+__all__ = ["LayerFunctions", "call_layer"]
+
+_ACTIVE = threading.local()
+
+
+def _tf_variable(variable):
+    """The tf.Variable behind a Keras variable, and under a distribution
+    strategy this replica's copy of it: a function called from a replica
+    must read, assign and differentiate the replica's own component, or the
+    gradient the replica's tape asks for would be None (zero)."""
+    variable = getattr(variable, "_value", variable)
+    local = getattr(variable, "_get_on_device_or_primary", None)   # DistributedVariable
+    return local() if local is not None else variable
+
+
+class LayerFunctions:
+    """A cache of compiled functions, one per layer configuration and shape."""
+
+    def __init__(self):
+        self._functions = {}
+
+    def __len__(self):
+        return len(self._functions)
+
+    @contextlib.contextmanager
+    def active(self):
+        """Routes `call_layer` through this cache in the current thread
+        (strategies run replicas in threads; each enters its own scope)."""
+        previous = getattr(_ACTIVE, "functions", None)
+        _ACTIVE.functions = self
+        try:
+            yield self
+        finally:
+            _ACTIVE.functions = previous
+
+    @staticmethod
+    def key(layer, inputs, training):
+        config = {k: v for k, v in layer.get_config().items() if k != "name"}
+        return (type(layer).__module__, type(layer).__qualname__,
+                json.dumps(config, sort_keys=True, default=str),
+                tuple(inputs.shape), inputs.dtype.name, bool(training))
+
+    def _compile(self, template, training):
+        def apply(inputs, trainable, non_trainable, scale):
+            outputs, updated = template.stateless_call(
+                [v.read_value() for v in trainable], [v.read_value() for v in non_trainable],
+                inputs, training=training)
+            if training:
+                for variable, value in zip(non_trainable, updated):
+                    variable.assign(value)
+            return outputs * tf.cast(scale, outputs.dtype)
+        return tf.function(apply)
+
+    def __call__(self, layer, inputs, training=None, scale=1.0):
+        key = self.key(layer, inputs, training)
+        function = self._functions.get(key)
+        first_call = function is None
+        if first_call:
+            function = self._functions[key] = self._compile(layer, bool(training))
+        arguments = (inputs, [_tf_variable(v) for v in layer.trainable_variables],
+                     [_tf_variable(v) for v in layer.non_trainable_variables],
+                     tf.convert_to_tensor(scale, inputs.dtype))
+        if not first_call:
+            return function(*arguments)
+        # Each function is traced exactly once, by design; TensorFlow's
+        # frequent-retracing warning counts the traces of all of them (one
+        # Python source) together, so it is muted for these first calls.
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            return function(*arguments)
+        finally:
+            logger.setLevel(level)
+
+
+def call_layer(layer, inputs, training=None, scale=None):
+    """``scale * layer(inputs, training=training)``, through the active
+    `LayerFunctions` when executing eagerly (see the module docstring)."""
+    functions = getattr(_ACTIVE, "functions", None)
+    if (functions is not None and tf.executing_eagerly() and layer.weights
+            and not isinstance(training, tf.Tensor)):
+        return functions(layer, inputs, training, 1.0 if scale is None else scale)
+    outputs = layer(inputs, training=training)
+    return outputs if scale is None else outputs * tf.cast(scale, outputs.dtype)
