@@ -137,6 +137,7 @@ class Searcher:
         # Sampled children and a fixed derived child share one evaluation graph.
         self.eval_step = compile_step(self._eval_step)
         self.sample_eval_weights = tf.function(self._sample_eval_weights)
+        self._eval_steps = {}   # graph evaluation steps per dataset signature
         self.execution = resolve_execution(config.execution, model, self.strategy,
                                            total_steps=config.epochs * steps_per_epoch)
         if self.execution == "host":
@@ -414,15 +415,34 @@ class Searcher:
         keys = self.task.eval_names
         totals = dict.fromkeys(keys, 0.0)
         count = 0
+        eval_step = None
         for index, batch in enumerate(dataset):
             batch_weights = weights
             if batch_weights is None:
                 batch_weights = self.sample_eval_weights(tf.constant(index, tf.int64))
-            *values, batch_count = self.eval_step(batch, batch_weights)
+            if eval_step is None:
+                eval_step = self._eval_step_for(dataset, batch_weights)
+            *values, batch_count = eval_step(batch, batch_weights)
             for key, value in zip(keys, values):
                 totals[key] += float(value)
             count += int(batch_count)
         return self.task.eval_metrics(totals, count)
+
+    def _eval_step_for(self, dataset, weights):
+        """The evaluation step compiled for `dataset`'s element_spec (graph
+        execution), for the reason given in `use_batch_signature`: a last,
+        shorter batch would otherwise relax the first trace, and a resumed
+        process that evaluates first in a later epoch would run another graph
+        than the uninterrupted one."""
+        spec = getattr(dataset, "element_spec", None)
+        if self.execution == "host" or spec is None:
+            return self.eval_step
+        signature = [spec, tf.nest.map_structure(
+            lambda w: tf.TensorSpec.from_tensor(tf.convert_to_tensor(w)), weights)]
+        key = repr(signature)
+        if key not in self._eval_steps:
+            self._eval_steps[key] = tf.function(self._eval_step, input_signature=signature)
+        return self._eval_steps[key]
 
     def recalibrate_batch_norm(self, dataset, edge_weights, batches):
         """Re-estimates batch-norm moving statistics for one fixed child.

@@ -141,9 +141,10 @@ class MixedEdge(keras.layers.Layer):
         """Eager execution: the code is read on the host and only the ops
         with a non-zero weight run (all of them in dense mode)."""
         code = weights.numpy()
-        outputs = [call_layer(op, inputs, training, scale=weights[k])
-                   for k, op in zip(self._op_positions, self.ops)
-                   if self.mode == "dense" or code[k] != 0]
+        selected = [(k, op) for k, op in zip(self._op_positions, self.ops)
+                    if self.mode == "dense" or code[k] != 0]
+        scales = tf.unstack(weights) if selected else []   # one op, not one slice per op
+        outputs = [call_layer(op, inputs, training, scale=scales[k]) for k, op in selected]
         if not outputs:
             return self._zeros(inputs)
         return tf.add_n(outputs) if len(outputs) > 1 else outputs[0]
