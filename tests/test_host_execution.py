@@ -93,6 +93,9 @@ def test_auto_execution_is_host_for_short_conv_searches_only():
     assert resolve_execution("auto", model, strategy, HOST_AUTO_MAX_STEPS + 1) == "graph"
     assert resolve_execution("host", model, strategy, HOST_AUTO_MAX_STEPS + 1) == "host"
     assert resolve_execution("graph", model, strategy) == "graph"
+    # Dense mixing (DARTS) computes every op: compiled.
+    assert resolve_execution("auto", _network(weighting="softmax", mode="dense"),
+                             strategy) == "graph"
 
     class CompiledOnly(keras.Model):
         pass

@@ -68,7 +68,11 @@ class SearchNetwork(keras.Model):
       seed: seeds the logit initialisation and the EGS layer's own stream.
     """
 
-    supports_host_execution = True
+    @property
+    def supports_host_execution(self):
+        """Sparse supernets step host-driven; dense mixing computes every op,
+        which the compiled graph does 2.5x faster (README benchmark)."""
+        return self.mode == "sparse"
 
     def __init__(self, num_classes, init_channels=16, num_cells=8, num_nodes=4,
                  stem_multiplier=3, primitives=CONV_PRIMITIVES, num_samples=4,
