@@ -180,6 +180,9 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
     strategy = strategy or tf.distribute.get_strategy()
     model_dir = run_directory(strategy, model_dir)
     searcher = make_searcher(model, inputs, config, strategy, task)
+    if verbose:
+        print(f"Search steps: {searcher.execution} execution ({config.epochs} epochs x "
+              f"{searcher.steps_per_epoch} steps; --execution={config.execution}).", flush=True)
     if os.path.isdir(os.path.join(model_dir, "checkpoints")):
         check_same_search(model_dir, model, config)
     write_search_config(model_dir, searcher, inputs, dataclasses.asdict(config), metadata)
@@ -211,6 +214,7 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
         **space.describe(genotype),
         "search_seconds_this_process": time.time() - started,
         "steps": int(searcher.step.numpy()),
+        "execution": searcher.execution,
     }
     write_json_atomic(os.path.join(model_dir, "search_result.json"), final)
     if verbose:
