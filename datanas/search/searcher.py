@@ -341,32 +341,30 @@ class Searcher:
                 self.apply_arch_gradients(list(grads[count:]))
         self.strategy.run(replica, (grads,))
 
-    def _host_update(self, batch, stream, update_weights, update_arch, prefix=""):
+    def _host_train(self, batch, forward, update_weights, update_arch, prefix=""):
+        """Per replica: eager forward/backward of `forward(inputs)`; then the
+        compiled update of the chosen variable sets; the step's means."""
         variables = ((self.model.network_variables if update_weights else [])
                      + (self.model.architecture_variables if update_arch else []))
 
         def replica(batch):
             inputs, targets = self.task.unpack(batch)
             grads, sums = self._host_gradients(
-                lambda: self.replica_loss(targets, self.forward(inputs, stream)), variables)
+                lambda: self.replica_loss(targets, forward(inputs)), variables)
             return grads, sums, self.task.count(targets)
 
         grads, sums, count = self.strategy.run(replica, (batch,))
         self._apply_host[(update_weights, update_arch)](grads)
         return self._means((sums, count), prefix)
 
+    def _host_update(self, batch, stream, update_weights, update_arch, prefix=""):
+        return self._host_train(batch, lambda inputs: self.forward(inputs, stream),
+                                update_weights, update_arch, prefix)
+
     def _host_fixed_weight_step(self, batch, edge_weights):
-        variables = self.model.network_variables
-
-        def replica(batch):
-            inputs, targets = self.task.unpack(batch)
-            grads, sums = self._host_gradients(lambda: self.replica_loss(
-                targets, self.model.forward(inputs, edge_weights, training=True)), variables)
-            return grads, sums, self.task.count(targets)
-
-        grads, sums, count = self.strategy.run(replica, (batch,))
-        self._apply_host[(True, False)](grads)
-        return self._advance(self._means((sums, count)))
+        return self._advance(self._host_train(
+            batch, lambda inputs: self.model.forward(inputs, edge_weights, training=True),
+            True, False))
 
     def _host_recalibration_step(self, inputs, edge_weights):
         def replica(inputs):
