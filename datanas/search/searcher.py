@@ -137,6 +137,10 @@ class Searcher:
         # Sampled children and a fixed derived child share one evaluation graph.
         self.eval_step = compile_step(self._eval_step)
         self.sample_eval_weights = tf.function(self._sample_eval_weights)
+        # Eager callers (host steps, tests that drive `forward` directly)
+        # sample a step's code through one small compiled function.
+        self._sample_step_weights = tf.function(
+            lambda seed: self.model.edge_weights(stochastic=True, seed=seed))
         self._eval_steps = {}   # graph evaluation steps per dataset signature
         self.execution = resolve_execution(config.execution, model, self.strategy,
                                            total_steps=config.epochs * steps_per_epoch)
@@ -290,8 +294,6 @@ class Searcher:
         """Replaces the compiled steps (but the second-order one) by
         host-driven ones (see the module docstring)."""
         self.layer_functions = LayerFunctions()
-        self._sample_step_weights = tf.function(
-            lambda seed: self.model.edge_weights(stochastic=True, seed=seed))
         self._zeros = {}
         net_vars = self.model.network_variables
         self._apply_host = {
