@@ -36,8 +36,8 @@ def _batches(count, seed=5):
                                           ("max_pool_3x3", 1), ("skip_connect", 2)])
 def test_shared_function_equals_the_layer_call(name, stride):
     """Outputs, gradients and batch-norm statistics of an op called through
-    a function traced from ANOTHER op of the same configuration equal the
-    op's own Keras call."""
+    a function traced from ANOTHER op of the same configuration, on a batch
+    of another size, equal the op's own Keras call."""
     x = tf.random.stateless_normal([4, 8, 8, 6], seed=[1, 2])
     template, op, ref_op = (build_conv_op(name, 6, stride, False, True) for _ in range(3))
     for layer in (template, op, ref_op):
@@ -48,7 +48,7 @@ def test_shared_function_equals_the_layer_call(name, stride):
     stats0 = [v.numpy().copy() for v in op.non_trainable_variables]
 
     functions = LayerFunctions()
-    functions(template, x, training=True)            # traces from the template
+    functions(template, x[:3], training=True)        # traces from the template
     probe = None
     with tf.GradientTape() as tape:
         shared = functions(op, x, training=True, scale=2.0)
@@ -141,9 +141,15 @@ def test_host_and_graph_steps_give_the_same_search(mode):
 
 def test_host_step_runs_only_the_sampled_ops(monkeypatch):
     """Every op called in a host-driven step has a non-zero bit in that
-    step's code, and every selected op is called exactly once."""
+    step's code, and every selected op is called exactly once -- also after
+    the search run has given the steps its dataset's batch signature, and
+    for a last, shorter batch (which reuses the functions already traced)."""
     model = _network(egs_scope="edge")
     searcher = Searcher(model, SearchConfig(epochs=1, seed=3), steps_per_epoch=2)
+    batches = _batches(2)
+    batches[1] = tuple(t[:5] for t in batches[1])
+    searcher.use_batch_signature(tuple(tf.TensorSpec((None,) + tuple(t.shape[1:]), t.dtype)
+                                       for t in batches[0]))
     edges = {}
     for cell in model.cells:
         kind = "reduce" if cell.reduction else "normal"
@@ -159,7 +165,7 @@ def test_host_step_runs_only_the_sampled_ops(monkeypatch):
         return call_layer(layer, inputs, training, scale)
 
     monkeypatch.setattr(mixed_edge, "call_layer", recording)
-    for batch in _batches(2):
+    for batch in batches:
         code = model.edge_weights(stochastic=True, seed=searcher.step_seed(0))
         called.clear()
         searcher.joint_step(batch)

@@ -11,10 +11,10 @@ that differ only in their variables share one compiled function instead:
     with functions.active():
         y = call_layer(op, x, training=True, scale=bit)   # bit * op(x)
 
-The function of a (layer class, config without the name, input shape, dtype,
-training) key is traced once, from the first layer seen with that key (its
-template), and takes the variables of the layer being called as arguments:
-the template runs statelessly on them (``Layer.stateless_call``) and the
+The function of a (layer class, config without the name, input shape but
+the batch size, dtype, training) key is traced once, for any batch size, from
+the first layer seen with that key (its template), and takes the variables
+of the layer being called as arguments: the template runs statelessly on them (``Layer.stateless_call``) and the
 new values of non-trainable variables (batch-norm moving statistics) are
 assigned to the caller's variables inside the function.  A supernet of
 hundreds of ops therefore compiles a few dozen small functions; gradients
@@ -35,6 +35,7 @@ import tensorflow as tf
 __all__ = ["LayerFunctions", "call_layer"]
 
 _ACTIVE = threading.local()
+_COMPILE_LOCK = threading.RLock()
 
 
 def _tf_variable(variable):
@@ -51,7 +52,8 @@ class LayerFunctions:
     """A cache of compiled functions, one per layer configuration and shape."""
 
     def __init__(self):
-        self._functions = {}
+        self._functions = {}   # configuration key -> concrete function
+        self._by_layer = {}    # (id(layer), shape, dtype, training) -> (layer, function)
 
     def __len__(self):
         return len(self._functions)
@@ -69,12 +71,22 @@ class LayerFunctions:
 
     @staticmethod
     def key(layer, inputs, training):
+        """What makes two layer calls share a function: class, config (but
+        the name), input shape without the batch size, dtype, mode."""
         config = {k: v for k, v in layer.get_config().items() if k != "name"}
         return (type(layer).__module__, type(layer).__qualname__,
                 json.dumps(config, sort_keys=True, default=str),
-                tuple(inputs.shape), inputs.dtype.name, bool(training))
+                tuple(inputs.shape[1:]), inputs.dtype.name, bool(training))
 
-    def _compile(self, template, training):
+    @staticmethod
+    def _compile(template, inputs, training):
+        """The template's call as a concrete function of (inputs of any batch
+        size, trainable variables, non-trainable variables, scale).
+
+        Traced once for a batch of unknown size, so a last short batch or
+        another replica's share runs the same function: traces do not
+        depend on which batch came first, and a resumed run executes the
+        same functions as an uninterrupted one."""
         def apply(inputs, trainable, non_trainable, scale):
             outputs, updated = template.stateless_call(
                 [v.read_value() for v in trainable], [v.read_value() for v in non_trainable],
@@ -83,29 +95,42 @@ class LayerFunctions:
                 for variable, value in zip(non_trainable, updated):
                     variable.assign(value)
             return outputs * tf.cast(scale, outputs.dtype)
-        return tf.function(apply)
+        spec = tf.TensorSpec((None,) + tuple(inputs.shape[1:]), inputs.dtype)
+        return tf.function(apply).get_concrete_function(
+            spec, [_tf_variable(v) for v in template.trainable_variables],
+            [_tf_variable(v) for v in template.non_trainable_variables],
+            tf.TensorSpec((), inputs.dtype))
+
+    def function_for(self, layer, inputs, training):
+        """The shared function for this layer call (compiled on first use)."""
+        fast_key = (id(layer), tuple(inputs.shape[1:]), inputs.dtype.name, bool(training))
+        entry = self._by_layer.get(fast_key)
+        if entry is not None:
+            return entry[1]
+        with _COMPILE_LOCK:   # replica threads may meet a new key together
+            key = self.key(layer, inputs, training)
+            function = self._functions.get(key)
+            if function is None:
+                # Each function is traced once, by design; TensorFlow's
+                # frequent-retracing warning counts the traces of all of them
+                # (one Python source) together, so it is muted meanwhile.
+                logger = tf.get_logger()
+                level = logger.level
+                logger.setLevel(logging.ERROR)
+                try:
+                    function = self._compile(layer, inputs, bool(training))
+                finally:
+                    logger.setLevel(level)
+                self._functions[key] = function
+            # The layer is kept referenced so its id cannot be reused.
+            self._by_layer[fast_key] = (layer, function)
+        return function
 
     def __call__(self, layer, inputs, training=None, scale=1.0):
-        key = self.key(layer, inputs, training)
-        function = self._functions.get(key)
-        first_call = function is None
-        if first_call:
-            function = self._functions[key] = self._compile(layer, bool(training))
-        arguments = (inputs, [_tf_variable(v) for v in layer.trainable_variables],
-                     [_tf_variable(v) for v in layer.non_trainable_variables],
-                     tf.convert_to_tensor(scale, inputs.dtype))
-        if not first_call:
-            return function(*arguments)
-        # Each function is traced exactly once, by design; TensorFlow's
-        # frequent-retracing warning counts the traces of all of them (one
-        # Python source) together, so it is muted for these first calls.
-        logger = tf.get_logger()
-        level = logger.level
-        logger.setLevel(logging.ERROR)
-        try:
-            return function(*arguments)
-        finally:
-            logger.setLevel(level)
+        function = self.function_for(layer, inputs, training)
+        return function(inputs, [_tf_variable(v) for v in layer.trainable_variables],
+                        [_tf_variable(v) for v in layer.non_trainable_variables],
+                        tf.convert_to_tensor(scale, inputs.dtype))
 
 
 def call_layer(layer, inputs, training=None, scale=None):

@@ -392,7 +392,13 @@ class Searcher:
         relaxed later, so a run resumed mid-epoch (a different first batch)
         would run other graphs than an uninterrupted one and drift by float
         rounding.  With the dataset's spec every process runs the same graph.
+
+        Host-driven steps are not compiled as a whole (their shared layer
+        functions are traced per exact input shape, the same in every
+        process), so they are kept.
         """
+        if self.execution == "host":
+            return
         self.joint_step = tf.function(self._joint_step, input_signature=[train_spec])
         self.weight_step = tf.function(self._weight_step, input_signature=[train_spec])
         if arch_spec is not None:
