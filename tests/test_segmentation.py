@@ -132,9 +132,19 @@ def test_devkit_is_found_below_data_dir_and_bad_files_are_named(devkit, tmp_path
     assert str(bad) in voc_file_error(raised.value)
     # Two devkits at the same depth are ambiguous.
     shutil.copytree(os.path.dirname(root), tmp_path / "other" / "VOCdevkit")
-    (tmp_path / "copy" / "VOCdevkit").rename(tmp_path / "copy" / "VOCdevkit")
     with pytest.raises(ValueError, match="several VOC2012"):
         find_voc_root(str(tmp_path))
+
+
+def test_tfds_data_dir_uses_the_extracted_archive(devkit, tmp_path):
+    # TFDS's voc/2012 has boxes only; its extracted VOCtrainval archive has the masks.
+    tfds_dir = tmp_path / "tensorflow_datasets"
+    (tfds_dir / "voc" / "2012" / "5.0.0").mkdir(parents=True)
+    with pytest.raises(DatasetNotFoundError, match="detection boxes only"):
+        find_voc_root(str(tfds_dir))
+    extracted = tfds_dir / "downloads" / "extracted" / "TAR.VOCtrainval_11-May-2012.tar"
+    shutil.copytree(os.path.dirname(devkit[1]), extracted / "VOCdevkit")
+    assert find_voc_root(str(tfds_dir)) == str(extracted / "VOCdevkit" / "VOC2012")
 
 
 def test_dilated_backbone_plan_and_any_input_size():
@@ -148,19 +158,20 @@ def test_dilated_backbone_plan_and_any_input_size():
     with pytest.raises(ValueError, match="output_stride"):
         dilated_cell_plan(14, 32)
 
-    model = NetworkDeepLabV3(DARTS_V2, num_classes=5, init_channels=8, layers=5,
+    model = NetworkDeepLabV3(DARTS_V2, num_classes=5, init_channels=4, layers=3,
                              output_stride=8, aspp_channels=8)
     model.build((None, None, None, 3))
     for shape in ((1, 37, 53, 3), (2, 16, 16, 3)):
         assert model(tf.zeros(shape)).shape == shape[:3] + (5,)
     assert model.features(tf.zeros((1, 64, 48, 3))).shape[1:3] == (8, 6)   # stride 8
-    # The backbone has exactly the ImageNet network's weights (classifier aside).
+    # The backbone has exactly the ImageNet network's weights (classifier aside):
+    # last cell 4 nodes x 16 channels -> 5 classes.
     backbone = sum(int(np.prod(v.shape)) for v in model.stem.trainable_weights
                    + model.cells.trainable_weights)
-    imagenet = NetworkImageNet(DARTS_V2, num_classes=5, init_channels=8, layers=5,
+    imagenet = NetworkImageNet(DARTS_V2, num_classes=5, init_channels=4, layers=3,
                                auxiliary=False)
     imagenet.build((None, 64, 64, 3))
-    assert backbone == count_parameters(imagenet) - (32 * 4 * 5 + 5)
+    assert backbone == count_parameters(imagenet) - (4 * 16 * 5 + 5)
 
 
 def test_train_voc_trains_reports_miou_and_exports(devkit, tmp_path):
