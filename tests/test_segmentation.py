@@ -39,21 +39,21 @@ def test_miou_matches_hand_computed_confusion_matrix_with_ignore_pixels():
     labels = np.array([[[0, 0, 1], [1, 255, 2]],
                        [[2, 2, 255], [0, 1, 255]]], np.int32)
     predicted = np.array([[[0, 1, 1], [1, 2, 2]],
-                          [[2, 0, 1], [0, 2, 0]]], np.int32)
+                          [[2, 0, 1], [1, 2, 0]]], np.int32)
     logits = tf.one_hot(predicted, 3) * 5.0
     sums = task.eval_sums(tf.constant(labels), logits)
     # Valid (true, predicted) pairs, the 3 ignore pixels left out:
-    # image 1: (0,0) (0,1) (1,1) (1,1) (2,2); image 2: (2,2) (2,0) (0,0) (1,2).
-    expected = np.array([[2, 1, 0],
+    # image 1: (0,0) (0,1) (1,1) (1,1) (2,2); image 2: (2,2) (2,0) (0,1) (1,2).
+    expected = np.array([[1, 2, 0],
                          [0, 2, 1],
                          [1, 0, 2]], np.float64)
     np.testing.assert_array_equal(sums["confusion"].numpy(), expected)
     metrics = task.eval_metrics({"loss": float(sums["loss"]), "confusion": expected}, 2)
-    # IoU = TP / (TP + FP + FN): bg 2/(2+1+1), a 2/(2+1+1), b 2/(2+1+1+... ) by hand:
-    iou = {"bg": 2 / (3 + 3 - 2), "a": 2 / (3 + 3 - 2), "b": 2 / (3 + 3 - 2)}
-    assert metrics["per_class_iou"] == pytest.approx(iou)
-    assert metrics["miou"] == pytest.approx(0.5)
-    assert metrics["pixel_accuracy"] == pytest.approx(6 / 9)
+    # IoU = TP / (row + column - TP): bg 1/(3+2-1), a 2/(3+4-2), b 2/(3+3-2).
+    assert metrics["per_class_iou"] == pytest.approx({"bg": 1 / 4, "a": 2 / 5, "b": 2 / 4})
+    assert metrics["miou"] == pytest.approx((1 / 4 + 2 / 5 + 2 / 4) / 3)
+    assert metrics["pixel_accuracy"] == pytest.approx(5 / 9)
+    assert metrics["loss"] == pytest.approx(float(sums["loss"]) / 2)
     # A class in neither truth nor prediction has no IoU and is left out of the mean.
     absent = task.eval_metrics({"loss": 0.0, "confusion": np.diag([3.0, 1.0, 0.0])}, 1)
     assert absent["per_class_iou"]["b"] is None and absent["miou"] == 1.0
