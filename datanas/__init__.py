@@ -30,4 +30,5 @@ from datanas import layers as _layers  # noqa: E402,F401  pylint: disable=wrong-
 from datanas import spaces as _spaces  # noqa: E402,F401  pylint: disable=wrong-import-position
 from datanas.spaces.darts_cnn import backbone as _backbone  # noqa: E402,F401
 from datanas.spaces.darts_cnn import networks as _networks  # noqa: E402,F401
+from datanas.spaces.darts_cnn import segmentation as _segmentation  # noqa: E402,F401
 from datanas.spaces.darts_cnn import supernet as _supernet  # noqa: E402,F401

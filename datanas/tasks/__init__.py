@@ -3,5 +3,6 @@
 from datanas.tasks.base import Task
 from datanas.tasks.classification import ClassificationTask
 from datanas.tasks.language_modeling import LanguageModelingTask
+from datanas.tasks.segmentation import SegmentationTask
 
-__all__ = ["Task", "ClassificationTask", "LanguageModelingTask"]
+__all__ = ["Task", "ClassificationTask", "LanguageModelingTask", "SegmentationTask"]

@@ -3,9 +3,9 @@
 A task turns a batch into (inputs, targets), says how outputs are scored
 per example (the loss the searcher and trainer scale by the global batch),
 which sums a training step reports, and which sums an evaluation
-accumulates and how they become metrics.  Classification lives here now;
-language modelling (carried state, perplexity) and segmentation (per-pixel
-loss with an ignore label, mean IoU) are further implementations.
+accumulates and how they become metrics: classification, language
+modelling (carried state, perplexity) and segmentation (per-pixel loss with
+an ignore label, mean IoU from a confusion matrix).
 """
 
 import abc
@@ -32,6 +32,18 @@ class Task(abc.ABC):
         """Names of eval_sums' entries, in a fixed order."""
         raise NotImplementedError
 
+    @property
+    def eval_shapes(self):
+        """{name: shape} of eval_sums' entries: () for a scalar (the default),
+        e.g. (C, C) for a confusion matrix.  Sums of any shape are added
+        elementwise over replicas and batches."""
+        return {name: () for name in self.eval_names}
+
+    @property
+    def log_metrics(self):
+        """Evaluation metrics printed at each epoch end (prefixed by the split)."""
+        return ("loss", self.headline)
+
     def unpack(self, batch):
         """(inputs, targets) of a batch from the input pipeline."""
         inputs, targets = batch
@@ -47,7 +59,8 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def eval_sums(self, targets, outputs):
-        """{name: scalar sum} accumulated over an evaluation split."""
+        """{name: float32 sum of shape eval_shapes[name]} accumulated over an
+        evaluation split."""
 
     @abc.abstractmethod
     def eval_metrics(self, sums, count):

@@ -30,6 +30,10 @@ class ClassificationTask(Task):
     def eval_names(self):
         return ("loss", "accuracy", f"top{self.top_k}")
 
+    @property
+    def log_metrics(self):
+        return ("loss", "accuracy", f"top{self.top_k}", "error")
+
     # Sums are float32 whatever the model's dtype (they are only reported).
 
     def per_example_loss(self, targets, outputs):

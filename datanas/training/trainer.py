@@ -4,7 +4,9 @@ CIFAR recipe (defaults): SGD momentum 0.9, cosine learning rate from 0.025,
 L2 weight decay 3e-4 added to the gradient, gradient clipping 5, auxiliary
 loss weight 0.4, drop-path probability ramped linearly to 0.2.  The ImageNet
 recipe uses ``lr_schedule="linear"``, label smoothing 0.1 and weight decay
-3e-5 (see trainers/train_imagenet.py).
+3e-5 (see trainers/train_imagenet.py).  Segmentation (trainers/train_voc.py)
+uses DeepLab's ``lr_schedule="poly"`` (power 0.9) and a ``SegmentationTask``:
+what is selected on, logged and reported follows the task's headline metric.
 
 ``run_training`` drives ``GenotypeTrainer`` with the engine's run loop: step
 checkpoints with exact (mid-epoch) resume, the best checkpoint by validation
@@ -17,6 +19,7 @@ import math
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from datanas.engine.loop import Program, run_loop
@@ -29,7 +32,9 @@ from datanas.training.export import export_saved_model
 
 __all__ = ["TrainConfig", "GenotypeTrainer", "TrainingProgram", "run_training", "LR_SCHEDULES"]
 
-LR_SCHEDULES = ("cosine", "linear")
+LR_SCHEDULES = ("cosine", "linear", "poly")
+#: Power of the "poly" schedule: lr = base * (1 - step / total) ** 0.9 (DeepLab).
+POLY_POWER = 0.9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,12 +97,13 @@ class GenotypeTrainer:
             else:
                 schedule = keras.optimizers.schedules.PolynomialDecay(
                     config.learning_rate, total, end_learning_rate=config.learning_rate_min,
-                    power=1.0)
+                    power=POLY_POWER if config.lr_schedule == "poly" else 1.0)
             self.optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, name="sgd")
             self.optimizer.build(model.trainable_variables)
             self.state = RunState(self.task.train_metrics)
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step)
+        self._eval_steps = {}
 
     def _replica_train(self, batch):
         inputs, targets = self.task.unpack(batch)
@@ -131,7 +137,8 @@ class GenotypeTrainer:
             return tuple(result[k] for k in keys)
 
         count = self.task.count(targets)
-        return guarded_sums(count, sums, tuple(tf.constant(0.0) for _ in keys)), count
+        shapes = self.task.eval_shapes
+        return guarded_sums(count, sums, tuple(tf.zeros(shapes[k]) for k in keys)), count
 
     def _eval_step(self, batch):
         values, count = self.strategy.run(self._replica_eval, (batch,))
@@ -141,13 +148,28 @@ class GenotypeTrainer:
         """Distributes a pipeline built by `dataset_fn(input_context)`."""
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
+    def _eval_step_for(self, dataset):
+        """The evaluation step compiled for `dataset`'s element_spec: one graph
+        for a last, shorter batch and for images of any size (a segmentation
+        split evaluated on full images), not one trace per shape."""
+        spec = getattr(dataset, "element_spec", None)
+        if spec is None:
+            return self.eval_step
+        key = repr(spec)
+        if key not in self._eval_steps:
+            self._eval_steps[key] = tf.function(self._eval_step, input_signature=[spec])
+        return self._eval_steps[key]
+
     def evaluate(self, dataset):
-        keys = self.task.eval_names
-        totals, count = dict.fromkeys(keys, 0.0), 0
+        keys, shapes = self.task.eval_names, self.task.eval_shapes
+        # Scalars add up as Python floats, other sums (a confusion matrix) in float64.
+        totals = {k: np.zeros(shapes[k]) if shapes[k] else 0.0 for k in keys}
+        count, eval_step = 0, self._eval_step_for(dataset)
         for batch in dataset:
-            *values, batch_count = self.eval_step(batch)
+            *values, batch_count = eval_step(batch)
             for key, value in zip(keys, values):
-                totals[key] += float(value)
+                totals[key] += (value.numpy().astype(np.float64) if shapes[key]
+                                else float(value))
             count += int(batch_count)
         return self.task.eval_metrics(totals, count)
 
@@ -199,25 +221,28 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
         be None (single pipeline).
       eval_sets: {name: callable input_context -> dataset} evaluated after
         every epoch (e.g. {"valid": ..., "test": ...}).
-      select_on: name in eval_sets whose accuracy picks the best checkpoint;
-        None keeps only the last (no selection on the test split by default).
+      select_on: name in eval_sets whose headline metric (the task's: accuracy,
+        mIoU) picks the best checkpoint; None keeps only the last (no
+        selection on the test split by default).
       export_dir: if set, the final model is exported there as a SavedModel.
     """
     strategy = strategy or tf.distribute.get_strategy()
     model_dir = run_directory(strategy, model_dir)
     trainer = GenotypeTrainer(model, config, steps_per_epoch, strategy=strategy,
                               global_batch_size=global_batch_size, task=task)
+    task = trainer.task
     write_json_atomic(os.path.join(model_dir, "train_config.json"), {
         "train": dataclasses.asdict(config), "model": model.get_config(),
         "metadata": metadata or {}})
     loop = run_loop(TrainingProgram(trainer, train_data, eval_sets, steps_per_epoch), model_dir,
                     strategy=strategy, verbose=verbose,
                     checkpoint_every_steps=checkpoint_every_steps,
-                    select_on=f"{select_on}_accuracy" if select_on else None,
+                    select_on=f"{select_on}_{task.headline}" if select_on else None,
+                    select_max=task.headline_higher_is_better,
                     log_keys=[f"{name}_{key}" for name in eval_sets
-                              for key in ("loss", "accuracy", "top5", "error")])
+                              for key in task.log_metrics])
     results = {"final": loop.last_record, "best_selected_on": select_on,
-               "best_accuracy": loop.best_value if select_on else None,
+               f"best_{task.headline}": loop.best_value if select_on else None,
                "epochs": config.epochs}
     # The trained model and its results are written before the export, so a
     # failing export never loses them.

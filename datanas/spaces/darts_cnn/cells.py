@@ -156,15 +156,21 @@ class GenotypeCell(SeedStateTracking, DagCell):
       concat: indices of the nodes concatenated into the output.
       channels: channels of every node.
       reduction / reduction_prev: as in the search cell.
+      dilation: rate of every convolution of the cell (``build_conv_op``);
+        > 1 only in a non-reducing cell, where a dense-prediction backbone
+        replaced a reduction by dilation.  1 = the DARTS cell.
 
     Call: ``cell((s0, s1), drop_rate, training)``.
     """
 
-    def __init__(self, pairs, concat, channels, reduction, reduction_prev, **kwargs):
+    def __init__(self, pairs, concat, channels, reduction, reduction_prev, dilation=1,
+                 **kwargs):
         super().__init__(**kwargs)
         self.pairs = [[(str(op), int(src)) for op, src in node] for node in pairs]
+        self.dilation = dilation
         layers = [[build_conv_op(op, channels, 2 if reduction and source < 2 else 1,
-                                 affine=True, search=False) for op, source in node]
+                                 affine=True, search=False, dilation=dilation)
+                   for op, source in node]
                   for node in self.pairs]
         self._init_dag(channels, reduction, reduction_prev,
                        [[source for _, source in node] for node in self.pairs], layers, concat,
@@ -182,4 +188,4 @@ class GenotypeCell(SeedStateTracking, DagCell):
 
     def get_config(self):
         return {**super().get_config(), "pairs": [[list(p) for p in node] for node in self.pairs],
-                "concat": self.concat}
+                "concat": self.concat, "dilation": self.dilation}

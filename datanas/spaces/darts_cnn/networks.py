@@ -26,7 +26,8 @@ from datanas.spaces.darts_cnn.backbone import (CifarStem, ImageNetStem, batch_no
 from datanas.spaces.darts_cnn.cells import GenotypeCell, drop_path
 from datanas.spaces.darts_cnn.genotype import Genotype
 
-__all__ = ["GenotypeCell", "AuxiliaryHead", "NetworkCIFAR", "NetworkImageNet", "drop_path"]
+__all__ = ["GenotypeCell", "AuxiliaryHead", "NetworkCIFAR", "NetworkImageNet", "drop_path",
+           "checked_network_genotype"]
 
 
 def _as_genotype(genotype):
@@ -35,6 +36,21 @@ def _as_genotype(genotype):
     if isinstance(genotype, dict):
         return Genotype.from_dict(genotype)
     raise TypeError(f"genotype must be a Genotype or its dict form, got {type(genotype).__name__}.")
+
+
+def checked_network_genotype(genotype, num_classes, init_channels, layers):
+    """The Genotype of a network of `layers` cells and `init_channels`
+    channels; refuses arguments no genotype network can be built with."""
+    genotype = _as_genotype(genotype)
+    check_int("num_classes", num_classes, 2)
+    check_int("init_channels", init_channels, 2)
+    check_int("layers", layers, 3)
+    if init_channels % 2:
+        raise ValueError(f"init_channels must be even (factorized reductions split channels "
+                         f"in two), got {init_channels}.")
+    if len(genotype.normal) != len(genotype.reduce):
+        raise ValueError("genotype normal and reduce cells must have the same number of nodes.")
+    return genotype
 
 
 _bn = batch_norm
@@ -86,15 +102,7 @@ class _GenotypeNetwork(keras.Model):
 
     def _init_network(self, genotype, num_classes, init_channels, layers, auxiliary, stem,
                       aux_pool_stride, reduction_prev_first):
-        self.genotype = _as_genotype(genotype)
-        check_int("num_classes", num_classes, 2)
-        check_int("init_channels", init_channels, 2)
-        check_int("layers", layers, 3)
-        if init_channels % 2:
-            raise ValueError(f"init_channels must be even (factorized reductions split channels "
-                             f"in two), got {init_channels}.")
-        if len(self.genotype.normal) != len(self.genotype.reduce):
-            raise ValueError("genotype normal and reduce cells must have the same number of nodes.")
+        self.genotype = checked_network_genotype(genotype, num_classes, init_channels, layers)
         self.num_classes, self.init_channels = num_classes, init_channels
         self.layers_count, self.auxiliary = layers, auxiliary
         self.auxiliary_after = reduction_cell_indices(layers)[-1]

@@ -109,6 +109,13 @@ def _check_stride(stride):
         raise ValueError(f"stride must be 1 or 2, got {stride!r}.")
 
 
+def _check_dilation(dilation, stride):
+    _check_positive_int("dilation", dilation)
+    if dilation > 1 and stride > 1:
+        raise ValueError(f"dilation={dilation} needs stride 1 (a dilated backbone replaces "
+                         f"strides by dilation), got stride {stride}.")
+
+
 @keras.saving.register_keras_serializable(package="datanas")
 class Subsample(keras.layers.Layer):
     """Keeps every `stride`-th row and column (output size ceil(H/stride))."""
@@ -189,32 +196,40 @@ class ReLUConvBN(OpChain):
 
 @keras.saving.register_keras_serializable(package="datanas")
 class SepConv(OpChain):
-    """Separable convolution applied twice (ReLU-SepConv-BN) x 2."""
+    """Separable convolution applied twice (ReLU-SepConv-BN) x 2.
 
-    def __init__(self, channels, kernel_size, stride=1, affine=True, **kwargs):
+    `dilation` > 1 (stride 1 only) dilates both convolutions: a cell of a
+    dense-prediction backbone after a reduction turned into dilation
+    (``segmentation.py``); 1 is the DARTS op.
+    """
+
+    def __init__(self, channels, kernel_size, stride=1, affine=True, dilation=1, **kwargs):
         super().__init__(**kwargs)
         _check_positive_int("channels", channels)
         _check_stride(stride)
+        _check_dilation(dilation, stride)
         self.channels, self.kernel_size = channels, kernel_size
-        self.stride, self.affine = stride, affine
+        self.stride, self.affine, self.dilation = stride, affine, dilation
         self.chain = LayerList(self._make_layers(), name="chain")
 
     def _make_layers(self):
         return [
             keras.layers.ReLU(),
             SkippableSeparableConv2D(self.channels, self.kernel_size, strides=self.stride,
-                                     padding="same", use_bias=False),
+                                     dilation_rate=self.dilation, padding="same",
+                                     use_bias=False),
             _batch_norm(self.affine, "bn1"),
             keras.layers.ReLU(),
             SkippableSeparableConv2D(self.channels, self.kernel_size, strides=1,
-                                     padding="same", use_bias=False),
+                                     dilation_rate=self.dilation, padding="same",
+                                     use_bias=False),
             _batch_norm(self.affine, "bn2"),
         ]
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels,
                 "kernel_size": self.kernel_size, "stride": self.stride,
-                "affine": self.affine}
+                "affine": self.affine, "dilation": self.dilation}
 
 
 @keras.saving.register_keras_serializable(package="datanas")
@@ -341,7 +356,7 @@ def cell_input_preprocessing(channels, reduction_prev, affine):
     return preprocess0, ReLUConvBN(channels, 1, 1, affine=affine, name="preprocess1")
 
 
-def build_conv_op(name, channels, stride, affine, search):
+def build_conv_op(name, channels, stride, affine, search, dilation=1):
     """Creates the layer for primitive `name`; returns None for 'none'.
 
     Args:
@@ -350,8 +365,12 @@ def build_conv_op(name, channels, stride, affine, search):
       stride: 1 (normal cell) or 2 (edges leaving the inputs of a reduction cell).
       affine: whether BNs learn scale/offset (False during search).
       search: adds the BN after pooling that DARTS-style search uses.
+      dilation: rate multiplying every convolution's dilation (stride 1 only):
+        sep_conv gets `dilation`, dil_conv `2 * dilation`; pooling and
+        skip_connect are unchanged.  1 = the DARTS ops.
     """
     _check_stride(stride)
+    _check_dilation(dilation, stride)
     if name == "none":
         return None
     if name == "max_pool_3x3":
@@ -361,11 +380,11 @@ def build_conv_op(name, channels, stride, affine, search):
     if name == "skip_connect":
         return Identity() if stride == 1 else FactorizedReduce(channels, affine=affine)
     if name == "sep_conv_3x3":
-        return SepConv(channels, 3, stride, affine=affine)
+        return SepConv(channels, 3, stride, affine=affine, dilation=dilation)
     if name == "sep_conv_5x5":
-        return SepConv(channels, 5, stride, affine=affine)
+        return SepConv(channels, 5, stride, affine=affine, dilation=dilation)
     if name == "dil_conv_3x3":
-        return DilConv(channels, 3, stride, 2, affine=affine)
+        return DilConv(channels, 3, stride, 2 * dilation, affine=affine)
     if name == "dil_conv_5x5":
-        return DilConv(channels, 5, stride, 2, affine=affine)
+        return DilConv(channels, 5, stride, 2 * dilation, affine=affine)
     raise ValueError(f"unknown op {name!r}; allowed: {', '.join(CONV_PRIMITIVES)}.")
