@@ -25,10 +25,12 @@ setup(
     extras_require={
         # scikit-learn provides the zero-download 'digits' dataset.
         "digits": ["scikit-learn"],
+        # Pillow reads VOC's palette masks as stored class indices (train_voc).
+        "segmentation": ["Pillow"],
         # Figures of the ablation runner (datanas.analysis.ablations).
         "plots": ["matplotlib"],
         # psutil: peak-memory sampling in benchmarks/search_step.py.
         "benchmarks": ["psutil"],
-        "test": ["pytest", "scikit-learn", "matplotlib"],
+        "test": ["pytest", "scikit-learn", "matplotlib", "Pillow"],
     },
 )

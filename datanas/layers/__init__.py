@@ -14,10 +14,12 @@ from datanas.spaces.darts_rnn.carried_state import CarriedState
 from datanas.spaces.darts_rnn.cells import RecurrentCell, SearchRecurrentCell
 from datanas.spaces.darts_cnn.ops import (DilConv, FactorizedReduce, Identity, Pool, ReLUConvBN,
                                           SepConv, Subsample, build_conv_op)
+from datanas.spaces.darts_cnn.segmentation import ASPP, NetworkDeepLabV3
 
 __all__ = [
     "EnsembleGumbelSoftmax", "SoftmaxMixing", "inclusion_probabilities", "MixedEdge",
     "EDGE_MODES", "SearchCell", "GenotypeCell", "LayerList",
     "SepConv", "DilConv", "Pool", "Identity", "FactorizedReduce", "ReLUConvBN",
     "Subsample", "build_conv_op", "RecurrentCell", "SearchRecurrentCell", "CarriedState",
+    "ASPP", "NetworkDeepLabV3",
 ]
