@@ -94,6 +94,27 @@ def define_search_flags():
                            "op) pairs (DATA's default; the grouping the authors' derivation "
                            "uses) or per edge over its ops (paper Eq. 4; the only scope of "
                            "darts and gdas, which refuse 'node').")
+    absl_flags.DEFINE_enum("cost", None, ["none", "params", "madds", "latency"],
+                           "Resource-aware search (DARTS-EGS Eq. 5): sample op k from "
+                           "p = lam*softmax(logits) + (1-lam)*l, l an efficiency credit from "
+                           "each op's parameters, multiply-adds or measured latency "
+                           "(default none: the learned distribution only).")
+    absl_flags.DEFINE_float("cost_lambda", None, "lam of --cost, in [0, 1]: 1 = effectiveness "
+                            "only (default with a cost: 0.5, the preprint's).")
+    absl_flags.DEFINE_integer("max_params", None, "Budget: parameters of the final network "
+                              "(--final_layers cells, --final_init_channels); the expected cost "
+                              "of a sampled child enters the loss and derivation resamples until "
+                              "the derived network fits.", lower_bound=1)
+    absl_flags.DEFINE_integer("max_madds", None, "Budget: multiply-adds of one image through "
+                              "the final network (as --max_params).", lower_bound=1)
+    # Defaults None (= the SupernetShape defaults: 20 cells, C=36, weight 1)
+    # keep the identities of runs made before these flags.
+    absl_flags.DEFINE_integer("final_layers", None, "Cells of the final network budgets refer "
+                              "to (default 20).", lower_bound=3)
+    absl_flags.DEFINE_integer("final_init_channels", None, "Channels of the final network "
+                              "budgets refer to (default 36).", lower_bound=2)
+    absl_flags.DEFINE_float("budget_weight", None, "Weight of the over-budget penalty "
+                            "(weight * relative excess of the expected cost; default 1).")
     absl_flags.DEFINE_enum("sparse_skip", None, ["cond", "examples"],
                            "How a sparse search step skips unselected ops: 'cond' (one "
                            "tf.cond per op; fastest steady step) or 'examples' (run the op on "
@@ -221,7 +242,12 @@ def search_config_from_flags(flag_values):
     shape = settings_class(num_cells=flag_values.layers, init_channels=flag_values.init_channels,
                            num_nodes=flag_values.nodes, num_samples=num_samples,
                            egs_scope=flag_values.egs_scope,
-                           sparse_skip=flag_values.sparse_skip)
+                           sparse_skip=flag_values.sparse_skip, cost=flag_values.cost,
+                           cost_lambda=flag_values.cost_lambda,
+                           max_params=flag_values.max_params, max_madds=flag_values.max_madds,
+                           **{name: flag_values[name].value for name in (
+                               "final_layers", "final_init_channels", "budget_weight")
+                              if flag_values[name].value is not None})
     if flag_values.primitives:
         shape = dataclasses.replace(shape, primitives=tuple(flag_values.primitives))
     return config, shape

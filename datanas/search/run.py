@@ -212,6 +212,7 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
         f"child_valid_{headline}_recalibrated_bn": recalibrated,
         "bn_recalibration_batches": bn_recalibration_batches,
         **space.describe(genotype),
+        **space.resource_summary(model, genotype),
         "search_seconds_this_process": time.time() - started,
         "steps": int(searcher.step.numpy()),
         "execution": searcher.execution,

@@ -164,10 +164,18 @@ class Searcher:
         return self.model.forward(inputs, weights, training=training)
 
     def replica_loss(self, targets, outputs):
-        """Per-replica loss scaled by the global batch, and the step's sums."""
+        """Per-replica loss scaled by the global batch, and the step's sums.
+
+        A supernet's ``architecture_penalty()`` (e.g. a resource budget),
+        when it has one, is added once per step: each replica adds its share,
+        since replica gradients are summed."""
         per_example = self.task.per_example_loss(targets, outputs)
-        return (scaled_loss(per_example, self.global_batch_size),
-                self.task.train_sums(targets, outputs, per_example))
+        loss = scaled_loss(per_example, self.global_batch_size)
+        penalty = getattr(self.model, "architecture_penalty", None)
+        penalty = penalty() if penalty is not None else None
+        if penalty is not None:
+            loss += tf.cast(penalty, loss.dtype) / self.strategy.num_replicas_in_sync
+        return loss, self.task.train_sums(targets, outputs, per_example)
 
     def apply_weight_gradients(self, grads, summed=False):
         apply_update(self.weight_optimizer, grads, self.model.network_variables,

@@ -80,6 +80,13 @@ class SearchSpace(abc.ABC):
     def describe(self, genotype):
         """JSON-ready facts of a genotype for result files (e.g. skip-connects)."""
 
+    def resource_summary(self, supernet, genotype):
+        """JSON-ready costs of a resource-aware search (the metric, lambda,
+        the expected cost of a sampled child and the derived child's cost);
+        {} when the space or the run has no op costs."""
+        del supernet, genotype
+        return {}
+
     @abc.abstractmethod
     def genotype_from_dict(self, data):
         """Validated genotype from its JSON form (one-line errors)."""

@@ -41,8 +41,12 @@ def canonical_rule(rule):
 
 
 def logits_of(model):
-    """{kind: [np.ndarray [j+2, K], ...]} copied from a SearchNetwork."""
-    return {kind: [np.asarray(v.numpy(), dtype=np.float64) for v in model.arch_logits[kind]]
+    """{kind: [np.ndarray [j+2, K], ...]}: the logits a SearchNetwork samples
+    from (its learned logits, or log p of resource-aware sampling), so a
+    derived genotype is a sample of what was searched."""
+    return {kind: [np.asarray(tf.reshape(model.sampling_logits(kind, node), v.shape).numpy(),
+                              dtype=np.float64)
+                   for node, v in enumerate(model.arch_logits[kind])]
             for kind in CELL_KINDS}
 
 

@@ -99,6 +99,8 @@ class MixedEdge(keras.layers.Layer):
         return len(self.primitives)
 
     def build(self, input_shape):
+        # The shape the ops run at (op cost tables, ``costs.py``).
+        self.built_input_shape = tuple(input_shape)
         # Build every op now: variables cannot be created lazily inside a
         # tf.cond branch.
         for op in self.ops:

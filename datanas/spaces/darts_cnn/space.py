@@ -12,13 +12,19 @@ import numpy as np
 from datanas.spaces import register_space
 from datanas.spaces.base import SearchSpace
 from datanas.spaces.node_rules import selection_probabilities
-from datanas.spaces.darts_cnn import derivation
+from datanas.estimators.efficiency import check_cost_lambda
+from datanas.spaces.darts_cnn import costs, derivation
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, Genotype
 from datanas.spaces.darts_cnn.networks import NetworkCIFAR, NetworkImageNet
 from datanas.spaces.darts_cnn.random_cells import sample_uniform_genotype
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
-__all__ = ["SupernetShape", "DartsCNNSpace", "DARTS_CNN"]
+__all__ = ["SupernetShape", "DartsCNNSpace", "DARTS_CNN", "DEFAULT_COST_LAMBDA"]
+
+#: lam of resource-aware sampling when a cost is set without --cost_lambda (the preprint's).
+DEFAULT_COST_LAMBDA = 0.5
+#: Draws of the "sample" derivation looking for a genotype within the budgets.
+BUDGET_TRIES = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +39,50 @@ class SupernetShape:
     # How sparse edges skip unselected ops: "cond" or "examples" (mixed_edge.py);
     # None means "cond" and keeps identities of runs made before this setting.
     sparse_skip: str | None = None
+    # Resource-aware sampling (estimators/efficiency.py): the op cost ("params",
+    # "madds", "latency"; None = off) and lam (None = DEFAULT_COST_LAMBDA).
+    # None keeps the identities of runs made before these settings.
+    cost: str | None = None
+    cost_lambda: float | None = None
+    # Budgets on the final network (final_layers cells, final_init_channels
+    # channels, the train_cifar defaults): parameters / multiply-adds of one
+    # image.  None = no budget.
+    max_params: int | None = None
+    max_madds: int | None = None
+    final_layers: int = 20
+    final_init_channels: int = 36
+    budget_weight: float = 1.0
+
+    def __post_init__(self):
+        if self.cost not in (None, "none") + costs.COST_METRICS:
+            raise ValueError(f"cost must be one of none, {', '.join(costs.COST_METRICS)}; "
+                             f"got {self.cost!r}.")
+        if self.cost_lambda is not None:
+            check_cost_lambda(self.cost_lambda)
+            if self.cost in (None, "none"):
+                raise ValueError(f"cost_lambda={self.cost_lambda} needs a cost to trade "
+                                 f"against: set cost to one of {', '.join(costs.COST_METRICS)}.")
+
+        for name in ("max_params", "max_madds"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not self.budget_weight > 0:
+            raise ValueError(f"budget_weight must be > 0, got {self.budget_weight!r}.")
+
+    @property
+    def budgets(self):
+        """{metric: limit} of the set budgets."""
+        return {metric: limit for metric, limit in (("params", self.max_params),
+                                                    ("madds", self.max_madds)) if limit}
+
+    @property
+    def resolved_cost_lambda(self):
+        """lam of the supernet: 1.0 (learned distribution only) without a cost."""
+        if self.cost in (None, "none"):
+            return 1.0
+        return DEFAULT_COST_LAMBDA if self.cost_lambda is None else float(self.cost_lambda)
 
 
 class DartsCNNSpace(SearchSpace):
@@ -50,14 +100,84 @@ class DartsCNNSpace(SearchSpace):
                               egs_scope=scope, primitives=settings.primitives,
                               num_samples=num_samples, weighting=weighting, mode=mode,
                               temperature=temperature, seed=seed,
-                              skip=settings.sparse_skip or "cond")
+                              skip=settings.sparse_skip or "cond",
+                              cost_lambda=settings.resolved_cost_lambda)
         model.build((None,) + tuple(input_shape))
+        model.cost_metric, model.cost_tables = None, None
+        if settings.cost not in (None, "none"):
+            model.cost_metric = settings.cost
+            model.cost_tables = costs.cost_tables(model, settings.cost)
+            if model.cost_lambda < 1.0:
+                model.set_efficiency_credit(costs.scope_credit(model.cost_tables, scope))
+        if settings.budgets:
+            model.set_budgets(self._final_budgets(settings, num_outputs, input_shape),
+                              settings.budget_weight)
+            model.budget_network = {"layers": settings.final_layers,
+                                    "init_channels": settings.final_init_channels}
         return model
 
+    @staticmethod
+    def _final_budgets(settings, num_outputs, input_shape):
+        budgets = {}
+        reference = sample_uniform_genotype(np.random.default_rng(0), settings.num_nodes,
+                                            settings.primitives)
+        for metric, limit in settings.budgets.items():
+            tables = costs.final_cost_tables(settings.primitives, settings.num_nodes,
+                                             settings.final_layers, settings.final_init_channels,
+                                             tuple(input_shape), metric)
+            fixed = costs.final_fixed_cost(
+                reference, tables, settings.primitives, num_classes=num_outputs,
+                num_cells=settings.final_layers, init_channels=settings.final_init_channels,
+                image_shape=tuple(input_shape), metric=metric)
+            if fixed >= limit:
+                raise ValueError(
+                    f"max_{metric}={limit} is not above what the final network "
+                    f"({settings.final_layers} cells, C={settings.final_init_channels}) costs "
+                    f"without any cell op: {fixed:.0f} (stem, cell preprocessing, classifier); "
+                    f"raise it or budget a smaller final network (final_layers, "
+                    f"final_init_channels).")
+            budgets[metric] = (limit, fixed, tables)
+        return budgets
+
     def derive(self, supernet, rule, seed):
-        return derivation.derive_genotype(
-            derivation.logits_of(supernet), rule=rule, scope=supernet.egs_scope,
-            num_samples=supernet.num_samples, primitives=supernet.primitives, seed=seed)
+        """The genotype `rule` derives; with budgets, the "sample" rule
+        resamples (seeds seed + 1, ...; at most BUDGET_TRIES draws) until the
+        final network fits, else keeps the cheapest draw.  What happened is
+        recorded in ``supernet.budget_derivations[rule]`` (result files)."""
+        def draw(draw_seed):
+            return derivation.derive_genotype(
+                derivation.logits_of(supernet), rule=rule, scope=supernet.egs_scope,
+                num_samples=supernet.num_samples, primitives=supernet.primitives,
+                seed=draw_seed)
+
+        budgets = getattr(supernet, "budgets", None)
+        if not budgets:
+            return draw(seed)
+        tries = BUDGET_TRIES if rule == "sample" else 1
+        best = None
+        for attempt in range(tries):
+            genotype = draw(seed + attempt)
+            final = self.final_costs(supernet, genotype)
+            excess = max(final[m] / budgets[m][0] for m in budgets)
+            if best is None or excess < best[0]:
+                best = (excess, genotype, final, attempt + 1)
+            if excess <= 1.0:
+                break
+        excess, genotype, final, used = best
+        if not hasattr(supernet, "budget_derivations"):
+            supernet.budget_derivations = {}
+        supernet.budget_derivations[rule] = {
+            "within_budget": excess <= 1.0, "draws": used if excess <= 1.0 else tries,
+            "final_network": final, "limits": {m: budgets[m][0] for m in budgets}}
+        return genotype
+
+    @staticmethod
+    def final_costs(supernet, genotype):
+        """{metric: cost} of the final network of `genotype` per budget."""
+        return {metric: fixed + costs.genotype_cost(
+                    genotype, {k: [t.numpy() for t in v] for k, v in tables.items()},
+                    supernet.primitives)
+                for metric, (_, fixed, tables) in supernet.budgets.items()}
 
     def child_weights(self, supernet, genotype):
         return derivation.genotype_to_weights(genotype, supernet.primitives, supernet.num_nodes)
@@ -83,6 +203,28 @@ class DartsCNNSpace(SearchSpace):
                 "op_counts": genotype.op_counts(),
                 "pairs_per_node": {kind: float(np.mean([len(n) for n in genotype.cell(kind)]))
                                    for kind in CELL_KINDS}}
+
+    def resource_summary(self, supernet, genotype):
+        summary = {}
+        if getattr(supernet, "budgets", None):
+            summary["budget"] = {
+                "limits": {m: v[0] for m, v in supernet.budgets.items()},
+                "final_network": {**supernet.budget_network,
+                                  **self.final_costs(supernet, genotype)},
+                "expected_final_cost": {m: float(supernet.expected_final_cost(m))
+                                        for m in supernet.budgets},
+                "derivations": getattr(supernet, "budget_derivations", {})}
+        tables = getattr(supernet, "cost_tables", None)
+        if tables is None:
+            return summary
+        expected = costs.expected_child_cost(derivation.logits_of(supernet), tables,
+                                             supernet.egs_scope, supernet.num_samples)
+        derived = costs.genotype_cost(genotype, tables, supernet.primitives)
+        return {**summary, "cost": {
+            "metric": supernet.cost_metric, "cost_lambda": supernet.cost_lambda,
+            "expected_child_cost": expected, "derived_child_cost": derived,
+            "note": "sums over the supernet's cells of the chosen ops' costs (stem, "
+                    "preprocessing and classifier excluded)"}}
 
     def genotype_from_dict(self, data):
         return Genotype.from_dict(data)

@@ -17,6 +17,17 @@ How logits become edge weights (``weighting``):
   With ``mode="sparse"`` only the ops whose bit is 1 are computed.
 * ``"softmax"`` (DARTS): continuous softmax weights, all ops computed.
 
+Resource-aware search (``cost_lambda`` < 1, EGS only): the estimator samples
+from p = lam * softmax(logits) + (1 - lam) * l, l a fixed efficiency credit
+per scope set with ``set_efficiency_credit`` (``estimators/efficiency.py``,
+``costs.py``).  ``sampling_logits`` (log p) is what sampling, inference
+codes, derivation and the probabilities file read.
+
+Budgets (``set_budgets``): the expected cost of the final network built from
+a sampled child -- fixed part plus each op's inclusion probability times its
+cost -- enters the search loss as ``architecture_penalty()``, a hinge that
+grows with the relative excess over the budget.
+
 One code per cell kind is drawn per forward pass and shared by all cells of
 that kind and by the whole batch, so a forward pass runs one child network.
 """
@@ -24,7 +35,8 @@ that kind and by the whole batch, so a forward pass runs one child network.
 import keras
 import tensorflow as tf
 
-from datanas.estimators import WEIGHTINGS, make_estimator
+from datanas.estimators import WEIGHTINGS, inclusion_probabilities, make_estimator
+from datanas.estimators.efficiency import check_cost_lambda, mixed_logits
 from datanas.spaces.darts_cnn.backbone import (CifarStem, build_cell_stack, check_int,
                                                reduction_cell_indices, stack_cells)
 from datanas.spaces.darts_cnn.cells import SearchCell
@@ -66,6 +78,9 @@ class SearchNetwork(keras.Model):
       temperature: initial EGS temperature.
       arch_init_scale: std of the normal init of the architecture logits.
       seed: seeds the logit initialisation and the EGS layer's own stream.
+      cost_lambda: lam of resource-aware sampling; 1.0 = the learned
+        distribution only.  Below 1 the supernet holds one non-trainable
+        credit matrix per node (uniform until ``set_efficiency_credit``).
     """
 
     @property
@@ -77,7 +92,7 @@ class SearchNetwork(keras.Model):
     def __init__(self, num_classes, init_channels=16, num_cells=8, num_nodes=4,
                  stem_multiplier=3, primitives=CONV_PRIMITIVES, num_samples=4,
                  egs_scope="node", weighting="egs", mode="sparse", temperature=5.0,
-                 arch_init_scale=1e-3, seed=None, skip="cond", **kwargs):
+                 arch_init_scale=1e-3, seed=None, skip="cond", cost_lambda=1.0, **kwargs):
         super().__init__(**kwargs)
         check_int("num_classes", num_classes, 2)
         check_int("init_channels", init_channels, 2)
@@ -92,6 +107,10 @@ class SearchNetwork(keras.Model):
         _check_choice("mode", mode, ("sparse", "dense"))
         _check_choice("skip", skip, SKIP_MECHANISMS)
         self.skip = skip
+        self.cost_lambda = check_cost_lambda(cost_lambda)
+        if self.cost_lambda < 1.0 and weighting != "egs":
+            raise ValueError(f"cost_lambda={cost_lambda} (resource-aware sampling) needs "
+                             f"weighting='egs' (DATA, GDAS); got weighting={weighting!r}.")
         if weighting == "softmax" and mode == "sparse":
             raise ValueError("weighting='softmax' gives every op a non-zero weight; use mode='dense'.")
         self.primitives = check_primitives(primitives)
@@ -123,6 +142,20 @@ class SearchNetwork(keras.Model):
                 # An attribute, so checkpoints hold it under a stable name.
                 setattr(self, f"arch_{kind}_node{node + 2}", variable)
                 self.arch_logits[kind].append(variable)
+        # Efficiency credits: constants of the run, saved in its checkpoints
+        # (a measured latency credit must not change when a search resumes).
+        self.credit = {kind: [] for kind in CELL_KINDS}
+        if self.cost_lambda < 1.0:
+            for kind in CELL_KINDS:
+                for node in range(num_nodes):
+                    size = (node + 2) * len(self.primitives)
+                    rows = 1 if egs_scope == "node" else node + 2
+                    variable = self.add_weight(
+                        shape=(node + 2, len(self.primitives)),
+                        initializer=keras.initializers.Constant(rows / size), trainable=False,
+                        name=f"credit_{kind}_node{node + 2}")
+                    setattr(self, f"credit_{kind}_node{node + 2}", variable)
+                    self.credit[kind].append(variable)
 
     @property
     def egs(self):
@@ -150,6 +183,62 @@ class SearchNetwork(keras.Model):
         self.built = True
 
     # -- architecture weights ----------------------------------------------
+    def set_efficiency_credit(self, credit):
+        """Sets the efficiency credit {kind: [array [node + 2, K]]}, each
+        normalised over the supernet's scope (``costs.scope_credit``)."""
+        if self.cost_lambda >= 1.0:
+            raise ValueError("set_efficiency_credit needs cost_lambda < 1 (this supernet "
+                             "samples from its learned distribution only).")
+        for kind in CELL_KINDS:
+            for variable, values in zip(self.credit[kind], credit[kind]):
+                variable.assign(tf.cast(values, variable.dtype))
+
+    def set_budgets(self, budgets, weight=1.0):
+        """Budgets on the final network: {metric: (limit, fixed cost, tables
+        {kind: [array [node + 2, K]]})} (``costs.final_cost_tables``)."""
+        if weight <= 0:
+            raise ValueError(f"budget_weight must be > 0, got {weight!r}.")
+        self.budget_weight = float(weight)
+        self.budgets = {metric: (float(limit), float(fixed),
+                                 {kind: [tf.constant(t, tf.float32) for t in tables[kind]]
+                                  for kind in CELL_KINDS})
+                        for metric, (limit, fixed, tables) in budgets.items()}
+
+    def expected_final_cost(self, metric):
+        """Expected cost of the final network of a sampled child (a
+        differentiable function of the architecture logits)."""
+        _, fixed, tables = self.budgets[metric]
+        total = tf.constant(fixed, tf.float32)
+        for kind in CELL_KINDS:
+            for node, table in enumerate(tables[kind]):
+                probs = inclusion_probabilities(self.sampling_logits(kind, node),
+                                                self.num_samples)
+                total += tf.reduce_sum(tf.reshape(probs, tf.shape(table)) * table)
+        return total
+
+    def architecture_penalty(self):
+        """Sum over budgets of weight * max(0, expected cost / limit - 1);
+        None without budgets."""
+        budgets = getattr(self, "budgets", None)
+        if not budgets:
+            return None
+        return tf.add_n([self.budget_weight * tf.nn.relu(self.expected_final_cost(metric) / limit
+                                                         - 1.0)
+                         for metric, (limit, _, _) in budgets.items()])
+
+    def sampling_logits(self, kind, node):
+        """Logits the estimator samples from for one node, flattened to
+        ``[(node + 2) * K]`` for the node scope: the learned logits, or
+        log p of the resource-aware mixture."""
+        logits = self.arch_logits[kind][node]
+        flat = self.egs_scope == "node"
+        values = tf.reshape(logits, [-1]) if flat else tf.convert_to_tensor(logits)
+        if self.cost_lambda < 1.0:
+            credit = self.credit[kind][node]
+            values = mixed_logits(values, tf.reshape(credit, [-1]) if flat else credit,
+                                  self.cost_lambda)
+        return values
+
     def edge_weights(self, stochastic, seed=None):
         """Per-kind lists of per-node weight matrices ``[j + 2, K]``.
 
@@ -165,7 +254,7 @@ class SearchNetwork(keras.Model):
             per_node = []
             for node, logits in enumerate(self.arch_logits[kind]):
                 flat = self.egs_scope == "node"
-                values = tf.reshape(logits, [-1]) if flat else tf.convert_to_tensor(logits)
+                values = self.sampling_logits(kind, node)
                 if stochastic:
                     node_seed = None
                     if seed is not None:
@@ -197,4 +286,5 @@ class SearchNetwork(keras.Model):
                 "primitives": list(self.primitives), "num_samples": self.num_samples,
                 "egs_scope": self.egs_scope, "weighting": self.weighting, "mode": self.mode,
                 "temperature": 5.0 if temperature is None else float(temperature.numpy()),
-                "arch_init_scale": self.arch_init_scale, "seed": self.seed, "skip": self.skip}
+                "arch_init_scale": self.arch_init_scale, "seed": self.seed, "skip": self.skip,
+                "cost_lambda": self.cost_lambda}
