@@ -73,8 +73,15 @@ def main(argv):
           f"M={model.num_samples}, scope={model.egs_scope}, weighting={model.weighting}, "
           f"search_mode={config.search_mode}, unrolled={config.unrolled}, "
           f"derivation={config.derivation}, {model.count_params():,} parameters, "
-          f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}). Building the "
-          f"training graph (one-time, can take a few minutes on CPU)...", flush=True)
+          f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}).", flush=True)
+    if getattr(model, "cost_metric", None):
+        print(f"Resource-aware sampling: cost={model.cost_metric}, lambda={model.cost_lambda} "
+              f"(p = lambda * softmax(logits) + (1 - lambda) * efficiency credit).", flush=True)
+    for metric, (limit, fixed, _) in getattr(model, "budgets", {}).items():
+        print(f"Budget: {metric} of the final network ({shape.final_layers} cells, "
+              f"C={shape.final_init_channels}) <= {limit:,.0f}; {fixed:,.0f} of it outside the "
+              f"cells' ops; expected now {float(model.expected_final_cost(metric)):,.0f}.",
+              flush=True)
     with flags_core.run_errors("search_cifar"):
         run_method_search(FLAGS.method, model, inputs, config, FLAGS.model_dir,
                           space=FLAGS.space, random_candidates=FLAGS.random_candidates,

@@ -181,8 +181,13 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
     model_dir = run_directory(strategy, model_dir)
     searcher = make_searcher(model, inputs, config, strategy, task)
     if verbose:
+        note = ("only the sampled ops run, through small shared compiled functions"
+                if searcher.execution == "host" else
+                "the step is compiled as one graph first: a one-time build that can take "
+                "minutes on a CPU")
         print(f"Search steps: {searcher.execution} execution ({config.epochs} epochs x "
-              f"{searcher.steps_per_epoch} steps; --execution={config.execution}).", flush=True)
+              f"{searcher.steps_per_epoch} steps; --execution={config.execution}): {note}.",
+              flush=True)
     if os.path.isdir(os.path.join(model_dir, "checkpoints")):
         check_same_search(model_dir, model, config)
     write_search_config(model_dir, searcher, inputs, dataclasses.asdict(config), metadata)
