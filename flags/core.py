@@ -107,8 +107,8 @@ def define_search_flags():
                               "the derived network fits.", lower_bound=1)
     absl_flags.DEFINE_integer("max_madds", None, "Budget: multiply-adds of one image through "
                               "the final network (as --max_params).", lower_bound=1)
-    # Defaults None (= the SupernetShape defaults: 20 cells, C=36, weight 1)
-    # keep the identities of runs made before these flags.
+    # Defaults None (SupernetShape: 20 cells, C=36, weight 1) keep the
+    # identities of runs made before these flags.
     absl_flags.DEFINE_integer("final_layers", None, "Cells of the final network budgets refer "
                               "to (default 20).", lower_bound=3)
     absl_flags.DEFINE_integer("final_init_channels", None, "Channels of the final network "
@@ -166,14 +166,17 @@ def define_search_flags():
 
 def define_ablation_flags():
     """Flags of the ablation runner (on top of the search flag group)."""
-    absl_flags.DEFINE_enum("ablation", None, ["gap", "num_samples", "seeds"],
+    absl_flags.DEFINE_enum("ablation", None, ["gap", "num_samples", "seeds", "cost_lambda"],
                            "gap: supernet vs derived child (Table 8); num_samples: M sweep "
-                           "(Table 5); seeds: several initialisations (Table 7).")
+                           "(Table 5); seeds: several initialisations (Table 7); cost_lambda: "
+                           "resource-aware sampling at several lam (--lambda_values, --cost).")
     absl_flags.mark_flag_as_required("ablation")
     absl_flags.DEFINE_list("methods", ["data", "darts", "gdas"],
                            "Methods compared (gap: data/darts/gdas; seeds: also random).")
     absl_flags.DEFINE_list("M_values", None, "num_samples ablation: M values (default 1..K).")
     absl_flags.DEFINE_list("seeds", ["0"], "Seeds (seeds ablation: one run per method and seed).")
+    absl_flags.DEFINE_list("lambda_values", ["1.0", "0.75", "0.5", "0.25"],
+                           "cost_lambda ablation: lam values (cost: --cost, default params).")
     absl_flags.DEFINE_integer("bn_recalibration_batches", 20, "gap ablation: batches that "
                               "re-estimate the derived child's batch-norm statistics.",
                               lower_bound=0)
@@ -245,9 +248,9 @@ def search_config_from_flags(flag_values):
                            sparse_skip=flag_values.sparse_skip, cost=flag_values.cost,
                            cost_lambda=flag_values.cost_lambda,
                            max_params=flag_values.max_params, max_madds=flag_values.max_madds,
-                           **{name: flag_values[name].value for name in (
-                               "final_layers", "final_init_channels", "budget_weight")
-                              if flag_values[name].value is not None})
+                           final_layers=flag_values.final_layers,
+                           final_init_channels=flag_values.final_init_channels,
+                           budget_weight=flag_values.budget_weight)
     if flag_values.primitives:
         shape = dataclasses.replace(shape, primitives=tuple(flag_values.primitives))
     return config, shape

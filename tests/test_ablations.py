@@ -106,3 +106,23 @@ def test_num_samples_figure_and_summary(tmp_path):
     assert [entry["M"] for entry in summary["by_M"]] == [1, 2, 4]
     plot_ablation("num_samples", rows, summary, str(tmp_path / "m.png"))
     assert (tmp_path / "m.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_cost_lambda_plan_summary_and_figure(tmp_path):
+    """One DATA search per lam (same seed, M, cost in the run names), and a
+    figure of retrained accuracy against parameters and multiply-adds."""
+    pytest.importorskip("matplotlib")
+    specs = plan_runs("cost_lambda", methods=["data"], num_samples=4, m_values=None,
+                      seeds=[3], lambda_values=[1.0, 0.25], cost="madds")
+    assert [(s.name, s.cost_lambda, s.seed) for s in specs] == [
+        ("data_M4_madds_lam1_seed3", 1.0, 3), ("data_M4_madds_lam0.25_seed3", 0.25, 3)]
+    with pytest.raises(ValueError, match=r"lambda values must be in \[0, 1\]"):
+        plan_runs("cost_lambda", methods=["data"], num_samples=4, m_values=None, seeds=[0],
+                  lambda_values=[1.5])
+    rows = [{"cost_lambda": lam, "cost": "params", "parameters": 2e5 * (1 + lam),
+             "multiply_adds": 3e7 * (1 + lam), "retrain_valid_accuracy": 0.8 + lam / 20,
+             "retrain_test_accuracy": 0.79 + lam / 20} for lam in (1.0, 0.5, 0.25)]
+    summary = summarize("cost_lambda", rows)
+    assert [entry["cost_lambda"] for entry in summary["by_lambda"]] == [1.0, 0.5, 0.25]
+    plot_ablation("cost_lambda", rows, summary, str(tmp_path / "lam.png"))
+    assert (tmp_path / "lam.png").read_bytes()[:8] == PNG_SIGNATURE

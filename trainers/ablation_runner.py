@@ -22,6 +22,15 @@ from datanas.spaces.darts_cnn.genotype import load_genotype
 __all__ = ["run_ablation"]
 
 
+def _spec_shape(spec, shape):
+    """The supernet settings of one run: the ablation's M (and lam)."""
+    shape = dataclasses.replace(shape, num_samples=spec.num_samples)
+    if spec.cost_lambda is not None:
+        shape = dataclasses.replace(shape, cost=shape.cost or "params",
+                                    cost_lambda=spec.cost_lambda)
+    return shape
+
+
 def _search(spec, dataset, base_config, shape, data, run_dir, *, random_candidates,
             bn_recalibration_batches, verbose):
     import keras  # pylint: disable=import-outside-toplevel
@@ -33,8 +42,7 @@ def _search(spec, dataset, base_config, shape, data, run_dir, *, random_candidat
     keras.utils.set_random_seed(spec.seed)
     model, config = build_search(spec.method, dataset.num_classes, dataset.image_shape,
                                  dataclasses.replace(base_config, seed=spec.seed),
-                                 dataclasses.replace(shape, num_samples=spec.num_samples),
-                                 random_candidates=random_candidates)
+                                 _spec_shape(spec, shape), random_candidates=random_candidates)
     inputs = make_search_inputs(dataset, batch_size=data.batch_size, train_size=data.train_size,
                                 validation_fraction=data.validation_fraction,
                                 separate_arch_split=config.search_mode == "alternate",
@@ -52,7 +60,7 @@ def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
     import keras  # pylint: disable=import-outside-toplevel
 
     from data_tf.train_inputs import make_train_inputs  # pylint: disable=import-outside-toplevel
-    from datanas.training.model_stats import count_parameters  # pylint: disable=import-outside-toplevel
+    from datanas.training.model_stats import count_multiply_adds, count_parameters  # pylint: disable=import-outside-toplevel
     from datanas.spaces.darts_cnn.networks import NetworkCIFAR  # pylint: disable=import-outside-toplevel
     from datanas.training.trainer import TrainConfig, run_training  # pylint: disable=import-outside-toplevel
 
@@ -72,6 +80,7 @@ def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
                            verbose=verbose, global_batch_size=retrain.batch_size)
     final = results["final"]
     return {"parameters": count_parameters(model),
+            "multiply_adds": count_multiply_adds(model, dataset.image_shape),
             "retrain_valid_accuracy": final["valid_accuracy"],
             "retrain_test_accuracy": final["test_accuracy"]}
 
@@ -82,8 +91,7 @@ def _run_identity(spec, dataset, base_config, shape, data, random_candidates,
     return {"format": FORMAT_VERSION, "run": dataclasses.asdict(spec),
             "dataset": dataset.name,
             "search": dataclasses.asdict(dataclasses.replace(base_config, seed=spec.seed)),
-            "shape": dataclasses.asdict(dataclasses.replace(shape,
-                                                            num_samples=spec.num_samples)),
+            "shape": dataclasses.asdict(_spec_shape(spec, shape)),
             "data": dataclasses.asdict(data), "random_candidates": random_candidates,
             "bn_recalibration_batches": bn_recalibration_batches}
 
@@ -99,11 +107,11 @@ def _check_same_retrain(run_dir, row, retrain):
 
 def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, methods=None,
                  m_values=None, seeds=(0,), retrain=None, random_candidates=4,
-                 bn_recalibration_batches=20, verbose=1):
+                 bn_recalibration_batches=20, lambda_values=(1.0, 0.75, 0.5, 0.25), verbose=1):
     """Runs (or resumes) every search of `ablation` and writes CSV + PNG.
 
     Args:
-      ablation: "gap", "num_samples" or "seeds".
+      ablation: "gap", "num_samples", "seeds" or "cost_lambda".
       dataset: an ImageDataset (data_tf.image_datasets).
       output_dir: receives runs/<name>/ (one search run each),
         <ablation>.csv, <ablation>.png and <ablation>_summary.json.
@@ -117,16 +125,20 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
       random_candidates: candidates of method 'random'.
       bn_recalibration_batches: batches re-estimating the child's batch-norm
         statistics for the gap's second column (0 = skip).
+      lambda_values: lam of the cost_lambda ablation (cost: shape.cost, default
+        params).
     Returns:
       (rows, summary).
     """
     methods = list(methods or ("data", "darts", "gdas"))
     m_values = list(m_values or range(1, len(shape.primitives) + 1))
-    if ablation in ("num_samples", "seeds") and retrain is None:
+    if ablation in ("num_samples", "seeds", "cost_lambda") and retrain is None:
         raise ValueError(f"the {ablation} ablation retrains every derived network; pass "
                          "RetrainSettings.")
     specs = plan_runs(ablation, methods=methods, num_samples=shape.num_samples,
-                      m_values=m_values, seeds=list(seeds))
+                      m_values=m_values, seeds=list(seeds),
+                      lambda_values=list(lambda_values or ()),
+                      cost=shape.cost if shape.cost not in (None, "none") else "params")
     os.makedirs(output_dir, exist_ok=True)
     rows = []
     for index, spec in enumerate(specs):

@@ -51,6 +51,11 @@ def main(argv):
             raise ValueError(f"--methods: unknown {unknown}; allowed: {', '.join(SEARCH_METHODS)}.")
         seeds = _integers("seeds", FLAGS.seeds)
         m_values = _integers("M_values", FLAGS.M_values) if FLAGS.M_values else None
+        try:
+            lambda_values = [float(v) for v in FLAGS.lambda_values]
+        except ValueError:
+            raise ValueError(f"--lambda_values must be a comma-separated list of numbers in "
+                             f"[0, 1], got {','.join(FLAGS.lambda_values)!r}.") from None
         retrain = RetrainSettings(layers=FLAGS.retrain_layers,
                                   init_channels=FLAGS.retrain_channels,
                                   epochs=FLAGS.retrain_epochs, batch_size=FLAGS.batch_size,
@@ -72,7 +77,8 @@ def main(argv):
             FLAGS.ablation, dataset, FLAGS.model_dir, base_config=base_config, shape=shape,
             data=data, methods=FLAGS.methods, m_values=m_values, seeds=seeds,
             retrain=retrain, random_candidates=FLAGS.random_candidates,
-            bn_recalibration_batches=FLAGS.bn_recalibration_batches)
+            bn_recalibration_batches=FLAGS.bn_recalibration_batches,
+            lambda_values=lambda_values)
     except (ValueError, ImportError) as error:
         sys.exit(f"ablations: error: {error}")
     print(f"\n{FLAGS.ablation}: {len(rows)} run(s); CSV, PNG and summary in {FLAGS.model_dir}")

@@ -78,8 +78,9 @@ def main(argv):
         print(f"Resource-aware sampling: cost={model.cost_metric}, lambda={model.cost_lambda} "
               f"(p = lambda * softmax(logits) + (1 - lambda) * efficiency credit).", flush=True)
     for metric, (limit, fixed, _) in getattr(model, "budgets", {}).items():
-        print(f"Budget: {metric} of the final network ({shape.final_layers} cells, "
-              f"C={shape.final_init_channels}) <= {limit:,.0f}; {fixed:,.0f} of it outside the "
+        layers, channels = shape.final_network
+        print(f"Budget: {metric} of the final network ({layers} cells, "
+              f"C={channels}) <= {limit:,.0f}; {fixed:,.0f} of it outside the "
               f"cells' ops; expected now {float(model.expected_final_cost(metric)):,.0f}.",
               flush=True)
     with flags_core.run_errors("search_cifar"):

@@ -13,6 +13,9 @@ The runner that executes the searches and retrainings is
   network and its accuracy after retraining at a fixed small budget.
 * ``seeds`` (Table 7 / Figure 3b): several seeds per method; mean and std of
   the retrained accuracy.
+* ``cost_lambda`` (DARTS-EGS preprint Eq. 5): DATA with resource-aware
+  sampling at several lam (1 = effectiveness only); parameters and
+  multiply-adds of the derived networks against their retrained accuracy.
 
 Every run is an ordinary search run directory under ``<output>/runs/<name>``
 (resumable: finished runs are read back, not repeated; ablations writing to
@@ -32,7 +35,7 @@ import numpy as np
 __all__ = ["ABLATIONS", "RunSpec", "RetrainSettings", "SearchData", "plan_runs", "ablation_row",
            "summarize", "write_csv", "plot_ablation"]
 
-ABLATIONS = ("gap", "num_samples", "seeds")
+ABLATIONS = ("gap", "num_samples", "seeds", "cost_lambda")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +45,8 @@ class RunSpec:
     method: str
     num_samples: int
     seed: int
+    # lam of resource-aware sampling (cost_lambda ablation); None = not used.
+    cost_lambda: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,12 +60,19 @@ class RetrainSettings:
     train_size: int | None = None
 
 
-def plan_runs(ablation, *, methods, num_samples, m_values, seeds):
+def plan_runs(ablation, *, methods, num_samples, m_values, seeds, lambda_values=None,
+              cost="params"):
     """The searches an ablation needs (names are stable run directories)."""
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation must be one of {', '.join(ABLATIONS)}; got {ablation!r}.")
     if not seeds:
         raise ValueError("at least one seed is needed.")
+    if ablation == "cost_lambda":
+        if not lambda_values or any(not 0.0 <= lam <= 1.0 for lam in lambda_values):
+            raise ValueError(f"lambda values must be in [0, 1], got {lambda_values}.")
+        return [RunSpec(f"data_M{num_samples}_{cost}_lam{lam:g}_seed{seeds[0]}", "data",
+                        num_samples, seeds[0], cost_lambda=float(lam))
+                for lam in lambda_values]
 
     def samples_of(method):
         return 1 if method == "gdas" else num_samples
@@ -100,6 +112,9 @@ def ablation_row(spec, result, config, seconds):
     genotype = result.genotype
     pairs = [len(node) for node in genotype.normal]
     row = {"run": spec.name, "method": spec.method, "M": spec.num_samples, "seed": spec.seed,
+           **({} if spec.cost_lambda is None else {
+               "cost_lambda": spec.cost_lambda, "cost": final["cost"]["metric"],
+               "expected_child_cost": final["cost"]["expected_child_cost"]}),
            "derivation": "best_on_valid" if spec.method == "random" else config.derivation,
            "search_seconds": round(seconds, 1),
            "skip_connects_normal": genotype.num_skip_connects("normal"),
@@ -122,7 +137,14 @@ def ablation_row(spec, result, config, seconds):
 
 
 def summarize(ablation, rows):
-    """Per-method (gap, seeds) or per-M (num_samples) aggregates."""
+    """Per-method (gap, seeds), per-M (num_samples) or per-lam (cost_lambda) aggregates."""
+    if ablation == "cost_lambda":
+        return {"by_lambda": [{key: row.get(key) for key in
+                               ("cost_lambda", "cost", "parameters", "multiply_adds",
+                                "expected_child_cost", "pairs_per_node_normal",
+                                "skip_connects_normal", "retrain_valid_accuracy",
+                                "retrain_test_accuracy", "search_seconds", "retrain_seconds")}
+                              for row in rows]}
     if ablation == "num_samples":
         return {"by_M": [{key: row.get(key) for key in
                           ("M", "parameters", "pairs_per_node_normal", "skip_connects_normal",
@@ -167,9 +189,22 @@ def plot_ablation(ablation, rows, summary, path):
     matplotlib.use("Agg")
     from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
 
-    figure, axes = pyplot.subplots(1, 2 if ablation == "num_samples" else 1,
-                                   figsize=(9 if ablation == "num_samples" else 5.5, 3.8))
-    if ablation == "gap":
+    two = ablation in ("num_samples", "cost_lambda")
+    figure, axes = pyplot.subplots(1, 2 if two else 1, figsize=(9 if two else 5.5, 3.8))
+    if ablation == "cost_lambda":
+        for axis, key, label in ((axes[0], "parameters", "parameters (M)"),
+                                 (axes[1], "multiply_adds", "multiply-adds per image (M)")):
+            x = [r[key] / 1e6 for r in rows]
+            axis.plot(x, [r["retrain_valid_accuracy"] for r in rows], "o", label="valid")
+            axis.plot(x, [r["retrain_test_accuracy"] for r in rows], "s", label="test")
+            for r, value in zip(rows, x):
+                axis.annotate(f"lam={r['cost_lambda']:g}", (value, r["retrain_test_accuracy"]),
+                              fontsize=7, textcoords="offset points", xytext=(4, -10))
+            axis.set_xlabel(f"{label} of the derived network")
+            axis.set_ylabel("accuracy after retraining")
+        axes[0].legend()
+        figure.suptitle(f"Resource-aware EGS ({rows[0]['cost']} credit): accuracy vs. cost")
+    elif ablation == "gap":
         methods = list(summary["by_method"])
         x = np.arange(len(methods))
         series = [("supernet (end of search)", "supernet_valid_accuracy"),

@@ -45,13 +45,13 @@ class SupernetShape:
     cost: str | None = None
     cost_lambda: float | None = None
     # Budgets on the final network (final_layers cells, final_init_channels
-    # channels, the train_cifar defaults): parameters / multiply-adds of one
-    # image.  None = no budget.
+    # channels; None = 20 and 36, the train_cifar defaults): parameters /
+    # multiply-adds of one image.  None = no budget; budget_weight None = 1.
     max_params: int | None = None
     max_madds: int | None = None
-    final_layers: int = 20
-    final_init_channels: int = 36
-    budget_weight: float = 1.0
+    final_layers: int | None = None
+    final_init_channels: int | None = None
+    budget_weight: float | None = None
 
     def __post_init__(self):
         if self.cost not in (None, "none") + costs.COST_METRICS:
@@ -68,8 +68,13 @@ class SupernetShape:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        if not self.budget_weight > 0:
+        if self.budget_weight is not None and not self.budget_weight > 0:
             raise ValueError(f"budget_weight must be > 0, got {self.budget_weight!r}.")
+
+    @property
+    def final_network(self):
+        """(cells, channels) of the final network budgets refer to."""
+        return self.final_layers or 20, self.final_init_channels or 36
 
     @property
     def budgets(self):
@@ -111,9 +116,9 @@ class DartsCNNSpace(SearchSpace):
                 model.set_efficiency_credit(costs.scope_credit(model.cost_tables, scope))
         if settings.budgets:
             model.set_budgets(self._final_budgets(settings, num_outputs, input_shape),
-                              settings.budget_weight)
-            model.budget_network = {"layers": settings.final_layers,
-                                    "init_channels": settings.final_init_channels}
+                              settings.budget_weight or 1.0)
+            layers, channels = settings.final_network
+            model.budget_network = {"layers": layers, "init_channels": channels}
         return model
 
     @staticmethod
@@ -121,18 +126,18 @@ class DartsCNNSpace(SearchSpace):
         budgets = {}
         reference = sample_uniform_genotype(np.random.default_rng(0), settings.num_nodes,
                                             settings.primitives)
+        layers, channels = settings.final_network
         for metric, limit in settings.budgets.items():
-            tables = costs.final_cost_tables(settings.primitives, settings.num_nodes,
-                                             settings.final_layers, settings.final_init_channels,
-                                             tuple(input_shape), metric)
+            tables = costs.final_cost_tables(settings.primitives, settings.num_nodes, layers,
+                                             channels, tuple(input_shape), metric)
             fixed = costs.final_fixed_cost(
                 reference, tables, settings.primitives, num_classes=num_outputs,
-                num_cells=settings.final_layers, init_channels=settings.final_init_channels,
-                image_shape=tuple(input_shape), metric=metric)
+                num_cells=layers, init_channels=channels, image_shape=tuple(input_shape),
+                metric=metric)
             if fixed >= limit:
                 raise ValueError(
                     f"max_{metric}={limit} is not above what the final network "
-                    f"({settings.final_layers} cells, C={settings.final_init_channels}) costs "
+                    f"({layers} cells, C={channels}) costs "
                     f"without any cell op: {fixed:.0f} (stem, cell preprocessing, classifier); "
                     f"raise it or budget a smaller final network (final_layers, "
                     f"final_init_channels).")
