@@ -104,6 +104,13 @@ def test_auto_execution_is_host_for_short_conv_searches_only():
         resolve_execution("host", CompiledOnly(), strategy)
     with pytest.raises(ValueError, match="execution must be one of auto, host, graph"):
         SearchConfig(execution="eager")
+    # Strategies beyond local devices (TPU, multi-worker) run compiled steps.
+    class RemoteStrategy:
+        pass
+    assert resolve_execution("auto", model, RemoteStrategy()) == "graph"
+    with pytest.raises(ValueError, match="not RemoteStrategy"):
+        resolve_execution("host", model, RemoteStrategy())
+    assert resolve_execution("auto", model, tf.distribute.OneDeviceStrategy("/cpu:0")) == "host"
 
 
 @pytest.mark.parametrize("mode", ["joint", "alternate"])

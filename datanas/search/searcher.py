@@ -55,10 +55,14 @@ __all__ = ["Searcher", "STREAM_WEIGHTS", "STREAM_ARCH", "HOST_AUTO_MAX_STEPS",
 STREAM_WEIGHTS, STREAM_ARCH, STREAM_EVAL = 0, 1, 2
 
 
-def _is_tpu(strategy):
-    return any(isinstance(strategy, cls) for cls in (
-        getattr(tf.distribute, "TPUStrategy", ()),
-        getattr(tf.distribute.experimental, "TPUStrategy", ())) if cls)
+def _host_capable(strategy):
+    """Whether host-driven steps run under `strategy`: one process driving its
+    local devices (default, OneDevice, Mirrored).  TPUs run compiled steps
+    only, and multi-worker collectives cannot all-reduce the eagerly computed
+    gradients of a host step ("destinations can not be empty")."""
+    local = (tf.distribute.OneDeviceStrategy, tf.distribute.MirroredStrategy)
+    return (isinstance(strategy, local)
+            or type(strategy).__name__ == "_DefaultDistributionStrategy")
 
 
 #: "auto" runs host-driven steps for searches of at most this many steps.
@@ -71,22 +75,25 @@ HOST_AUTO_MAX_STEPS = 500
 def resolve_execution(execution, model, strategy, total_steps=None):
     """"host" or "graph" for a config's `execution` ("auto", "host", "graph").
 
-    "auto" is host when the supernet supports it, the strategy is not a TPU
-    one and the run has at most `HOST_AUTO_MAX_STEPS` steps (unknown: host).
+    "auto" is host when the supernet supports it, the strategy drives local
+    devices only (``_host_capable``) and the run has at most
+    `HOST_AUTO_MAX_STEPS` steps (unknown: host).
     """
     host_possible = getattr(model, "supports_host_execution", False)
     if execution == "host":
         if not host_possible:
             raise ValueError(f"execution='host' is not supported by {type(model).__name__} "
                              "(its forward pass is not host-driven); use execution='graph'.")
-        if _is_tpu(strategy):
-            raise ValueError("execution='host' cannot run on a TPUStrategy (TPUs run compiled "
-                             "steps only); use execution='graph' or 'auto'.")
+        if not _host_capable(strategy):
+            raise ValueError(f"execution='host' runs under the default, OneDevice or Mirrored "
+                             f"strategies, not {type(strategy).__name__} (TPUs and multi-worker "
+                             f"collectives need compiled steps); use execution='graph' or "
+                             f"'auto'.")
         return "host"
     if execution == "graph":
         return "graph"
     short = total_steps is None or total_steps <= HOST_AUTO_MAX_STEPS
-    return "host" if host_possible and short and not _is_tpu(strategy) else "graph"
+    return "host" if host_possible and short and _host_capable(strategy) else "graph"
 
 
 class Searcher:
