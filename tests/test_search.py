@@ -126,6 +126,7 @@ def test_run_search_on_digits_writes_artifacts(tmp_path):
         expected += ["cell/normal", "cell/reduce"]
     assert images == {tag: [1, 2] for tag in expected}
     assert all(0.0 < h["expected_ops_per_edge/normal"] < 3.0 for h in history)
+    assert [h["arch_learning_rate"] for h in history] == pytest.approx([3e-4, 3e-4])
     assert sorted(p.name for p in tmp_path.glob("cell_epoch_*.json")) == [
         "cell_epoch_001.json", "cell_epoch_002.json"]
     last = json.loads((tmp_path / "cell_epoch_002.json").read_text())   # same rule, same logits
