@@ -215,6 +215,31 @@ def test_pictures_change_no_training_state_or_random_stream(tmp_path):
             assert tags[f"cell/{kind}"] == [(7, "images")]
 
 
+def test_softmax_mixing_pictures_show_softmax_probabilities_and_no_op_count(tmp_path):
+    # DARTS computes every op, so "expected ops per edge" has no meaning there.
+    model = SearchNetwork(10, init_channels=4, num_cells=3, num_nodes=2, egs_scope="edge",
+                          weighting="softmax", mode="dense", seed=0,
+                          primitives=("none", "skip_connect", "sep_conv_3x3"))
+    model.build((None, 8, 8, 1))
+    pictures = EpochPictures(get_space("darts_cnn"), model, str(tmp_path), rule="darts", seed=0,
+                             verbose=0)
+    writer = tf.summary.create_file_writer(str(tmp_path / "tb"))
+    with writer.as_default(step=1):
+        assert pictures.end_epoch(0) == {}
+        pictures.write_summaries(0)
+    writer.flush()
+    descriptions = {}
+    for path in glob.glob(str(tmp_path / "tb" / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                descriptions[value.tag] = value.metadata.summary_description
+    assert "softmax probability" in descriptions["arch_probabilities/normal"]
+    assert "none, skip_connect, sep_conv_3x3" in descriptions["arch_probabilities/reduce"]
+    snapshot = json.loads((tmp_path / "cell_epoch_001.json").read_text())
+    assert snapshot["derivation"] == "darts"
+    assert all(len(node) == 2 for node in snapshot["genotype"]["normal"][1:])
+
+
 def test_recurrent_search_pictures(tmp_path):
     _needs_dot()
     model = RNNSearchModel(30, hidden_size=8, num_nodes=3, num_samples=2, state_rows=4, seed=1)

@@ -180,7 +180,9 @@ def genotype_dot(genotype, kinds=None):
     lines = ["digraph cells {", "  rankdir=LR; fontname=Helvetica;",
              "  node [fontname=Helvetica, fontsize=14];",
              "  edge [fontname=Helvetica, fontsize=11];"]
-    for kind in kinds:
+    # Graphviz's left-to-right layout stacks later clusters above earlier ones:
+    # emitted in reverse, the first kind (the normal cell) is drawn on top.
+    for kind in reversed(kinds):
         lines.extend(_cell_dot(genotype, kind, clustered=len(kinds) > 1))
     if len(kinds) == 1:
         lines.insert(2, f"  label={_quote(kinds[0] + ' cell')}; labelloc=t; fontsize=20;")
