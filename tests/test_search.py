@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -113,6 +114,23 @@ def test_run_search_on_digits_writes_artifacts(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0]["temperature"] == 5.0 and history[1]["temperature"] == 1.0
     assert os.listdir(tmp_path / "tensorboard")
+    # What a user watches (datanas.search.epoch_pictures; drawings in tests/test_visualize.py).
+    images = {}
+    for path in (tmp_path / "tensorboard").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "images":
+                    images.setdefault(value.tag, []).append(event.step)
+    expected = ["arch_probabilities/normal", "arch_probabilities/reduce"]
+    if shutil.which("dot"):   # Graphviz, installed by setup.sh
+        expected += ["cell/normal", "cell/reduce"]
+    assert images == {tag: [1, 2] for tag in expected}
+    assert all(0.0 < h["expected_ops_per_edge/normal"] < 3.0 for h in history)
+    assert [h["arch_learning_rate"] for h in history] == pytest.approx([3e-4, 3e-4])
+    assert sorted(p.name for p in tmp_path.glob("cell_epoch_*.json")) == [
+        "cell_epoch_001.json", "cell_epoch_002.json"]
+    last = json.loads((tmp_path / "cell_epoch_002.json").read_text())   # same rule, same logits
+    assert last["epoch"] == 2 and last["genotype"] == result.genotype.to_dict()
     final = json.loads((tmp_path / "search_result.json").read_text())
     assert 0.0 <= final["child_valid_accuracy_inherited_weights"] <= 1.0
     assert final["steps"] == 2 * inputs.steps_per_epoch

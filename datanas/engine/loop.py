@@ -12,7 +12,8 @@ driven by ``run_loop``.  The loop owns what every run needs:
 * SIGTERM (cluster preemption): checkpoint at the next step boundary, then
   ``RunPreempted``;
 * ``metrics.jsonl`` (one line per epoch; lines written after the last
-  checkpoint are dropped on resume), TensorBoard scalars, a progress bar;
+  checkpoint are dropped on resume), TensorBoard scalars (and the program's
+  own ``summaries``), a progress bar;
 * optionally the best checkpoint by a validation metric (``select_on``).
 
 ``tf.distribute.experimental.PreemptionCheckpointHandler`` was evaluated for
@@ -121,6 +122,11 @@ class Program:
         """Evaluation and other per-epoch entries of the metrics record."""
         del epoch
         return {}
+
+    def summaries(self, epoch):
+        """Extra TensorBoard summaries of the epoch (images...), written after
+        its scalars with the loop's writer as default (step = epoch + 1)."""
+        del epoch
 
     def non_finite_variables(self):
         """Names of watched variables (e.g. architecture logits) holding NaN or
@@ -282,6 +288,7 @@ def run_loop(program, model_dir, *, strategy, verbose=1, checkpoint_every_steps=
                         # float64 in: a huge value (a diverged perplexity)
                         # becomes inf in TensorBoard instead of an error.
                         tf.summary.scalar(key, tf.constant(float(value), tf.float64))
+                program.summaries(epoch)
             if verbose:
                 keys = log_keys or [k for k in record if not k.startswith("train_")
                                     and k not in ("epoch", "epoch_seconds") and k not in settings]

@@ -14,6 +14,7 @@ from datanas.engine.loop import Program, run_loop
 from datanas.engine.run_files import write_json_atomic
 from datanas.engine.strategy import distributed_epoch, num_input_pipelines, run_directory
 from datanas.search.config import temperature_at
+from datanas.search.epoch_pictures import EpochPictures
 from datanas.search.searcher import Searcher
 from datanas.spaces import get_space
 
@@ -37,9 +38,10 @@ def write_genotype(genotype, path):
 class SearchProgram(Program):
     """Search epochs for the run loop: EGS temperature, search steps, validation."""
 
-    def __init__(self, searcher, space, inputs, valid_data):
+    def __init__(self, searcher, space, inputs, valid_data, pictures=None):
         self.searcher, self.space, self.inputs = searcher, space, inputs
         self.valid_data = valid_data
+        self.pictures = pictures   # an EpochPictures, or None
         self.state = searcher.state
         self.epochs = searcher.config.epochs
         self.steps_per_epoch = searcher.steps_per_epoch
@@ -82,9 +84,17 @@ class SearchProgram(Program):
 
     def end_epoch(self, epoch):
         valid = self.searcher.evaluate(self.valid_data)
-        return {"learning_rate": float(self.searcher.weight_optimizer.learning_rate),
-                **{f"valid_{k}": v for k, v in valid.items()},
-                "arch_entropy": self.space.selection_entropy(self.searcher.model)}
+        record = {"learning_rate": float(self.searcher.weight_optimizer.learning_rate),
+                  "arch_learning_rate": float(self.searcher.arch_optimizer.learning_rate),
+                  **{f"valid_{k}": v for k, v in valid.items()},
+                  "arch_entropy": self.space.selection_entropy(self.searcher.model)}
+        if self.pictures is not None:
+            record.update(self.pictures.end_epoch(epoch))
+        return record
+
+    def summaries(self, epoch):
+        if self.pictures is not None:
+            self.pictures.write_summaries(epoch)
 
 
 def make_searcher(model, inputs, config, strategy, task=None):
@@ -166,7 +176,10 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
     `model_dir/worker_<id>`): ``search_config.json``, ``metrics.jsonl`` (one
     line per epoch), ``tensorboard/``, ``checkpoints/``, ``genotype.json``
     (rule ``config.derivation``) and ``genotype_<rule>.json`` for every rule
-    of the space, ``arch_probabilities.json`` and ``search_result.json``.
+    of the space, ``arch_probabilities.json`` and ``search_result.json``; after
+    every epoch ``cell_epoch_NNN.json`` (the genotype derived then) and
+    TensorBoard images of the probabilities and the derived cell
+    (``datanas.search.epoch_pictures``).
 
     The derived child is evaluated inside the supernet with the inherited
     weights (paper Table 8); with `bn_recalibration_batches` > 0 it is also
@@ -194,7 +207,9 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
     valid_data = searcher.distribute(inputs.validation)
     headline = searcher.task.headline
     started = time.time()
-    loop = run_loop(SearchProgram(searcher, space, inputs, valid_data), model_dir,
+    pictures = EpochPictures(space, model, model_dir, rule=rule, seed=config.seed,
+                             verbose=verbose)
+    loop = run_loop(SearchProgram(searcher, space, inputs, valid_data, pictures), model_dir,
                     strategy=strategy, verbose=verbose,
                     checkpoint_every_steps=checkpoint_every_steps,
                     log_keys=[f"valid_{headline}", "valid_loss", "arch_entropy"])
