@@ -84,8 +84,11 @@ class SearchProgram(Program):
 
     def end_epoch(self, epoch):
         valid = self.searcher.evaluate(self.valid_data)
-        record = {"learning_rate": float(self.searcher.weight_optimizer.learning_rate),
-                  "arch_learning_rate": float(self.searcher.arch_optimizer.learning_rate),
+        # Through a tensor: a constant rate is a (distributed) variable.
+        record = {"learning_rate": float(tf.convert_to_tensor(
+                      self.searcher.weight_optimizer.learning_rate)),
+                  "arch_learning_rate": float(tf.convert_to_tensor(
+                      self.searcher.arch_optimizer.learning_rate)),
                   **{f"valid_{k}": v for k, v in valid.items()},
                   "arch_entropy": self.space.selection_entropy(self.searcher.model)}
         if self.pictures is not None:
