@@ -10,6 +10,8 @@ import json
 import os
 import time
 
+import tensorflow as tf
+
 from datanas.engine.loop import Program, run_loop
 from datanas.engine.run_files import write_json_atomic
 from datanas.engine.strategy import distributed_epoch, num_input_pipelines, run_directory
