@@ -13,8 +13,11 @@ from datanas.spaces.darts_cnn import mixed_edge
 from datanas.spaces.darts_cnn.ops import build_conv_op
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
-PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",
-              "dil_conv_3x3")
+# One op of each kind the host path treats differently (none: never called;
+# a pool; an identity; a convolution); every op class is checked against its
+# own call in test_shared_function_equals_the_layer_call.  Fewer ops keep the
+# compiled side of the host-vs-graph comparison quick to build.
+PRIMITIVES = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
 
 
 def _network(**overrides):

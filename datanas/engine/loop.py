@@ -37,6 +37,7 @@ import time
 
 import tensorflow as tf
 
+from datanas.engine.allocator import keep_malloc_thresholds
 from datanas.engine.checkpoints import restore_exactly
 from datanas.engine.progress import epoch_progbar
 from datanas.engine.run_files import append_jsonl, read_jsonl
@@ -209,6 +210,7 @@ def run_loop(program, model_dir, *, strategy, verbose=1, checkpoint_every_steps=
       CheckpointMismatchError: the directory's checkpoint is of another model.
     """
     del strategy   # the program's steps carry it; kept for symmetry and future use
+    keep_malloc_thresholds()   # before any distributed dataset pages every step (allocator.py)
     os.makedirs(model_dir, exist_ok=True)
     state = program.state
     sign = 1.0 if select_max else -1.0   # best_value holds sign * value
