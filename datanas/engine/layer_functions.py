@@ -36,8 +36,6 @@ __all__ = ["LayerFunctions", "call_layer"]
 
 _ACTIVE = threading.local()
 _COMPILE_LOCK = threading.RLock()
-#: Trace shared functions for any batch size (True) or per exact input shape.
-RELAX_BATCH = True
 
 
 def _tf_variable(variable):
@@ -78,8 +76,7 @@ class LayerFunctions:
         config = {k: v for k, v in layer.get_config().items() if k != "name"}
         return (type(layer).__module__, type(layer).__qualname__,
                 json.dumps(config, sort_keys=True, default=str),
-                tuple(inputs.shape[1:] if RELAX_BATCH else inputs.shape), inputs.dtype.name,
-                bool(training))
+                tuple(inputs.shape[1:]), inputs.dtype.name, bool(training))
 
     @staticmethod
     def _compile(template, inputs, training):
@@ -98,8 +95,7 @@ class LayerFunctions:
                 for variable, value in zip(non_trainable, updated):
                     variable.assign(value)
             return outputs * tf.cast(scale, outputs.dtype)
-        spec = tf.TensorSpec((None if RELAX_BATCH else inputs.shape[0],)
-                             + tuple(inputs.shape[1:]), inputs.dtype)
+        spec = tf.TensorSpec((None,) + tuple(inputs.shape[1:]), inputs.dtype)
         return tf.function(apply).get_concrete_function(
             spec, [_tf_variable(v) for v in template.trainable_variables],
             [_tf_variable(v) for v in template.non_trainable_variables],
@@ -107,8 +103,7 @@ class LayerFunctions:
 
     def function_for(self, layer, inputs, training):
         """The shared function for this layer call (compiled on first use)."""
-        shape = tuple(inputs.shape[1:] if RELAX_BATCH else inputs.shape)
-        fast_key = (id(layer), shape, inputs.dtype.name, bool(training))
+        fast_key = (id(layer), tuple(inputs.shape[1:]), inputs.dtype.name, bool(training))
         entry = self._by_layer.get(fast_key)
         if entry is not None:
             return entry[1]
