@@ -66,10 +66,12 @@ def _host_capable(strategy):
 
 
 #: "auto" runs host-driven steps for searches of at most this many steps.
-#: On the 2-core CPU of the README benchmark the host step builds in ~0.5 min
-#: instead of ~4.5 min but steps 1.6x (cpu preset, 4 cells) to 3x (8 cells)
-#: slower, so it pays off below ~500 steps (cpu preset) / ~140 steps (8 cells).
-HOST_AUTO_MAX_STEPS = 500
+#: Measured on the README's 2-core CPU for the cpu preset (4 cells, C=8,
+#: batch 64, 280 steps): the compiled step builds in ~4.5 min and steps in
+#: 0.74 s; the host step starts in ~0.5 min but takes ~1.9 s (one core busy),
+#: whole runs 7.4 vs 9.4 min, so it pays off below ~200 steps (~140 for the
+#: 8-cell supernet).  Host steps hold about half the memory.
+HOST_AUTO_MAX_STEPS = 200
 
 
 def resolve_execution(execution, model, strategy, total_steps=None):
