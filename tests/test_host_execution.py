@@ -11,6 +11,7 @@ from datanas.search.config import SearchConfig
 from datanas.search.searcher import HOST_AUTO_MAX_STEPS, Searcher, resolve_execution
 from datanas.spaces.darts_cnn import mixed_edge
 from datanas.spaces.darts_cnn.ops import build_conv_op
+from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
 # One op of each kind the host path treats differently (none: never called;
@@ -154,7 +155,9 @@ def test_host_step_runs_only_the_sampled_ops(monkeypatch):
     step's code, and every selected op is called exactly once -- also after
     the search run has given the steps its dataset's batch signature, and
     for a last, shorter batch (which reuses the functions already traced)."""
-    model = _network(egs_scope="edge")
+    # All 8 DARTS ops (host steps build nothing, so this stays quick): M=3
+    # draws switch on at most 3 of an edge's 7 computable ops.
+    model = _network(egs_scope="edge", primitives=CONV_PRIMITIVES)
     searcher = Searcher(model, SearchConfig(epochs=1, seed=3), steps_per_epoch=2)
     batches = _batches(2)
     batches[1] = tuple(t[:5] for t in batches[1])
