@@ -179,9 +179,7 @@ class DartsCNNSpace(SearchSpace):
     @staticmethod
     def final_costs(supernet, genotype):
         """{metric: cost} of the final network of `genotype` per budget."""
-        return {metric: fixed + costs.genotype_cost(
-                    genotype, {k: [t.numpy() for t in v] for k, v in tables.items()},
-                    supernet.primitives)
+        return {metric: fixed + costs.genotype_cost(genotype, tables, supernet.primitives)
                 for metric, (_, fixed, tables) in supernet.budgets.items()}
 
     def child_weights(self, supernet, genotype):
