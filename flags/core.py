@@ -296,7 +296,7 @@ def define_distribution_flags():
     absl_flags.DEFINE_integer("checkpoint_every_steps", 200, "Also checkpoint every N steps "
                               "(0 = only at epoch ends).", lower_bound=0)
     absl_flags.DEFINE_boolean("deterministic_ops", False, "Reproducible reruns and resumes: "
-                              "TensorFlow op determinism and no Grappler memory optimizer "
+                              "TensorFlow op determinism and no Grappler graph rewrites "
                               "(README 'Reproducibility').")
 
 

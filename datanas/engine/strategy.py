@@ -28,19 +28,23 @@ STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 def make_deterministic():
     """Bit-identical reruns and resumes: op determinism, and no Grappler
-    memory optimizer for this thread's ``tf.function`` calls.
+    for this thread's ``tf.function`` calls.
 
     Op determinism alone left two processes running the same full-op-set
     search apart by ~1e-7 in the first loss and ~1e-3 after an epoch
     (README "Reproducibility").  Bisected: the difference disappears with
     Grappler off and with only its memory optimizer off, which (TensorFlow's
-    ``memory_optimizer.cc``, ``SchedulingPass``) may rewrite a gradient
-    ``AddN`` of more than two inputs into in-place ``AssignAdd``s on a
-    temporary variable, whose summation order then follows execution order
-    and the rewrite's own iteration order.  That pass is not reachable
-    through ``tf.config.optimizer``, so it is switched off in the function
-    call options of the calling thread (the thread that runs the loop).
-    Every inter-op thread stays in use.  Call before the first step runs.
+    ``memory_optimizer.cc``, ``SchedulingPass``) may rewrite an ``AddN`` of
+    more than two inputs into in-place ``AssignAdd``s on a temporary
+    variable, whose summation order then follows execution order.  With only
+    that pass off, the recurrent search's validation still differed in about
+    one process in ten (a ~1e-7 difference in the carried state of one
+    evaluation window, grown to ~1e-3 in the loss by the chaotic early
+    model); with Grappler off, 20 of 20 processes agreed.  Grappler is not
+    switchable per call through ``tf.config.optimizer``, so it is switched
+    off in the function call options of the calling thread (the thread that
+    runs the loop).  Every inter-op thread stays in use.  Call before the
+    first step runs.
     """
     tf.config.experimental.enable_op_determinism()
     try:
@@ -51,25 +55,27 @@ def make_deterministic():
         config.allow_soft_placement = True  # what TF itself uses for functions
         config.graph_options.rewrite_options.memory_optimization = (
             rewriter_config_pb2.RewriterConfig.NO_MEM_OPT)
+        config.graph_options.rewrite_options.disable_meta_optimizer = True
         context.context().function_call_options = context.FunctionCallOptions(
             config_proto=config)
     except (ImportError, AttributeError) as error:  # a TensorFlow without this internal API
-        raise ValueError("--deterministic_ops cannot switch off Grappler's memory optimizer in "
+        raise ValueError("--deterministic_ops cannot switch off Grappler in "
                          f"this TensorFlow {tf.__version__} ({error}); runs would not be "
                          "bit-identical.") from None
 
 
 def deterministic_calls_active():
-    """True when this thread's tf.function calls run without the memory
-    optimizer (what `make_deterministic` sets; some tf.config setters such as
-    soft device placement reset it)."""
+    """True when this thread's tf.function calls run without Grappler (what
+    `make_deterministic` sets; some tf.config setters such as soft device
+    placement reset it)."""
     # pylint: disable=import-outside-toplevel
     from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
     from tensorflow.python.eager import context
     serialized = context.context().function_call_options.config_proto_serialized
     config = config_pb2.ConfigProto.FromString(serialized)
-    return (config.graph_options.rewrite_options.memory_optimization
-            == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT)
+    options = config.graph_options.rewrite_options
+    return (options.memory_optimization == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
+            and options.disable_meta_optimizer)
 
 
 def configure_cpu_devices(count):
