@@ -86,10 +86,21 @@ def write_synthetic_vocdevkit(directory, num_train=24, num_val=8, seed=0):
     return root
 
 
+def main(argv):
+    """Command line: one positional directory, --train/--val image counts."""
+    if len(argv) != 2:
+        sys.exit("voc_synthetic: error: give exactly one output directory, got "
+                 f"{argv[1:] or 'none'}; usage: python -m data_tf.voc_synthetic DIR "
+                 "[--train=24 --val=8]")
+    from absl import flags as absl_flags  # pylint: disable=import-outside-toplevel
+    values = absl_flags.FLAGS
+    print(write_synthetic_vocdevkit(argv[1], values.train, values.val))
+
+
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    options = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
-    if len(args) != 1 or set(options) - {"train", "val"}:
-        sys.exit("usage: python -m data_tf.voc_synthetic DIR [--train=24 --val=8]")
-    print(write_synthetic_vocdevkit(args[0], int(options.get("train", 24)),
-                                    int(options.get("val", 8))))
+    from absl import app
+    from absl import flags as _flags
+
+    _flags.DEFINE_integer("train", 24, "Images in the train list.", lower_bound=1)
+    _flags.DEFINE_integer("val", 8, "Images in the val list.", lower_bound=1)
+    app.run(main)
