@@ -27,3 +27,24 @@ def ptb_dir(tmp_path_factory):
     (directory / "valid.txt").write_text("".join(test_lines[:300]), encoding="utf-8")
     (directory / "test.txt").write_text("".join(test_lines[300:600]), encoding="utf-8")
     return str(directory)
+
+
+def _summary_tags(log_dir):
+    """{tag: [(step, plugin name)]} of every TensorBoard event file under `log_dir`."""
+    import glob  # pylint: disable=import-outside-toplevel
+
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    found = {}
+    for path in glob.glob(os.path.join(str(log_dir), "**", "events.out.tfevents.*"),
+                          recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append(
+                    (event.step, value.metadata.plugin_data.plugin_name))
+    return found
+
+
+@pytest.fixture
+def summary_tags():
+    """Reads the summaries of a TensorBoard directory: summary_tags(log_dir)."""
+    return _summary_tags

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -140,7 +141,7 @@ def test_train_cifar_incompatible_network(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian dataset-fashion-mnist not installed")
-def test_train_cifar_trainer_runs(tmp_path):
+def test_train_cifar_trainer_runs(tmp_path, summary_tags):
     path = tmp_path / "g.json"
     save_genotype(MULTI_OP, path)
     proc = _run_trainer([f"--genotype={path}", "--dataset=fashion_mnist", "--train_size=512",
@@ -155,6 +156,10 @@ def test_train_cifar_trainer_runs(tmp_path):
     assert results["best_selected_on"] == "valid"
     assert (tmp_path / "export" / "saved_model.pb").exists()
     assert (tmp_path / "run" / "best").is_dir()
+    tags = summary_tags(tmp_path / "run" / "tensorboard")
+    assert tags["genotype"] == [(1, "text")]
+    if shutil.which("dot"):
+        assert tags["cell/normal"] == tags["cell/reduce"] == [(1, "images")]
 
 
 def _write_class_folders(root, classes=("cat", "dog", "owl"), per_class=4):

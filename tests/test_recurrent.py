@@ -4,6 +4,7 @@ searches and trainings on PTB's real text."""
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -289,7 +290,7 @@ def test_killed_search_resumes_to_the_same_recurrent_genotype(searched, ptb_dir,
                 assert a[key] == b[key], key
 
 
-def test_tiny_training_learns_and_exports(searched, ptb_dir, tmp_path):
+def test_tiny_training_learns_and_exports(searched, ptb_dir, tmp_path, summary_tags):
     """Training the searched cell on real text reaches a perplexity far below the
     vocabulary size; the SavedModel and the .keras file give the model's logits."""
     model_dir, export_dir = tmp_path / "train", tmp_path / "export"
@@ -306,6 +307,10 @@ def test_tiny_training_learns_and_exports(searched, ptb_dir, tmp_path):
     metrics = [json.loads(l) for l in (model_dir / "metrics.jsonl").read_text().split("\n") if l]
     assert metrics[-1]["valid_perplexity"] < metrics[0]["valid_perplexity"] * 1.05
     assert {"valid_perplexity", "test_perplexity"} <= set(metrics[0])
+    tags = summary_tags(model_dir / "tensorboard")
+    assert tags["genotype"] == [(1, "text")] and tags["valid_perplexity"][0][0] == 1
+    if shutil.which("dot"):
+        assert tags["cell/recurrent"] == [(1, "images")]
     tokens = tf.constant([[1, 2, 3, 4], [5, 6, 7, 8]], tf.int32)
     model = keras.saving.load_model(model_dir / "model.keras")
     loaded = tf.saved_model.load(str(export_dir))   # (keep it alive while serving)

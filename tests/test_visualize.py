@@ -23,6 +23,7 @@ from datanas.spaces.darts_cnn.supernet import SearchNetwork
 from datanas.spaces.darts_rnn.genotype import DARTS_RNN, RecurrentGenotype
 from datanas.spaces.darts_rnn.language_model import RNNSearchModel
 from datanas.spaces.genotype_files import load_any_genotype
+from datanas.training.cell_summaries import write_cell_summaries
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -168,18 +169,6 @@ def test_heatmap_pixels_follow_the_probabilities():
     assert edge_labels("recurrent", 2) == ["s1 <- s0", "s2 <- s0", "s2 <- s1"]
 
 
-def _summaries(log_dir):
-    """{tag: [(step, plugin)]} of every event file under `log_dir`."""
-    found = {}
-    for path in glob.glob(os.path.join(str(log_dir), "**", "events.out.tfevents.*"),
-                          recursive=True):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                found.setdefault(value.tag, []).append(
-                    (event.step, value.metadata.plugin_data.plugin_name))
-    return found
-
-
 def _state(model):
     return [v.numpy().copy() for v in model.variables], random.getstate(), \
         np.random.get_state()[1].copy()
@@ -192,7 +181,7 @@ def _assert_same_state(before, after):
     np.testing.assert_array_equal(before[2], after[2])
 
 
-def test_pictures_change_no_training_state_or_random_stream(tmp_path):
+def test_pictures_change_no_training_state_or_random_stream(tmp_path, summary_tags):
     # (The pictures of a whole search run: tests/test_search.py::test_run_search_on_digits_...)
     model = SearchNetwork(10, init_channels=4, num_cells=3, num_nodes=2, num_samples=3, seed=0,
                           primitives=("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"))
@@ -208,7 +197,7 @@ def test_pictures_change_no_training_state_or_random_stream(tmp_path):
     _assert_same_state(before, _state(model))
     assert set(scalars) == {"expected_ops_per_edge/normal", "expected_ops_per_edge/reduce"}
     assert (tmp_path / "cell_epoch_007.json").exists()
-    tags = _summaries(tmp_path / "tb")
+    tags = summary_tags(tmp_path / "tb")
     for kind in ("normal", "reduce"):
         assert tags[f"arch_probabilities/{kind}"] == [(7, "images")]
         if shutil.which("dot"):
@@ -240,7 +229,7 @@ def test_softmax_mixing_pictures_show_softmax_probabilities_and_no_op_count(tmp_
     assert all(len(node) == 2 for node in snapshot["genotype"]["normal"][1:])
 
 
-def test_recurrent_search_pictures(tmp_path):
+def test_recurrent_search_pictures(tmp_path, summary_tags):
     _needs_dot()
     model = RNNSearchModel(30, hidden_size=8, num_nodes=3, num_samples=2, state_rows=4, seed=1)
     for variable in model.architecture_variables:
@@ -258,8 +247,42 @@ def test_recurrent_search_pictures(tmp_path):
     # non-none count is 4 * (1 - (1 - p)^2) with p = 1 / (5 * inputs).
     expected = np.mean([4 * (1 - (1 - 1 / (5 * n)) ** 2) for n in (1, 2, 2, 3, 3, 3)])
     assert scalars["expected_ops_per_edge/recurrent"] == pytest.approx(expected, rel=1e-4)
-    tags = _summaries(tmp_path / "tb")
+    tags = summary_tags(tmp_path / "tb")
     assert tags["arch_probabilities/recurrent"] == [(1, "images")]
     assert tags["cell/recurrent"] == [(1, "images")]
     snapshot = json.loads((tmp_path / "cell_epoch_001.json").read_text())
     assert RecurrentGenotype.from_dict(snapshot["genotype"]).num_nodes == 3
+
+
+def _text_summaries(log_dir):
+    texts = {}
+    for path in glob.glob(os.path.join(str(log_dir), "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "text":
+                    texts[value.tag] = tf.make_ndarray(value.tensor).item().decode("utf-8")
+    return texts
+
+
+@pytest.mark.parametrize("genotype", [MULTI_OP, RECURRENT], ids=["conv", "recurrent"])
+def test_training_runs_show_their_cell_once_in_tensorboard(genotype, tmp_path, summary_tags):
+    class Trained:   # what the training programs pass: a model with a .genotype
+        pass
+    model = Trained()
+    model.genotype = genotype
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default(step=1):
+        written = write_cell_summaries(model, 0, verbose=0)
+    with writer.as_default(step=2):
+        assert write_cell_summaries(model, 1, verbose=0) == []   # only after the first epoch
+    writer.flush()
+    kinds = ["recurrent"] if isinstance(genotype, RecurrentGenotype) else ["normal", "reduce"]
+    expected = ["genotype"] + ([f"cell/{kind}" for kind in kinds] if shutil.which("dot") else [])
+    assert written == expected
+    tags = summary_tags(tmp_path)
+    assert tags["genotype"] == [(1, "text")]
+    for name in expected[1:]:
+        assert tags[name] == [(1, "images")]
+    text = _text_summaries(tmp_path)["genotype"]
+    for line in genotype_text(genotype).splitlines():
+        assert line in text

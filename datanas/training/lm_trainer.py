@@ -31,6 +31,7 @@ from datanas.engine.steps import apply_update, reduce_sums, scaled_loss
 from datanas.engine.strategy import (distributed_epoch, is_chief, num_input_pipelines,
                                      run_directory)
 from datanas.tasks import LanguageModelingTask
+from datanas.training.cell_summaries import write_cell_summaries
 from datanas.training.export import export_saved_model
 
 __all__ = ["LMTrainConfig", "LanguageModelTrainer", "run_lm_training"]
@@ -224,6 +225,9 @@ class LanguageModelProgram(Program):
         return {"valid_loss": valid["loss"], "valid_perplexity": valid["perplexity"],
                 "test_loss": test["loss"], "test_perplexity": test["perplexity"],
                 "averaged_weights": averaged, "switched_to_asgd": switched}
+
+    def summaries(self, epoch):
+        write_cell_summaries(self.trainer.model, epoch)
 
 
 def run_lm_training(model, inputs, config, model_dir, *, strategy=None, export_dir=None,

@@ -28,6 +28,7 @@ from datanas.engine.steps import apply_update, guarded_sums, reduce_sums, scaled
 from datanas.engine.strategy import distributed_epoch, is_chief, run_directory
 from datanas.engine.loop import RunState
 from datanas.tasks import ClassificationTask
+from datanas.training.cell_summaries import write_cell_summaries
 from datanas.training.export import export_saved_model
 
 __all__ = ["TrainConfig", "GenotypeTrainer", "TrainingProgram", "run_training", "LR_SCHEDULES"]
@@ -205,6 +206,9 @@ class TrainingProgram(Program):
             for key, value in self.trainer.evaluate(dataset).items():
                 record[f"{name}_{key}"] = value
         return record
+
+    def summaries(self, epoch):
+        write_cell_summaries(self.trainer.model, epoch)
 
 
 def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_epoch,
