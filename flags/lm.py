@@ -10,6 +10,8 @@ Library code never reads flags: these functions turn them into configs.
 
 from absl import flags as absl_flags
 
+from flags import core as flags_core
+
 __all__ = ["define_lm_data_flags", "define_lm_search_flags", "define_lm_train_flags",
            "lm_search_config_from_flags", "lm_train_config_from_flags", "LM_SEARCH_PRESETS",
            "LM_TRAIN_PRESETS", "DATASET_DEFAULTS"]
@@ -69,9 +71,7 @@ def _define_cell_flags(default_hidden):
 
 def define_lm_search_flags():
     """Recurrent search: method, estimator, cell size, optimisers."""
-    absl_flags.DEFINE_enum("preset", None, list(LM_SEARCH_PRESETS), "Fill unset flags from a "
-                           "preset: " + "; ".join(f"{k}={v}" for k, v in
-                                                  LM_SEARCH_PRESETS.items()))
+    flags_core.define_preset_flag(LM_SEARCH_PRESETS)
     absl_flags.DEFINE_enum("method", "data", ["data", "gdas", "darts"],
                            "data: EGS with M samples; gdas: Gumbel-Softmax (M=1); darts: "
                            "softmax mixing, held-out architecture steps.")
@@ -97,9 +97,7 @@ def define_lm_search_flags():
 
 def define_lm_train_flags():
     """Training a recurrent genotype (PTB/WT2 evaluation)."""
-    absl_flags.DEFINE_enum("preset", None, list(LM_TRAIN_PRESETS), "Fill unset flags from a "
-                           "preset: " + "; ".join(f"{k}={v}" for k, v in
-                                                  LM_TRAIN_PRESETS.items()))
+    flags_core.define_preset_flag(LM_TRAIN_PRESETS)
     absl_flags.DEFINE_string("genotype", None, "Recurrent genotype.json, or a search "
                              "--model_dir containing one.")
     absl_flags.mark_flag_as_required("genotype")

@@ -13,6 +13,8 @@ Library code never reads flags: these functions turn them into configs.
 
 from absl import flags as absl_flags
 
+from flags import core as flags_core
+
 __all__ = ["define_voc_flags", "voc_train_config_from_flags", "VOC_TRAIN_PRESETS"]
 
 VOC_TRAIN_PRESETS = {
@@ -26,9 +28,7 @@ VOC_TRAIN_PRESETS = {
 
 def define_voc_flags():
     """Genotype, data, network, optimiser and export flags of train_voc."""
-    absl_flags.DEFINE_enum("preset", None, list(VOC_TRAIN_PRESETS), "Fill unset flags from a "
-                           "preset: " + "; ".join(f"{k}={v}" for k, v in
-                                                  VOC_TRAIN_PRESETS.items()))
+    flags_core.define_preset_flag(VOC_TRAIN_PRESETS)
     absl_flags.DEFINE_string("genotype", None,
                              "genotype.json file, or a search --model_dir containing one.")
     absl_flags.mark_flag_as_required("genotype")

@@ -20,6 +20,7 @@ flags_core.define_image_data_flags(default_dataset="cifar10", default_batch_size
 flags_core.define_train_flags(epochs=600, learning_rate=0.025,
                               weight_decay=3e-4, init_channels=36, layers=20, cutout=16)
 flags_core.define_distribution_flags()
+flags_core.define_preset_flag(flags_core.TRAIN_PRESETS)
 absl_flags.FLAGS.set_default("validation_fraction", 0.0)
 
 FLAGS = absl_flags.FLAGS
@@ -28,6 +29,7 @@ FLAGS = absl_flags.FLAGS
 def main(argv):
     del argv
     flags_core.quiet_logging(FLAGS)
+    applied = flags_core.apply_preset(FLAGS, flags_core.TRAIN_PRESETS)
     import keras
 
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
@@ -66,6 +68,8 @@ def main(argv):
     params = count_parameters(model)
     mult_adds = count_multiply_adds(model, dataset.image_shape)
     print(f"Dataset {dataset.name} from {dataset.source}: {inputs.sizes()}", flush=True)
+    if applied:
+        print(f"Preset {FLAGS.preset}: {applied}", flush=True)
     print(genotype.summary(), flush=True)
     print(f"NetworkCIFAR: {FLAGS.layers} cells, C={FLAGS.init_channels}: {params / 1e6:.3f}M "
           f"parameters (auxiliary head excluded), {mult_adds / 1e6:.1f}M multiply-adds", flush=True)
