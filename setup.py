@@ -31,6 +31,6 @@ setup(
         "plots": ["matplotlib"],
         # psutil: peak-memory sampling in benchmarks/search_step.py.
         "benchmarks": ["psutil"],
-        "test": ["pytest", "scikit-learn", "matplotlib", "Pillow"],
+        "test": ["pytest", "pytest-xdist", "scikit-learn", "matplotlib", "Pillow"],
     },
 )

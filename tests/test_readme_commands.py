@@ -69,3 +69,11 @@ def test_readme_command_parses_and_uses_only_defined_flags(entry, args):
     unknown = {name for name in used
                if name not in defined and not (name.startswith("no") and name[2:] in defined)}
     assert not unknown, f"{entry} has no flag(s) {sorted(unknown)}"
+
+
+def test_ci_runs_the_readme_test_command():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        readme = re.findall(r"^python -m pytest .*$", handle.read(), flags=re.MULTILINE)
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as handle:
+        ci = re.findall(r"^python -m pytest .*$", handle.read(), flags=re.MULTILINE)
+    assert len(readme) == 1 and ci == readme, (readme, ci)
