@@ -306,6 +306,19 @@ def test_missing_file(tmp_path):
     assert str(path) in str(info.value)
 
 
+def test_every_space_reads_genotype_files_the_same_way(tmp_path):
+    from datanas.spaces.darts_rnn.genotype import load_recurrent_genotype
+    from datanas.spaces.genotype_files import load_any_genotype
+    for load in (load_genotype, load_recurrent_genotype, load_any_genotype):
+        with pytest.raises(GenotypeError, match="holds no genotype.json"):
+            load(tmp_path)          # a directory, but not a finished search run
+        with pytest.raises(GenotypeError, match="does not exist"):
+            load(tmp_path / "missing.json")
+        (tmp_path / "latin1.json").write_bytes(b"\xff\xfe{")
+        with pytest.raises(GenotypeError, match="not valid UTF-8"):
+            load(tmp_path / "latin1.json")
+
+
 def test_bad_kind():
     with pytest.raises(GenotypeError, match=r"unknown cell kind 'reduction'"):
         DARTS_V2.cell("reduction")

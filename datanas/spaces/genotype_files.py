@@ -8,9 +8,8 @@ A convolutional genotype has the keys ``normal``, ``normal_concat``,
 """
 
 import json
-import os
 
-from datanas.spaces.darts_cnn.genotype import Genotype, GenotypeError
+from datanas.spaces.darts_cnn.genotype import Genotype, GenotypeError, read_genotype_text
 from datanas.spaces.darts_rnn.genotype import RecurrentGenotype
 
 __all__ = ["load_any_genotype", "genotype_from_any_dict"]
@@ -29,20 +28,7 @@ def load_any_genotype(path):
     Raises GenotypeError (one line naming the path) when the file or the
     directory's genotype.json is missing or malformed.
     """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        candidate = os.path.join(path, "genotype.json")
-        if not os.path.isfile(candidate):
-            raise GenotypeError(f"directory {path!r} holds no genotype.json; give a genotype "
-                                "JSON file or the directory of a finished search run")
-        path = candidate
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError as exc:
-        raise GenotypeError(f"genotype file {path!r} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GenotypeError(f"genotype file {path!r} cannot be read: {exc}") from exc
+    text, path = read_genotype_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

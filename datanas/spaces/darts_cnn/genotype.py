@@ -48,6 +48,7 @@ __all__ = [
     "check_primitives",
     "CELL_KINDS",
     "GenotypeError",
+    "read_genotype_text",
     "Genotype",
     "save_genotype",
     "load_genotype",
@@ -457,25 +458,34 @@ def save_genotype(genotype: Genotype, path: str | os.PathLike) -> None:
         raise
 
 
+def read_genotype_text(path: str | os.PathLike) -> tuple[str, str]:
+    """(text, path read) of a genotype JSON file, or of a search run
+    directory's ``genotype.json``; GenotypeError (one line naming the path)
+    when it is missing or unreadable.  Every space's loader reads through it."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        candidate = os.path.join(path, "genotype.json")
+        if not os.path.isfile(candidate):
+            raise GenotypeError(f"directory {path!r} holds no genotype.json; give a genotype "
+                                "JSON file or the directory of a finished search run")
+        path = candidate
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return handle.read(), path
+    except FileNotFoundError as exc:
+        raise GenotypeError(f"genotype file {path!r} does not exist") from exc
+    except UnicodeDecodeError as exc:
+        raise GenotypeError(f"genotype file {path!r} is not valid UTF-8 text: {exc}") from exc
+    except OSError as exc:
+        raise GenotypeError(f"genotype file {path!r} cannot be read: {exc}") from exc
+
+
 def load_genotype(path: str | os.PathLike) -> Genotype:
     """Read and validate a genotype JSON file.
 
     ``path`` may also be a search run directory (its ``genotype.json`` is read).
     """
-    path = os.fspath(path)
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "genotype.json")):
-        path = os.path.join(path, "genotype.json")
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError as exc:
-        raise GenotypeError(f"genotype file {path!r} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise GenotypeError(f"genotype file {path!r} is a directory, not a file") from exc
-    except UnicodeDecodeError as exc:
-        raise GenotypeError(f"genotype file {path!r} is not valid UTF-8 text: {exc}") from exc
-    except OSError as exc:
-        raise GenotypeError(f"genotype file {path!r} cannot be read: {exc}") from exc
+    text, path = read_genotype_text(path)
     return Genotype.from_json(text, source=path)
 
 

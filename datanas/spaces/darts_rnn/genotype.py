@@ -23,11 +23,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from datanas.spaces.darts_cnn.genotype import GenotypeError
+from datanas.spaces.darts_cnn.genotype import GenotypeError, read_genotype_text
 
 __all__ = ["RNN_PRIMITIVES", "RNN_GENOTYPE_OPS", "RecurrentGenotype", "check_rnn_primitives",
            "load_recurrent_genotype", "DARTS_RNN", "GenotypeError"]
@@ -198,16 +197,7 @@ class RecurrentGenotype:
 
 def load_recurrent_genotype(path) -> RecurrentGenotype:
     """Reads and validates a genotype JSON file (or a search run's directory)."""
-    path = os.fspath(path)
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "genotype.json")):
-        path = os.path.join(path, "genotype.json")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError as exc:
-        raise GenotypeError(f"genotype file {path!r} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GenotypeError(f"genotype file {path!r} cannot be read: {exc}") from exc
+    text, path = read_genotype_text(path)
     return RecurrentGenotype.from_json(text, source=path)
 
 
