@@ -128,7 +128,10 @@ class ResourceAwareSampling:
         if self.cost_lambda >= 1.0:
             raise ValueError("set_efficiency_credit needs cost_lambda < 1 (this supernet "
                              "samples from its learned distribution only).")
-        values = _flat(credit)
+        if hasattr(self.credit, "keys"):      # by kind, in the supernet's order
+            values = [value for key in self.credit.keys() for value in credit[key]]
+        else:
+            values = list(credit)
         variables = self.credit_variables
         if len(values) != len(variables):
             raise ValueError(f"the credit has {len(values)} node matrices; the supernet "
