@@ -91,6 +91,18 @@ def define_image_data_flags(default_dataset="cifar10", default_batch_size=64):
                             lower_bound=0.0, upper_bound=1.0)
 
 
+def define_cost_flags():
+    """--cost and --cost_lambda: resource-aware sampling, in every search space
+    (search_cifar and search_ptb share this definition)."""
+    absl_flags.DEFINE_enum("cost", None, ["none", "params", "madds", "latency"],
+                           "Resource-aware search (DARTS-EGS Eq. 5): sample op k from "
+                           "p = lam*softmax(logits) + (1-lam)*l, l an efficiency credit from "
+                           "each op's parameters, multiply-adds or measured latency "
+                           "(default none: the learned distribution only).")
+    absl_flags.DEFINE_float("cost_lambda", None, "lam of --cost, in [0, 1]: 1 = effectiveness "
+                            "only (default with a cost: 0.5, the preprint's).")
+
+
 def define_search_flags():
     """Search-space, estimator and optimiser flags of the search trainers."""
     define_preset_flag(SEARCH_PRESETS)
@@ -107,13 +119,7 @@ def define_search_flags():
                            "op) pairs (DATA's default; the grouping the authors' derivation "
                            "uses) or per edge over its ops (paper Eq. 4; the only scope of "
                            "darts and gdas, which refuse 'node').")
-    absl_flags.DEFINE_enum("cost", None, ["none", "params", "madds", "latency"],
-                           "Resource-aware search (DARTS-EGS Eq. 5): sample op k from "
-                           "p = lam*softmax(logits) + (1-lam)*l, l an efficiency credit from "
-                           "each op's parameters, multiply-adds or measured latency "
-                           "(default none: the learned distribution only).")
-    absl_flags.DEFINE_float("cost_lambda", None, "lam of --cost, in [0, 1]: 1 = effectiveness "
-                            "only (default with a cost: 0.5, the preprint's).")
+    define_cost_flags()
     absl_flags.DEFINE_integer("max_params", None, "Budget: parameters of the final network "
                               "(--final_layers cells, --final_init_channels); the expected cost "
                               "of a sampled child enters the loss and derivation resamples until "

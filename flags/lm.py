@@ -13,7 +13,8 @@ from absl import flags as absl_flags
 from flags import core as flags_core
 
 __all__ = ["define_lm_data_flags", "define_lm_search_flags", "define_lm_train_flags",
-           "lm_search_config_from_flags", "lm_train_config_from_flags", "LM_SEARCH_PRESETS",
+           "refuse_budget_flags", "parse_search_flags", "lm_search_config_from_flags",
+           "lm_train_config_from_flags", "LM_SEARCH_PRESETS",
            "LM_TRAIN_PRESETS", "DATASET_DEFAULTS"]
 
 #: What the paper changes between PTB and WT2 (None flags take these).
@@ -93,6 +94,39 @@ def define_lm_search_flags():
     absl_flags.DEFINE_float("arch_weight_decay", 1e-3, "L2 weight decay of the logits.")
     absl_flags.DEFINE_float("initial_temperature", 5.0, "EGS temperature at the first epoch.")
     absl_flags.DEFINE_float("final_temperature", 1.0, "EGS temperature at the last epoch.")
+    flags_core.define_cost_flags()
+
+
+#: search_cifar's budget flags: the recurrent space has no final-network budgets.
+BUDGET_FLAGS = ("max_params", "max_madds", "final_layers", "final_init_channels",
+                "budget_weight")
+
+
+def refuse_budget_flags(argv, trainer="search_ptb"):
+    """ValueError naming the first budget flag of `argv` (before a "--")."""
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        name = arg.lstrip("-").split("=", 1)[0]
+        if arg.startswith("-") and name in BUDGET_FLAGS:
+            raise ValueError(
+                f"--{name}: budgets on the final network exist for the conv space only "
+                f"(search_cifar); {trainer} searches the recurrent space, where "
+                f"--cost=params|madds|latency with --cost_lambda steers the search toward "
+                f"cheaper cells.")
+
+
+def parse_search_flags(argv):
+    """absl's flag parser for search_ptb, after refusing budget flags with
+    one line instead of absl's 'Unknown command line flag'."""
+    import sys  # pylint: disable=import-outside-toplevel
+    from absl import app  # pylint: disable=import-outside-toplevel
+
+    try:
+        refuse_budget_flags(argv)
+    except ValueError as error:
+        sys.exit(f"search_ptb: error: {error}")
+    return app.parse_flags_with_usage(argv)
 
 
 def define_lm_train_flags():
@@ -142,7 +176,8 @@ def lm_search_config_from_flags(flag_values):
         dropout=flag_values.dropout,
         dropout_h=0.25 if flag_values.dropout_h is None else flag_values.dropout_h,
         dropout_x=flag_values.dropout_x, dropout_i=flag_values.dropout_i,
-        state_rows=max(flag_values.batch_size, flag_values.eval_batch_size))
+        state_rows=max(flag_values.batch_size, flag_values.eval_batch_size),
+        cost=flag_values.cost, cost_lambda=flag_values.cost_lambda)
     return config, shape
 
 

@@ -3,6 +3,7 @@
     python -m trainers.search_ptb --preset=cpu --data_dir=data/penn --model_dir=/tmp/rnn_search
     python -m trainers.search_ptb --M=4 --data_dir=data/penn --model_dir=runs/ptb_m4
     python -m trainers.search_ptb --method=darts --data_dir=data/penn --model_dir=runs/ptb_darts
+    python -m trainers.search_ptb --cost=madds --data_dir=data/penn --model_dir=runs/ptb_madds
 
 Searches one recurrent cell (12 nodes, activations none/tanh/relu/sigmoid/
 identity) on the training split of PTB (or WT2 with --dataset=wt2); the
@@ -12,6 +13,9 @@ evaluated (trainers.train_ptb).  Writes flags, per-epoch metrics
 (valid perplexity, architecture entropy), TensorBoard summaries, the derived
 genotype(s) and the architecture probabilities into --model_dir; a rerun
 resumes (exactly, also mid-epoch) or reports the finished run.
+
+--cost / --cost_lambda: resource-aware sampling (README "Resource-aware
+search"); search_cifar's budgets (--max_params, ...) are refused.
 """
 
 import sys
@@ -78,6 +82,11 @@ def main(argv):
           f"weighting={model.weighting}, search_mode={config.search_mode}, "
           f"{model.count_params():,} parameters, {strategy.num_replicas_in_sync} replica(s) "
           f"({type(strategy).__name__}).", flush=True)
+    if getattr(model, "cost_metric", None):
+        print(f"Resource-aware sampling: cost={model.cost_metric}, lambda={model.cost_lambda} "
+              f"(p = lambda * softmax(logits) + (1 - lambda) * efficiency credit; a choice "
+              f"costs its edge's linear map, {model.cost_terms.map:.4g}, plus its own "
+              f"highway term).", flush=True)
     with flags_core.run_errors("search_ptb"):
         run_method_search(FLAGS.method, model, inputs, config, FLAGS.model_dir,
                           space="darts_rnn", strategy=strategy, task=task,
@@ -87,4 +96,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=flags_lm.parse_search_flags)

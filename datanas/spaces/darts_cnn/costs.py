@@ -28,39 +28,26 @@ the parameter / multiply-add count the trainers print (tested).
 """
 
 import json
-import time
 
 import numpy as np
 import tensorflow as tf
 
 from datanas.estimators import inclusion_probabilities
-from datanas.estimators.efficiency import efficiency_credit
 from datanas.spaces.darts_cnn.backbone import reduction_cell_indices
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS
 from datanas.spaces.darts_cnn.ops import build_conv_op
+from datanas.spaces.resource_aware import (COST_METRICS, LATENCY_BATCH, median_seconds,
+                                           scope_credit_table)
 from datanas.training.model_stats import count_multiply_adds, count_parameters
 
 __all__ = ["COST_METRICS", "LATENCY_BATCH", "op_cost", "cost_tables", "scope_credit",
            "expected_child_cost", "cell_plan", "final_cost_tables", "final_fixed_cost",
            "genotype_cost"]
 
-COST_METRICS = ("params", "madds", "latency")
-#: Batch size of the latency measurement.
-LATENCY_BATCH = 16
-_LATENCY_REPEATS = 7
-
 
 def _op_latency(op, input_shape):
     images = tf.random.stateless_normal((LATENCY_BATCH,) + tuple(input_shape[1:]), seed=[0, 1])
-    forward = tf.function(lambda x: op(x, training=False))
-    forward(images)   # trace and warm up
-    forward(images)
-    times = []
-    for _ in range(_LATENCY_REPEATS):
-        start = time.perf_counter()
-        forward(images).numpy()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return median_seconds(tf.function(lambda x: op(x, training=False)), images)
 
 
 def op_cost(op, input_shape, metric):
@@ -108,15 +95,8 @@ def cost_tables(model, metric):
 def scope_credit(tables, scope):
     """Efficiency credit of each node's options: normalised per edge (row)
     for scope "edge", over all (input, op) pairs of the node for "node"."""
-    credit = {}
-    for kind, per_node in tables.items():
-        credit[kind] = []
-        for table in per_node:
-            if scope == "node":
-                credit[kind].append(efficiency_credit(table.reshape(-1)).reshape(table.shape))
-            else:
-                credit[kind].append(efficiency_credit(table))
-    return credit
+    return {kind: [scope_credit_table(table, scope) for table in per_node]
+            for kind, per_node in tables.items()}
 
 
 def expected_child_cost(logits, tables, scope, num_samples):

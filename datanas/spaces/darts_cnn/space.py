@@ -12,17 +12,16 @@ import numpy as np
 from datanas.spaces import register_space
 from datanas.spaces.base import SearchSpace
 from datanas.spaces.node_rules import selection_probabilities
-from datanas.estimators.efficiency import check_cost_lambda
 from datanas.spaces.darts_cnn import costs, derivation
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, Genotype
 from datanas.spaces.darts_cnn.networks import NetworkCIFAR, NetworkImageNet
 from datanas.spaces.darts_cnn.random_cells import sample_uniform_genotype
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
+from datanas.spaces.resource_aware import (DEFAULT_COST_LAMBDA, check_cost_settings,
+                                           resolve_cost_lambda)
 
 __all__ = ["SupernetShape", "DartsCNNSpace", "DARTS_CNN", "DEFAULT_COST_LAMBDA"]
 
-#: lam of resource-aware sampling when a cost is set without --cost_lambda (the preprint's).
-DEFAULT_COST_LAMBDA = 0.5
 #: Draws of the "sample" derivation looking for a genotype within the budgets.
 BUDGET_TRIES = 50
 
@@ -54,14 +53,7 @@ class SupernetShape:
     budget_weight: float | None = None
 
     def __post_init__(self):
-        if self.cost not in (None, "none") + costs.COST_METRICS:
-            raise ValueError(f"cost must be one of none, {', '.join(costs.COST_METRICS)}; "
-                             f"got {self.cost!r}.")
-        if self.cost_lambda is not None:
-            check_cost_lambda(self.cost_lambda)
-            if self.cost in (None, "none"):
-                raise ValueError(f"cost_lambda={self.cost_lambda} needs a cost to trade "
-                                 f"against: set cost to one of {', '.join(costs.COST_METRICS)}.")
+        check_cost_settings(self.cost, self.cost_lambda)
 
         for name in ("max_params", "max_madds"):
             value = getattr(self, name)
@@ -85,9 +77,7 @@ class SupernetShape:
     @property
     def resolved_cost_lambda(self):
         """lam of the supernet: 1.0 (learned distribution only) without a cost."""
-        if self.cost in (None, "none"):
-            return 1.0
-        return DEFAULT_COST_LAMBDA if self.cost_lambda is None else float(self.cost_lambda)
+        return resolve_cost_lambda(self.cost, self.cost_lambda)
 
 
 class DartsCNNSpace(SearchSpace):

@@ -36,12 +36,12 @@ import keras
 import tensorflow as tf
 
 from datanas.estimators import WEIGHTINGS, inclusion_probabilities, make_estimator
-from datanas.estimators.efficiency import check_cost_lambda, mixed_logits
 from datanas.spaces.darts_cnn.backbone import (CifarStem, build_cell_stack, check_int,
                                                reduction_cell_indices, stack_cells)
 from datanas.spaces.darts_cnn.cells import SearchCell
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, check_primitives
 from datanas.spaces.darts_cnn.mixed_edge import SKIP_MECHANISMS
+from datanas.spaces.resource_aware import ResourceAwareSampling
 
 __all__ = ["SearchNetwork", "EGS_SCOPES", "WEIGHTINGS", "reduction_cell_indices"]
 
@@ -54,7 +54,7 @@ def _check_choice(name, value, allowed):
 
 
 @keras.saving.register_keras_serializable(package="datanas")
-class SearchNetwork(keras.Model):
+class SearchNetwork(ResourceAwareSampling, keras.Model):
     """DARTS-style supernet whose cells are weighted by an estimator.
 
     Run eagerly, its edges call only the selected ops (host-driven search
@@ -107,10 +107,7 @@ class SearchNetwork(keras.Model):
         _check_choice("mode", mode, ("sparse", "dense"))
         _check_choice("skip", skip, SKIP_MECHANISMS)
         self.skip = skip
-        self.cost_lambda = check_cost_lambda(cost_lambda)
-        if self.cost_lambda < 1.0 and weighting != "egs":
-            raise ValueError(f"cost_lambda={cost_lambda} (resource-aware sampling) needs "
-                             f"weighting='egs' (DATA, GDAS); got weighting={weighting!r}.")
+        self._init_cost_lambda(cost_lambda, weighting)
         if weighting == "softmax" and mode == "sparse":
             raise ValueError("weighting='softmax' gives every op a non-zero weight; use mode='dense'.")
         self.primitives = check_primitives(primitives)
@@ -148,14 +145,8 @@ class SearchNetwork(keras.Model):
         if self.cost_lambda < 1.0:
             for kind in CELL_KINDS:
                 for node in range(num_nodes):
-                    size = (node + 2) * len(self.primitives)
-                    rows = 1 if egs_scope == "node" else node + 2
-                    variable = self.add_weight(
-                        shape=(node + 2, len(self.primitives)),
-                        initializer=keras.initializers.Constant(rows / size), trainable=False,
-                        name=f"credit_{kind}_node{node + 2}")
-                    setattr(self, f"credit_{kind}_node{node + 2}", variable)
-                    self.credit[kind].append(variable)
+                    self.credit[kind].append(self._add_credit(
+                        f"credit_{kind}_node{node + 2}", (node + 2, len(self.primitives))))
 
     @property
     def egs(self):
@@ -183,16 +174,6 @@ class SearchNetwork(keras.Model):
         self.built = True
 
     # -- architecture weights ----------------------------------------------
-    def set_efficiency_credit(self, credit):
-        """Sets the efficiency credit {kind: [array [node + 2, K]]}, each
-        normalised over the supernet's scope (``costs.scope_credit``)."""
-        if self.cost_lambda >= 1.0:
-            raise ValueError("set_efficiency_credit needs cost_lambda < 1 (this supernet "
-                             "samples from its learned distribution only).")
-        for kind in CELL_KINDS:
-            for variable, values in zip(self.credit[kind], credit[kind]):
-                variable.assign(tf.cast(values, variable.dtype))
-
     def set_budgets(self, budgets, weight=1.0):
         """Budgets on the final network: {metric: (limit, fixed cost, tables
         {kind: [array [node + 2, K]]})} (``costs.final_cost_tables``)."""
@@ -230,14 +211,8 @@ class SearchNetwork(keras.Model):
         """Logits the estimator samples from for one node, flattened to
         ``[(node + 2) * K]`` for the node scope: the learned logits, or
         log p of the resource-aware mixture."""
-        logits = self.arch_logits[kind][node]
-        flat = self.egs_scope == "node"
-        values = tf.reshape(logits, [-1]) if flat else tf.convert_to_tensor(logits)
-        if self.cost_lambda < 1.0:
-            credit = self.credit[kind][node]
-            values = mixed_logits(values, tf.reshape(credit, [-1]) if flat else credit,
-                                  self.cost_lambda)
-        return values
+        credit = self.credit[kind][node] if self.cost_lambda < 1.0 else None
+        return self._scope_sampling_logits(self.arch_logits[kind][node], credit)
 
     def edge_weights(self, stochastic, seed=None):
         """Per-kind lists of per-node weight matrices ``[j + 2, K]``.

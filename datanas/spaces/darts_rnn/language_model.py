@@ -29,6 +29,7 @@ from datanas.estimators import WEIGHTINGS, make_estimator
 from datanas.spaces.darts_rnn.carried_state import CarriedState, replica_rows
 from datanas.spaces.darts_rnn.cells import RecurrentCell, SearchRecurrentCell
 from datanas.spaces.darts_rnn.genotype import RNN_PRIMITIVES, check_rnn_primitives
+from datanas.spaces.resource_aware import ResourceAwareSampling
 
 __all__ = ["RNNSearchModel", "RNNLanguageModel", "DROPOUT_DEFAULTS", "EGS_SCOPES"]
 
@@ -176,7 +177,7 @@ class RNNLanguageModel(_LanguageModel):
 
 
 @keras.saving.register_keras_serializable(package="datanas")
-class RNNSearchModel(_LanguageModel):
+class RNNSearchModel(ResourceAwareSampling, _LanguageModel):
     """The supernet of the recurrent space (see ``datanas.spaces.base``).
 
     Architecture logits: one matrix per intermediate node, ``[i + 1, K]`` for
@@ -186,14 +187,22 @@ class RNNSearchModel(_LanguageModel):
 
     Args (besides the language model's): num_nodes (DATA: 12), primitives,
     num_samples (M), egs_scope, weighting ("egs" or "softmax"), mode
-    ("sparse" or "dense"), temperature, arch_init_scale.
+    ("sparse" or "dense"), temperature, arch_init_scale, cost_lambda.
+
+    Resource-aware search (``cost_lambda`` < 1, EGS only; shared with the
+    conv supernet, ``datanas.spaces.resource_aware``): the estimator samples
+    from p = lam * softmax(logits) + (1 - lam) * l, l a fixed efficiency
+    credit per node (one non-trainable, checkpointed ``credit_node<i>``
+    matrix per logit matrix; uniform until ``set_efficiency_credit``).
+    ``sampling_logits`` (log p) is what sampling, inference codes,
+    derivation and the probabilities file read.
     """
 
     def __init__(self, vocab_size, hidden_size=300, num_nodes=12, primitives=RNN_PRIMITIVES,
                  num_samples=4, egs_scope="node", weighting="egs", mode="sparse",
                  temperature=5.0, arch_init_scale=1e-3, dropout=0.75, dropout_h=0.25,
                  dropout_x=0.75, dropout_i=0.2, state_rows=256, seed=None,
-                 bn_momentum=0.1, **kwargs):
+                 bn_momentum=0.1, cost_lambda=1.0, **kwargs):
         super().__init__(vocab_size, hidden_size, dropout=dropout, dropout_h=dropout_h,
                          dropout_x=dropout_x, dropout_i=dropout_i, state_rows=state_rows,
                          seed=seed, **kwargs)
@@ -206,6 +215,7 @@ class RNNSearchModel(_LanguageModel):
         if weighting == "softmax" and mode == "sparse":
             raise ValueError("weighting='softmax' gives every pair a non-zero weight; "
                              "use mode='dense'.")
+        self._init_cost_lambda(cost_lambda, weighting)
         self.primitives = check_rnn_primitives(primitives)
         self.num_nodes, self.num_samples, self.egs_scope = num_nodes, num_samples, egs_scope
         self.weighting, self.mode, self.arch_init_scale = weighting, mode, arch_init_scale
@@ -222,6 +232,12 @@ class RNNSearchModel(_LanguageModel):
                                        initializer=initializer, name=f"arch_node{position + 1}")
             setattr(self, f"arch_node{position + 1}", variable)
             self.arch_logits.append(variable)
+        # Efficiency credits: constants of the run, saved in its checkpoints.
+        self.credit = []
+        if self.cost_lambda < 1.0:
+            for position in range(num_nodes):
+                self.credit.append(self._add_credit(f"credit_node{position + 1}",
+                                                    (position + 1, len(self.primitives))))
         self.built = True
 
     def build(self, input_shape=None):
@@ -236,12 +252,19 @@ class RNNSearchModel(_LanguageModel):
         arch = {id(v) for v in self.arch_logits}
         return [v for v in self.trainable_variables if id(v) not in arch]
 
+    def sampling_logits(self, position):
+        """Logits the estimator samples node `position` from, flattened to
+        ``[(position + 1) * K]`` for the node scope: the learned logits, or
+        log p of the resource-aware mixture."""
+        credit = self.credit[position] if self.cost_lambda < 1.0 else None
+        return self._scope_sampling_logits(self.arch_logits[position], credit)
+
     def edge_weights(self, stochastic, seed=None):
         """One weight matrix [i + 1, K] per node (a sample when `stochastic`)."""
         weights = []
         for position, logits in enumerate(self.arch_logits):
             flat = self.egs_scope == "node"
-            values = tf.reshape(logits, [-1]) if flat else tf.convert_to_tensor(logits)
+            values = self.sampling_logits(position)
             if stochastic:
                 node_seed = None if seed is None else tf.random.experimental.stateless_fold_in(
                     tf.cast(seed, tf.int64), position)
@@ -271,8 +294,13 @@ class RNNSearchModel(_LanguageModel):
 
     def get_config(self):
         temperature = getattr(self.estimator, "temperature", None)
-        return {**super().get_config(), **self._config(), "num_nodes": self.num_nodes,
-                "primitives": list(self.primitives), "num_samples": self.num_samples,
-                "egs_scope": self.egs_scope, "weighting": self.weighting, "mode": self.mode,
-                "temperature": 5.0 if temperature is None else float(temperature.numpy()),
-                "arch_init_scale": self.arch_init_scale, "bn_momentum": self.bn_momentum}
+        config = {**super().get_config(), **self._config(), "num_nodes": self.num_nodes,
+                  "primitives": list(self.primitives), "num_samples": self.num_samples,
+                  "egs_scope": self.egs_scope, "weighting": self.weighting, "mode": self.mode,
+                  "temperature": 5.0 if temperature is None else float(temperature.numpy()),
+                  "arch_init_scale": self.arch_init_scale, "bn_momentum": self.bn_momentum}
+        # Only when set: search_config.json of runs made before resource-aware
+        # sampling has no cost_lambda, and a resume compares the two configs.
+        if self.cost_lambda < 1.0:
+            config["cost_lambda"] = self.cost_lambda
+        return config

@@ -7,20 +7,30 @@ to DARTS come from DARTS' recurrent search (embedding = hidden = 300).
 Derivation rules: ``sample`` (an EGS draw, DATA), ``inclusion`` (pairs with
 inclusion probability >= 0.5), ``darts`` (DARTS' recurrent rule: per node
 the input with the largest non-none probability and its best activation).
+
+Resource-aware search (``cost``, ``cost_lambda``; as in the conv space): the
+supernet samples from the mixture of its learned distribution and an
+efficiency credit from ``costs.py``; derivation (every rule), the
+probabilities file and the costs in the result read that mixture.  Budgets
+on the final network (``max_params``, ``max_madds``) exist for the conv
+space only.
 """
 
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
 
 from datanas.estimators import EnsembleGumbelSoftmax
 from datanas.spaces import register_space
 from datanas.spaces.base import SearchSpace
+from datanas.spaces.darts_rnn import costs
 from datanas.spaces.darts_rnn.genotype import (RNN_PRIMITIVES, RecurrentGenotype,
                                               check_rnn_primitives)
 from datanas.spaces.darts_rnn.language_model import RNNLanguageModel, RNNSearchModel
 from datanas.spaces.node_rules import (check_finite, inclusion_probabilities, node_code,
                                        pairs_from_code, selection_probabilities, top_edge_pairs)
+from datanas.spaces.resource_aware import check_cost_settings, resolve_cost_lambda
 
 __all__ = ["RecurrentShape", "DartsRNNSpace", "DARTS_RNN_SPACE"]
 
@@ -39,17 +49,37 @@ class RecurrentShape:
     dropout_i: float = 0.2
     # Rows of the carried hidden state: the largest global batch of any stream.
     state_rows: int = 256
+    # Resource-aware sampling (costs.py): the cost of a choice ("params",
+    # "madds", "latency"; None = off) and lam (None = DEFAULT_COST_LAMBDA).
+    # None keeps the identities of runs made before these settings.
+    cost: str | None = None
+    cost_lambda: float | None = None
 
     def __post_init__(self):
         check_rnn_primitives(self.primitives)
+        check_cost_settings(self.cost, self.cost_lambda)
         for name in ("num_nodes", "hidden_size", "num_samples", "state_rows"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
+    @property
+    def resolved_cost_lambda(self):
+        """lam of the supernet: 1.0 (learned distribution only) without a cost."""
+        return resolve_cost_lambda(self.cost, self.cost_lambda)
+
+
+def _learned_logits(supernet):
+    return [np.asarray(v.numpy(), np.float64) for v in supernet.arch_logits]
+
 
 def _logits(supernet):
-    return [np.asarray(v.numpy(), np.float64) for v in supernet.arch_logits]
+    """[array [i + 1, K]]: the logits the supernet samples from (its learned
+    logits, or log p of resource-aware sampling), so a derived genotype is a
+    sample of what was searched."""
+    return [np.asarray(tf.reshape(supernet.sampling_logits(position), v.shape).numpy(),
+                       np.float64)
+            for position, v in enumerate(supernet.arch_logits)]
 
 
 class DartsRNNSpace(SearchSpace):
@@ -63,12 +93,23 @@ class DartsRNNSpace(SearchSpace):
     def build_supernet(self, settings, *, num_outputs, input_shape=None, weighting, mode,
                        num_samples, scope, temperature, seed):
         del input_shape  # token windows of any length
-        return RNNSearchModel(
+        model = RNNSearchModel(
             num_outputs, hidden_size=settings.hidden_size, num_nodes=settings.num_nodes,
             primitives=tuple(settings.primitives), num_samples=num_samples, egs_scope=scope,
             weighting=weighting, mode=mode, temperature=temperature, dropout=settings.dropout,
             dropout_h=settings.dropout_h, dropout_x=settings.dropout_x,
-            dropout_i=settings.dropout_i, state_rows=settings.state_rows, seed=seed)
+            dropout_i=settings.dropout_i, state_rows=settings.state_rows, seed=seed,
+            cost_lambda=settings.resolved_cost_lambda)
+        model.cost_metric, model.cost_terms, model.cost_tables = None, None, None
+        if settings.cost not in (None, "none"):
+            model.cost_metric = settings.cost
+            model.cost_terms = costs.cell_costs(settings.hidden_size, model.primitives,
+                                                settings.cost)
+            model.cost_tables = costs.cost_tables(model.cost_terms, model.primitives,
+                                                  model.num_nodes)
+            if model.cost_lambda < 1.0:
+                model.set_efficiency_credit(costs.scope_credit(model.cost_tables, scope))
+        return model
 
     def derive(self, supernet, rule, seed):
         rule = self.canonical_rule(rule)
@@ -87,7 +128,6 @@ class DartsRNNSpace(SearchSpace):
         return RecurrentGenotype(nodes, tuple(range(1, len(nodes) + 1)))
 
     def child_weights(self, supernet, genotype):
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
         if genotype.num_nodes != supernet.num_nodes:
             raise ValueError(f"the genotype has {genotype.num_nodes} nodes but the search model "
                              f"has {supernet.num_nodes}.")
@@ -126,8 +166,9 @@ class DartsRNNSpace(SearchSpace):
         return out
 
     def selection_entropy(self, supernet):
+        """Of the learned distribution (the logits), as in the conv space."""
         entropies = []
-        for node_logits in _logits(supernet):
+        for node_logits in _learned_logits(supernet):
             probs = selection_probabilities(node_logits, supernet.egs_scope)
             entropies.append(float(-(probs * np.log(probs + 1e-12)).sum(axis=-1).mean()))
         return float(np.mean(entropies))
@@ -137,6 +178,21 @@ class DartsRNNSpace(SearchSpace):
                 "identity_pairs": genotype.op_counts().get("identity", 0),
                 "pairs_per_node": float(np.mean([len(n) for n in genotype.recurrent])),
                 "linear_maps": len(genotype.edges())}
+
+    def resource_summary(self, supernet, genotype):
+        terms = getattr(supernet, "cost_terms", None)
+        if terms is None:
+            return {}
+        expected = costs.expected_child_cost(_logits(supernet), terms, supernet.primitives,
+                                             supernet.egs_scope, supernet.num_samples)
+        return {"cost": {
+            "metric": supernet.cost_metric, "cost_lambda": supernet.cost_lambda,
+            "expected_child_cost": expected,
+            "derived_child_cost": costs.genotype_cost(genotype, terms),
+            "edge_map_cost": terms.map, "activation_costs": dict(terms.own),
+            "note": "the cell's choices: a linear map per (node, input) edge with at least "
+                    "one pair, plus each pair's own highway term (W_0 and the first node, "
+                    "the output mean, embedding and decoder excluded)"}}
 
     def genotype_from_dict(self, data):
         return RecurrentGenotype.from_dict(data)
