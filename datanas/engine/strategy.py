@@ -37,8 +37,8 @@ def make_deterministic():
     ``memory_optimizer.cc``, ``SchedulingPass``) may rewrite an ``AddN`` of
     more than two inputs into in-place ``AssignAdd``s on a temporary
     variable, whose summation order then follows execution order.  With only
-    that pass off, the recurrent search's validation still differed in about
-    one process in ten (a ~1e-7 difference in the carried state of one
+    that pass off, the recurrent search's validation still differed in 4 of
+    23 processes (a ~1e-7 difference in the carried state of one
     evaluation window, grown to ~1e-3 in the loss by the chaotic early
     model); with Grappler off, 20 of 20 processes agreed.  Grappler is not
     switchable per call through ``tf.config.optimizer``, so it is switched
