@@ -18,6 +18,7 @@ from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 from datanas.spaces.darts_cnn.networks import NetworkCIFAR
 from datanas.spaces.darts_cnn.random_cells import sample_uniform_genotype
 from datanas.spaces.darts_cnn.space import DARTS_CNN, SupernetShape
+from datanas.spaces.darts_rnn.space import RecurrentShape
 from datanas.training.model_stats import count_multiply_adds, count_parameters
 
 PARAMETRIC = {"sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"}
@@ -122,13 +123,18 @@ def test_lower_lambda_lowers_the_expected_cost_of_sampled_children():
     assert all(a > b for a, b in zip(expected, expected[1:])), expected
 
 
-def test_settings_refuse_a_lambda_without_a_cost_and_bad_values():
+@pytest.mark.parametrize("settings", [SupernetShape, RecurrentShape], ids=["conv", "recurrent"])
+def test_every_space_refuses_a_lambda_without_a_cost_and_bad_values(settings):
     with pytest.raises(ValueError, match="needs a cost to trade against"):
-        SupernetShape(cost_lambda=0.5)
+        settings(cost_lambda=0.5)
     with pytest.raises(ValueError, match=r"cost_lambda must be in \[0, 1\]"):
-        SupernetShape(cost="params", cost_lambda=1.5)
+        settings(cost="params", cost_lambda=1.5)
     with pytest.raises(ValueError, match="cost must be one of none, params, madds, latency"):
-        SupernetShape(cost="flops")
+        settings(cost="flops")
+    assert settings(cost="madds").resolved_cost_lambda == 0.5
+
+
+def test_settings_refuse_bad_budgets():
     with pytest.raises(ValueError, match="max_params must be a positive integer"):
         SupernetShape(max_params=0)
 

@@ -167,13 +167,7 @@ def test_checkpoint_and_config_keep_a_measured_latency_credit(tmp_path):
 
 
 def test_bad_settings_give_one_clear_error():
-    with pytest.raises(ValueError, match="needs a cost to trade against"):
-        RecurrentShape(cost_lambda=0.5)
-    with pytest.raises(ValueError, match=r"cost_lambda must be in \[0, 1\]"):
-        RecurrentShape(cost="params", cost_lambda=1.5)
-    with pytest.raises(ValueError, match="cost must be one of none, params, madds, latency"):
-        RecurrentShape(cost="flops")
-    assert RecurrentShape(cost="madds").resolved_cost_lambda == 0.5
+    # (lambda/cost values: tests/test_costs.py, for every space's settings)
     shape = RecurrentShape(num_nodes=2, hidden_size=UNITS, state_rows=4, cost="params",
                            cost_lambda=0.5)
     with pytest.raises(ValueError) as error:
