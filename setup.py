@@ -31,6 +31,7 @@ setup(
         "plots": ["matplotlib"],
         # psutil: peak-memory sampling in benchmarks/search_step.py.
         "benchmarks": ["psutil"],
-        "test": ["pytest", "pytest-xdist", "scikit-learn", "matplotlib", "Pillow"],
+        # The suite runs the README's benchmark commands too (tests/test_benchmarks.py).
+        "test": ["pytest", "pytest-xdist", "scikit-learn", "matplotlib", "Pillow", "psutil"],
     },
 )

@@ -40,7 +40,7 @@ absl_flags.DEFINE_list("variants", ["egs1", "egs4", "egs7", "dense", "child", "e
                        "egsM (sparse EGS with M samples), dense (DARTS softmax mixing), "
                        "either with -host (host-driven step; default: compiled graph), "
                        "darts2 (second-order DARTS), child (sampled child network alone).")
-absl_flags.DEFINE_integer("layers", 8, "Cells.")
+absl_flags.DEFINE_integer("layers", 8, "Cells (at least 3: two of them reduction cells).", lower_bound=3)
 absl_flags.DEFINE_integer("init_channels", 16, "Channels.")
 absl_flags.DEFINE_integer("batch_size", 32, "Batch size.")
 absl_flags.DEFINE_integer("image_size", 32, "Input height = width (3 channels).")

@@ -29,6 +29,20 @@ def ptb_dir(tmp_path_factory):
     return str(directory)
 
 
+
+@pytest.fixture(scope="session")
+def wt2_dir(ptb_dir, tmp_path_factory):
+    """The same real text in WikiText-2's layout (wikitext-2/wiki.{train,valid,test}.tokens),
+    each file opening with a WikiText article heading line as the real files do."""
+    directory = tmp_path_factory.mktemp("wt2") / "wikitext-2"
+    directory.mkdir()
+    for split, source in (("train", "train.txt"), ("valid", "valid.txt"), ("test", "test.txt")):
+        with open(os.path.join(ptb_dir, source), encoding="utf-8") as handle:
+            text = handle.read()
+        (directory / f"wiki.{split}.tokens").write_text(
+            f" \n = Penn Treebank {split} = \n \n{text}", encoding="utf-8")
+    return str(directory.parent)
+
 def _summary_tags(log_dir):
     """{tag: [(step, plugin name)]} of every TensorBoard event file under `log_dir`."""
     import glob  # pylint: disable=import-outside-toplevel

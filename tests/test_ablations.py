@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +17,8 @@ from datanas.search.runs import SupernetShape
 
 PRIMITIVES = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def test_plans():
@@ -81,18 +86,33 @@ def test_gap_ablation_on_digits(tmp_path, capsys):
                      verbose=0)
 
 
-def test_seeds_ablation_retrains_and_aggregates(tmp_path):
-    retrain = RetrainSettings(layers=3, init_channels=4, epochs=1, batch_size=32)
-    # Random search keeps this short; the gap test above runs the supernet methods.
-    rows, summary = _tiny(tmp_path, "seeds", methods=["random"], seeds=[0, 1],
-                          retrain=retrain, random_candidates=2)
-    assert [(r["method"], r["seed"]) for r in rows] == [("random", 0), ("random", 1)]
-    for method in ("random",):
-        values = [r["retrain_test_accuracy"] for r in rows if r["method"] == method]
-        assert summary["by_method"][method]["mean"] == pytest.approx(np.mean(values))
-        assert summary["by_method"][method]["std"] == pytest.approx(np.std(values, ddof=1))
-    assert all(r["parameters"] > 0 and 0.0 <= r["retrain_test_accuracy"] <= 1.0 for r in rows)
-    assert (tmp_path / "seeds.png").read_bytes()[:8] == PNG_SIGNATURE
+def test_seeds_ablation_command_retrains_and_aggregates(tmp_path):
+    """The README's `python -m trainers.ablations` command at tiny settings:
+    random search keeps it short (the gap test above runs the supernet
+    methods through the library)."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "ab"
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainers.ablations", "--ablation=seeds", "--methods=random",
+         "--seeds=0,1", "--random_candidates=2", "--dataset=digits", "--train_size=500",
+         "--batch_size=32", "--epochs=2", "--layers=3", "--init_channels=4", "--nodes=2",
+         f"--primitives={','.join(PRIMITIVES)}", "--retrain_layers=3", "--retrain_channels=4",
+         "--retrain_epochs=1", f"--model_dir={out}"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "seeds: 2 run(s); CSV, PNG and summary in" in proc.stdout
+    with open(out / "seeds.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["method"], r["seed"]) for r in rows] == [("random", "0"), ("random", "1")]
+    values = [float(r["retrain_test_accuracy"]) for r in rows]
+    assert all(int(r["parameters"]) > 0 for r in rows)
+    assert all(0.0 <= v <= 1.0 for v in values)
+    summary = json.loads((out / "seeds_summary.json").read_text())
+    assert summary["by_method"]["random"]["mean"] == pytest.approx(np.mean(values))
+    assert summary["by_method"]["random"]["std"] == pytest.approx(np.std(values, ddof=1))
+    assert (out / "seeds.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert json.loads((out / "seeds.flags.json").read_text())["seeds"] == ["0", "1"]
     with pytest.raises(ValueError, match="RetrainSettings"):
         _tiny(tmp_path / "other", "seeds", methods=["data"])
 

@@ -290,19 +290,28 @@ def test_killed_search_resumes_to_the_same_recurrent_genotype(searched, ptb_dir,
                 assert a[key] == b[key], key
 
 
-def test_tiny_training_learns_and_exports(searched, ptb_dir, tmp_path, summary_tags):
+@pytest.mark.parametrize("trainer,corpus", [("train_ptb", "ptb_dir"), ("train_wt2", "wt2_dir")])
+def test_tiny_training_learns_and_exports(trainer, corpus, searched, tmp_path, summary_tags,
+                                          request):
     """Training the searched cell on real text reaches a perplexity far below the
-    vocabulary size; the SavedModel and the .keras file give the model's logits."""
+    vocabulary size; the SavedModel and the .keras file give the model's logits.
+    Both README trainers: PTB's layout, and WikiText-2's (wiki.*.tokens in a
+    wikitext-2 subfolder, the text given as the parent directory)."""
     model_dir, export_dir = tmp_path / "train", tmp_path / "export"
+    data_dir = request.getfixturevalue(corpus)
     proc = subprocess.run(
-        [sys.executable, "-m", "trainers.train_ptb", f"--genotype={searched[0]}",
-         f"--data_dir={ptb_dir}", f"--model_dir={model_dir}", f"--export_dir={export_dir}",
+        [sys.executable, "-m", f"trainers.{trainer}", f"--genotype={searched[0]}",
+         f"--data_dir={data_dir}", f"--model_dir={model_dir}", f"--export_dir={export_dir}",
          "--hidden_size=32", "--batch_size=8", "--bptt=10", "--train_tokens=12000",
          "--eval_batch_size=10", "--test_batch_size=10", "--epochs=2"],
         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((model_dir / "results.json").read_text())
-    vocab = json.loads((model_dir / "train_config.json").read_text())["data"]["vocab"]
+    config = json.loads((model_dir / "train_config.json").read_text())
+    vocab = config["data"]["vocab"]
+    assert config["metadata"]["dataset"] == {"train_ptb": "ptb", "train_wt2": "wt2"}[trainer]
+    expected_source = os.path.join(data_dir, "wikitext-2") if trainer == "train_wt2" else data_dir
+    assert config["metadata"]["data_source"] == expected_source
     assert results["test_perplexity_at_best_valid"] < vocab / 5, (results, vocab)
     metrics = [json.loads(l) for l in (model_dir / "metrics.jsonl").read_text().split("\n") if l]
     assert metrics[-1]["valid_perplexity"] < metrics[0]["valid_perplexity"] * 1.05
