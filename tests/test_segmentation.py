@@ -16,7 +16,7 @@ from data_tf.image_datasets import DatasetNotFoundError
 from data_tf.voc import (IGNORE_LABEL, VOCFileError, find_voc_root, load_voc_split,
                          make_voc_pipeline, read_mask, voc_colormap, voc_file_error)
 from data_tf.voc_inputs import make_voc_inputs
-from data_tf.voc_synthetic import encode_palette_png, write_synthetic_vocdevkit
+from data_tf.voc_synthetic import encode_palette_png
 from datanas.spaces.darts_cnn.genotype import DARTS_V2, save_genotype
 from datanas.spaces.darts_cnn.networks import NetworkImageNet
 from datanas.spaces.darts_cnn.segmentation import NetworkDeepLabV3, dilated_cell_plan
@@ -28,9 +28,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def devkit(tmp_path_factory):
-    """<parent>/VOCdevkit/VOC2012 with 8 train and 4 val images."""
+    """<parent>/VOCdevkit/VOC2012 with 8 train and 4 val images, written by the
+    README's command (`python -m data_tf.voc_synthetic`), which prints the root."""
     parent = tmp_path_factory.mktemp("voc")
-    root = write_synthetic_vocdevkit(str(parent), num_train=8, num_val=4)
+    proc = subprocess.run([sys.executable, "-m", "data_tf.voc_synthetic", str(parent),
+                           "--train=8", "--val=4"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    root = proc.stdout.strip().splitlines()[-1]
+    assert root == os.path.join(str(parent), "VOCdevkit", "VOC2012")
     return str(parent), root
 
 
