@@ -43,6 +43,21 @@ def wt2_dir(ptb_dir, tmp_path_factory):
             f" \n = Penn Treebank {split} = \n \n{text}", encoding="utf-8")
     return str(directory.parent)
 
+
+def readme_python_blocks():
+    """The code of every ```python block of README.md, in order."""
+    import re  # pylint: disable=import-outside-toplevel
+
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "README.md")
+    with open(readme, encoding="utf-8") as handle:
+        return re.findall(r"^```python\n(.*?)^```", handle.read(), re.MULTILINE | re.DOTALL)
+
+
+@pytest.fixture(name="readme_python_blocks")
+def readme_python_blocks_fixture():
+    return readme_python_blocks()
+
 def _summary_tags(log_dir):
     """{tag: [(step, plugin name)]} of every TensorBoard event file under `log_dir`."""
     import glob  # pylint: disable=import-outside-toplevel

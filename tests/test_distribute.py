@@ -114,6 +114,80 @@ def test_mirrored_two_cpu_replicas_match_one_device():
     assert max(np.abs(np.array(a)).max() for a in arch_1) > 1e-3
 
 
+STATISTICS_SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np, tensorflow as tf, keras
+    from datanas.engine.steps import batch_norm_statistics
+    from datanas.engine.strategy import build_strategy, configure_cpu_devices
+    from datanas.search.config import SearchConfig
+    from datanas.search.searcher import Searcher
+    from datanas.spaces.darts_cnn.genotype import DARTS_V2
+    from datanas.spaces.darts_cnn.networks import NetworkCIFAR
+    from datanas.spaces.darts_cnn.supernet import SearchNetwork
+    from datanas.training.trainer import GenotypeTrainer, TrainConfig
+    configure_cpu_devices(2)
+    strategy = build_strategy("mirrored")
+    rng = np.random.default_rng(0)
+    # The two replicas' halves differ (means 0 and 3), so their batch statistics do.
+    images = np.concatenate([rng.normal(0, 1, (8, 8, 8, 1)),
+                             rng.normal(3, 2, (8, 8, 8, 1))]).astype("float32")
+    labels = rng.integers(0, 10, 16).astype("int32")
+
+    def spread(model):
+        # Largest difference between the two replicas' copies of any statistic,
+        # and how far the first copy moved from its initial value.
+        stats = batch_norm_statistics(model)
+        copies = [[c.numpy() for c in v._value.values] for v in stats]
+        moved = max(float(np.abs(a - (0.0 if v.name == "moving_mean" else 1.0)).max())
+                    for (a, _), v in zip(copies, stats))
+        return len(stats), max(float(np.abs(a - b).max()) for a, b in copies), moved
+
+    def batches():
+        return strategy.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensors((images, labels)))
+
+    result = {}
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        network = NetworkCIFAR(DARTS_V2, num_classes=10, init_channels=4, layers=3,
+                               auxiliary=False)
+        network.build((None, 8, 8, 1))
+    trainer = GenotypeTrainer(network, TrainConfig(epochs=1), steps_per_epoch=1,
+                              strategy=strategy, global_batch_size=16)
+    for batch in batches():
+        trainer.train_step(batch)
+    result["training"] = spread(network)
+    for execution in ("host", "graph"):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = SearchNetwork(10, init_channels=4, num_cells=3, num_nodes=2, num_samples=2,
+                                  seed=0, primitives=("none", "skip_connect", "sep_conv_3x3"))
+            model.build((None, 8, 8, 1))
+        searcher = Searcher(model, SearchConfig(epochs=1, seed=1, execution=execution),
+                            steps_per_epoch=1, strategy=strategy, global_batch_size=16)
+        for batch in batches():
+            searcher.joint_step(batch)
+        result["search_" + execution] = spread(model)
+    print("RESULT " + json.dumps(result))
+""")
+
+
+def test_replicas_keep_one_copy_of_the_batch_norm_statistics():
+    """Keras 3 creates batch-norm moving statistics with aggregation 'none': under
+    MirroredStrategy each replica would keep its own copy, updated from its own
+    half of the batch (evaluation then mixes them; the checkpoint keeps the first
+    replica's).  Training and search steps average them over replicas."""
+    proc = subprocess.run([sys.executable, "-c", STATISTICS_SCRIPT], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert set(result) == {"training", "search_host", "search_graph"}
+    for name, (count, spread, moved) in result.items():
+        assert count > 10, name
+        assert moved > 0.05, name       # the statistics were updated ...
+        assert spread < 1e-6, name      # ... to the same value on both replicas
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -141,12 +142,13 @@ def test_train_cifar_incompatible_network(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian dataset-fashion-mnist not installed")
-def test_train_cifar_trainer_runs(tmp_path, summary_tags):
+def test_train_cifar_trainer_runs(tmp_path, summary_tags, readme_python_blocks):
     path = tmp_path / "g.json"
     save_genotype(MULTI_OP, path)
+    export_dir = tmp_path / "run" / "saved_model"   # where the README's quickstart puts it
     proc = _run_trainer([f"--genotype={path}", "--dataset=fashion_mnist", "--train_size=512",
                          "--batch_size=64", "--epochs=1", "--layers=3", "--init_channels=8",
-                         "--validation_fraction=0.1", f"--export_dir={tmp_path / 'export'}",
+                         "--validation_fraction=0.1", f"--export_dir={export_dir}",
                          # exercises the distributed path: 2 replicas on 2 logical CPUs
                          "--distribution_strategy=mirrored", "--num_cpu_devices=2"],
                         tmp_path)
@@ -154,12 +156,44 @@ def test_train_cifar_trainer_runs(tmp_path, summary_tags):
     assert "multiply-adds" in proc.stdout and "test_accuracy" in proc.stdout
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["best_selected_on"] == "valid"
-    assert (tmp_path / "export" / "saved_model.pb").exists()
+    assert (export_dir / "saved_model.pb").exists()
     assert (tmp_path / "run" / "best").is_dir()
     tags = summary_tags(tmp_path / "run" / "tensorboard")
     assert tags["genotype"] == [(1, "text")]
     if shutil.which("dot"):
         assert tags["cell/normal"] == tags["cell/reduce"] == [(1, "images")]
+
+    # The README's Python snippets, run as written in a fresh interpreter on this
+    # run (their paths are runs/eval_fmnist/...): serving the export on the whole
+    # test set with the snippet's own normalisation reproduces the trainer's
+    # test loss, so the snippet preprocesses exactly as the trainer does; the
+    # reuse snippet's three handles give the same logits.
+    serving, reuse = readme_python_blocks
+    check = textwrap.dedent("""
+        import json
+        batch = images[:8]
+        expected = model(batch, training=False).numpy()
+        loss = keras.losses.sparse_categorical_crossentropy(data.test_labels, logits,
+                                                            from_logits=True)
+        print("RESULT " + json.dumps({
+            "shape": list(logits.shape), "loss": float(np.mean(loss)),
+            "serve": float(np.abs(serve(batch).numpy() - expected).max()),
+            "layer": float(np.abs(layer(batch).numpy() - expected).max())}))
+        """)
+    (tmp_path / "readme" / "runs").mkdir(parents=True)
+    (tmp_path / "readme" / "runs" / "eval_fmnist").symlink_to(tmp_path / "run")
+    script = tmp_path / "readme" / "snippets.py"
+    script.write_text("\n".join([serving, reuse, check]))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    snippets = subprocess.run([sys.executable, str(script)], cwd=tmp_path / "readme", env=env,
+                              capture_output=True, text=True, timeout=600)
+    assert snippets.returncode == 0, snippets.stderr[-3000:]
+    served = json.loads(snippets.stdout.split("RESULT ", 1)[1])
+    accuracy = float(snippets.stdout.split("test accuracy", 1)[1].split()[0])
+    assert accuracy == pytest.approx(results["final"]["test_accuracy"], abs=1e-6)
+    assert served["shape"] == [10000, 10]
+    assert served["loss"] == pytest.approx(results["final"]["test_loss"], rel=1e-4)
+    assert served["serve"] < 1e-4 and served["layer"] < 1e-4
 
 
 def _write_class_folders(root, classes=("cat", "dog", "owl"), per_class=4):

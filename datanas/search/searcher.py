@@ -43,8 +43,9 @@ import tensorflow as tf
 from datanas.engine.layer_functions import LayerFunctions
 
 from datanas.engine.loop import RunState
-from datanas.engine.steps import (all_reduce_sum, apply_update, guarded_sums, reduce_sums,
-                                  scaled_loss)
+from datanas.engine.steps import (all_reduce_sum, apply_update, batch_norm_statistics,
+                                  guarded_sums, reduce_sums, scaled_loss,
+                                  sync_replica_statistics)
 from datanas.search.unrolled import unrolled_arch_gradients
 from datanas.tasks import ClassificationTask
 
@@ -112,6 +113,7 @@ class Searcher:
         # Default task: classification over the supernet's outputs.
         task = task or ClassificationTask(model.num_classes)
         self.model, self.task, self.config = model, task, config
+        self._statistics = batch_norm_statistics(model)   # averaged over replicas per update
         self.strategy = strategy or tf.distribute.get_strategy()
         self.steps_per_epoch = steps_per_epoch
         self.global_batch_size = global_batch_size
@@ -190,10 +192,14 @@ class Searcher:
         apply_update(self.weight_optimizer, grads, self.model.network_variables,
                      clip_norm=self.config.grad_clip, weight_decay=self.config.weight_decay,
                      summed=summed)
+        sync_replica_statistics(self._statistics)
 
     def apply_arch_gradients(self, grads, summed=False):
+        # The architecture step's training-mode forward moved batch-norm
+        # statistics too (as in DARTS): the replicas' copies are averaged.
         apply_update(self.arch_optimizer, grads, self.model.architecture_variables,
                      weight_decay=self.config.arch_weight_decay, summed=summed)
+        sync_replica_statistics(self._statistics)
 
     def summed_gradients(self, grads, variables):
         return all_reduce_sum(grads, variables)
@@ -282,6 +288,7 @@ class Searcher:
             # Training-mode forward: batch-norm layers update their moving
             # statistics from this child's activations; no gradient is taken.
             self.model.forward(inputs, edge_weights, training=True)
+            sync_replica_statistics(self._statistics)
             return tf.shape(inputs)[0]
         return self.strategy.run(replica, (inputs, edge_weights))
 
@@ -389,6 +396,7 @@ class Searcher:
         def replica(inputs):
             with self.layer_functions.active():
                 self.model.forward(inputs, edge_weights, training=True)
+            sync_replica_statistics(self._statistics)
             return tf.shape(inputs)[0]
         return self.strategy.run(replica, (inputs,))
 

@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from datanas.engine.loop import Program, run_loop
 from datanas.engine.run_files import write_json_atomic
-from datanas.engine.steps import apply_update, guarded_sums, reduce_sums, scaled_loss
+from datanas.engine.steps import (apply_update, batch_norm_statistics, guarded_sums, reduce_sums,
+                                  scaled_loss, sync_replica_statistics)
 from datanas.engine.strategy import distributed_epoch, is_chief, run_directory
 from datanas.engine.loop import RunState
 from datanas.tasks import ClassificationTask
@@ -119,6 +120,7 @@ class GenotypeTrainer:
             loss = scaled_loss(total, self.global_batch_size)
         apply_update(self.optimizer, tape.gradient(loss, variables), variables,
                      clip_norm=self.config.grad_clip, weight_decay=self.config.weight_decay)
+        sync_replica_statistics(batch_norm_statistics(self.model))
         return self.task.train_sums(targets, outputs, per_example), self.task.count(targets)
 
     def _train_step(self, batch):
