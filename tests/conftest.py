@@ -77,3 +77,16 @@ def _summary_tags(log_dir):
 def summary_tags():
     """Reads the summaries of a TensorBoard directory: summary_tags(log_dir)."""
     return _summary_tags
+
+
+def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
+    """Under `--dist loadgroup` (the README's test command) tests that share a
+    module-scoped fixture (e.g. one search run that several tests read) run on
+    one worker, so the fixture is built once; every other test is scheduled
+    on its own, so one long test file does not hold up the suite."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if any(defs and defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
