@@ -32,20 +32,12 @@ import threading
 
 import tensorflow as tf
 
+from datanas.engine.steps import replica_component
+
 __all__ = ["LayerFunctions", "call_layer"]
 
 _ACTIVE = threading.local()
 _COMPILE_LOCK = threading.RLock()
-
-
-def _tf_variable(variable):
-    """The tf.Variable behind a Keras variable, and under a distribution
-    strategy this replica's copy of it: a function called from a replica
-    must read, assign and differentiate the replica's own component, or the
-    gradient the replica's tape asks for would be None (zero)."""
-    variable = getattr(variable, "_value", variable)
-    local = getattr(variable, "_get_on_device_or_primary", None)   # DistributedVariable
-    return local() if local is not None else variable
 
 
 class LayerFunctions:
@@ -97,8 +89,8 @@ class LayerFunctions:
             return outputs * tf.cast(scale, outputs.dtype)
         spec = tf.TensorSpec((None,) + tuple(inputs.shape[1:]), inputs.dtype)
         return tf.function(apply).get_concrete_function(
-            spec, [_tf_variable(v) for v in template.trainable_variables],
-            [_tf_variable(v) for v in template.non_trainable_variables],
+            spec, [replica_component(v) for v in template.trainable_variables],
+            [replica_component(v) for v in template.non_trainable_variables],
             tf.TensorSpec((), inputs.dtype))
 
     def function_for(self, layer, inputs, training):
@@ -128,8 +120,8 @@ class LayerFunctions:
 
     def __call__(self, layer, inputs, training=None, scale=1.0):
         function = self.function_for(layer, inputs, training)
-        return function(inputs, [_tf_variable(v) for v in layer.trainable_variables],
-                        [_tf_variable(v) for v in layer.non_trainable_variables],
+        return function(inputs, [replica_component(v) for v in layer.trainable_variables],
+                        [replica_component(v) for v in layer.non_trainable_variables],
                         tf.convert_to_tensor(scale, inputs.dtype))
 
 

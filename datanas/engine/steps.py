@@ -27,7 +27,8 @@ instead of a NaN.
 import tensorflow as tf
 
 __all__ = ["scaled_loss", "all_reduce_sum", "apply_update", "guarded_sums",
-           "reduce_sums", "batch_norm_statistics", "sync_replica_statistics"]
+           "reduce_sums", "batch_norm_statistics", "sync_replica_statistics",
+           "replica_component"]
 
 _STATISTICS = ("moving_mean", "moving_variance")
 
@@ -88,10 +89,23 @@ def sync_replica_statistics(variables):
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1 or not variables:
         return
-    means = context.all_reduce(tf.distribute.ReduceOp.MEAN,
-                               [tf.convert_to_tensor(v) for v in variables])
-    for variable, mean in zip(variables, means):
+    # Each replica's own copy, read on its device: a multi-worker collective
+    # needs placed inputs ("destinations can not be empty" otherwise).
+    local = [replica_component(v) for v in variables]
+    means = context.all_reduce(tf.distribute.ReduceOp.MEAN, [v.read_value() for v in local])
+    for variable, mean in zip(local, means):
         variable.assign(mean)
+
+
+def replica_component(variable):
+    """The tf.Variable behind a Keras variable, and under a distribution
+    strategy this replica's copy of it: a function called from a replica
+    must read, assign and differentiate the replica's own component (a
+    gradient asked of the distributed variable would be None), and a
+    collective needs inputs placed on the replica's device."""
+    variable = getattr(variable, "_value", variable)
+    component = getattr(variable, "_get_on_device_or_primary", None)   # DistributedVariable
+    return component() if component is not None else variable
 
 
 def guarded_sums(count, compute, zeros, guard=True):
