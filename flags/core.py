@@ -179,6 +179,9 @@ def define_search_flags():
     absl_flags.DEFINE_float("grad_clip", 5.0, "Global-norm gradient clip of the weights.")
     absl_flags.DEFINE_float("arch_learning_rate", 3e-4, "Adam learning rate of the logits.")
     absl_flags.DEFINE_float("arch_weight_decay", 1e-3, "L2 weight decay of the logits.")
+    absl_flags.DEFINE_integer("arch_warmup_epochs", None, "Epochs at the start whose "
+                              "architecture learning rate is 0 (weights warm up on children "
+                              "of the initial distribution; default 0).", lower_bound=0)
     absl_flags.DEFINE_float("initial_temperature", 5.0, "EGS temperature at the first epoch.")
     absl_flags.DEFINE_float("final_temperature", 1.0, "EGS temperature at the last epoch.")
 
@@ -254,6 +257,7 @@ def search_config_from_flags(flag_values):
         weight_decay=flag_values.weight_decay, grad_clip=flag_values.grad_clip,
         arch_learning_rate=flag_values.arch_learning_rate,
         arch_weight_decay=flag_values.arch_weight_decay,
+        arch_warmup_epochs=flag_values.arch_warmup_epochs,
         initial_temperature=flag_values.initial_temperature,
         final_temperature=flag_values.final_temperature, seed=flag_values.seed,
         execution=flag_values.execution or "auto")

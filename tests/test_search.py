@@ -44,10 +44,47 @@ def test_temperature_schedule_is_linear():
     (dict(epochs=0), "epochs"), (dict(search_mode="bilevel"), "'bilevel'"),
     (dict(learning_rate=-1.0), "learning_rate"),
     (dict(momentum=1.5), "momentum"), (dict(learning_rate_min=1.0), "learning_rate_min"),
+    (dict(epochs=3, arch_warmup_epochs=3), r"arch_warmup_epochs must be .* \[0, epochs=3\)"),
+    (dict(arch_warmup_epochs=-1), "arch_warmup_epochs"),
 ])
 def test_bad_search_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SearchConfig(**kwargs)
+
+
+def test_arch_warmup_epochs_keep_the_logits_still_then_train_them(tmp_path):
+    """Warm-up epochs run the same steps with an architecture learning rate
+    of 0: the logits (and so the selection entropy) stay exactly at their
+    initial values, then move."""
+    pytest.importorskip("sklearn")
+    from datanas.search.config import arch_learning_rate_at
+    from datanas.spaces import get_space
+    config = SearchConfig(epochs=2, seed=0, arch_warmup_epochs=1, arch_learning_rate=1e-2)
+    assert [arch_learning_rate_at(config, e) for e in range(2)] == [0.0, 1e-2]
+    inputs = make_search_inputs(load_image_dataset("digits"), batch_size=32, train_size=200,
+                                seed=0)
+    model = tiny_model()
+    initial = [v.numpy().copy() for v in model.architecture_variables]
+    entropy = get_space("darts_cnn").selection_entropy(model)
+    run_search(model, inputs, config, str(tmp_path), verbose=0)
+    history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [h["arch_learning_rate"] for h in history] == pytest.approx([0.0, 1e-2])
+    assert history[0]["arch_entropy"] == entropy
+    assert history[1]["arch_entropy"] != entropy
+    assert any(not np.array_equal(a, v.numpy())
+               for a, v in zip(initial, model.architecture_variables))
+
+
+@pytest.mark.parametrize("scope", ["node", "edge"])
+def test_selection_entropy_is_that_of_each_distribution(scope):
+    """Uniform logits: a node-scope distribution over its (inputs x 4 ops)
+    pairs has entropy log(inputs * 4); an edge-scope one log(4) per edge."""
+    from datanas.spaces import get_space
+    model = tiny_model(egs_scope=scope)
+    for variable in model.architecture_variables:
+        variable.assign(tf.zeros_like(variable))
+    expected = np.mean([np.log(8), np.log(12)]) if scope == "node" else np.log(4)
+    assert get_space("darts_cnn").selection_entropy(model) == pytest.approx(expected)
 
 
 def test_derivation_rules_are_the_space_s():

@@ -4,13 +4,15 @@ Weights: SGD, momentum 0.9, cosine learning rate 0.025 -> 0.001, L2 weight
 decay 3e-4 added to the clipped gradient (global norm 5).  Architecture
 logits: Adam 3e-4, betas (0.5, 0.999), L2 weight decay 1e-3 (DARTS'
 search settings, which the DATA paper follows).  The EGS temperature
-anneals linearly over epochs (5 -> 1 by default).
+anneals linearly over epochs (5 -> 1 by default); the architecture learning rate
+is 0 for the first ``arch_warmup_epochs`` epochs.
 """
 
 import dataclasses
 import math
 
-__all__ = ["SEARCH_MODES", "EXECUTIONS", "SearchConfig", "temperature_at"]
+__all__ = ["SEARCH_MODES", "EXECUTIONS", "SearchConfig", "temperature_at",
+           "arch_learning_rate_at"]
 
 SEARCH_MODES = ("joint", "alternate")
 # How steps run: "graph" compiles each step (the whole supernet) as one
@@ -34,6 +36,11 @@ class SearchConfig:
     arch_beta_1: float = 0.5
     arch_beta_2: float = 0.999
     arch_weight_decay: float = 1e-3
+    # Epochs whose architecture learning rate is 0: the weights train on
+    # children of the initial distribution before the logits move (the
+    # warm-up of PC-DARTS / DARTS+).  None (= 0) keeps the identities of runs
+    # made before this setting.
+    arch_warmup_epochs: int | None = None
     initial_temperature: float = 5.0
     final_temperature: float = 1.0
     search_mode: str = "joint"
@@ -76,6 +83,12 @@ class SearchConfig:
                              f"search_mode={self.search_mode!r}.")
         if not isinstance(self.derivation, str) or not self.derivation:
             raise ValueError(f"derivation must be a rule name, got {self.derivation!r}.")
+        warmup = self.arch_warmup_epochs
+        if warmup is not None and (isinstance(warmup, bool) or not isinstance(warmup, int)
+                                   or not 0 <= warmup < self.epochs):
+            raise ValueError(f"arch_warmup_epochs must be an integer in [0, epochs={self.epochs}) "
+                             f"(the architecture must be trained in some epoch), got "
+                             f"{warmup!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}.")
 
@@ -88,3 +101,11 @@ def temperature_at(config, epoch):
     return config.initial_temperature + fraction * (config.final_temperature - config.initial_temperature)
 
 
+
+
+def arch_learning_rate_at(config, epoch):
+    """The architecture learning rate of (0-based) `epoch`: 0 during the
+    warm-up epochs, the configured rate after."""
+    if epoch < (config.arch_warmup_epochs or 0):
+        return 0.0
+    return config.arch_learning_rate

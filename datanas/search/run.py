@@ -15,7 +15,7 @@ import tensorflow as tf
 from datanas.engine.loop import Program, run_loop
 from datanas.engine.run_files import write_json_atomic
 from datanas.engine.strategy import distributed_epoch, num_input_pipelines, run_directory
-from datanas.search.config import temperature_at
+from datanas.search.config import arch_learning_rate_at, temperature_at
 from datanas.search.epoch_pictures import EpochPictures
 from datanas.search.searcher import Searcher
 from datanas.spaces import get_space
@@ -55,12 +55,17 @@ class SearchProgram(Program):
                 "arch_optimizer": self.searcher.arch_optimizer}
 
     def begin_epoch(self, epoch):
+        config = self.searcher.config
+        settings = {}
+        if config.arch_warmup_epochs:
+            # A rate of 0 keeps the logits still in the same compiled step.
+            settings["arch_learning_rate"] = arch_learning_rate_at(config, epoch)
+            self.searcher.arch_optimizer.learning_rate = settings["arch_learning_rate"]
         estimator = self.searcher.model.estimator
-        if not estimator.uses_temperature:
-            return {}
-        temperature = temperature_at(self.searcher.config, epoch)
-        estimator.set_temperature(temperature)
-        return {"temperature": temperature}
+        if estimator.uses_temperature:
+            settings["temperature"] = temperature_at(config, epoch)
+            estimator.set_temperature(settings["temperature"])
+        return settings
 
     def batches(self, epoch, skip):
         strategy, steps = self.searcher.strategy, self.steps_per_epoch

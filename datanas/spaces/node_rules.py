@@ -17,7 +17,7 @@ op) pairs of the node (DATA); under ``"edge"`` each input has its own.
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["selection_probabilities", "inclusion_probabilities", "node_code",
+__all__ = ["selection_probabilities", "distribution_entropies", "inclusion_probabilities", "node_code",
            "pairs_from_code", "top_edge_pairs", "check_finite"]
 
 
@@ -34,6 +34,16 @@ def selection_probabilities(logits, scope):
     if scope == "edge":
         return _softmax(logits, axis=-1)
     raise ValueError(f"EGS scope must be 'edge' or 'node'; got {scope!r}.")
+
+
+def distribution_entropies(probs, scope):
+    """Entropies (natural log) of the distributions in `probs` (from
+    ``selection_probabilities``): one for a node scope (over all its
+    (input, op) pairs), one per edge for the edge scope."""
+    probs = np.asarray(probs, np.float64)
+    if scope == "node":
+        probs = probs.reshape(1, -1)
+    return -(probs * np.log(probs + 1e-12)).sum(axis=-1)
 
 
 def inclusion_probabilities(probs, num_samples):

@@ -11,7 +11,7 @@ import numpy as np
 
 from datanas.spaces import register_space
 from datanas.spaces.base import SearchSpace
-from datanas.spaces.node_rules import selection_probabilities
+from datanas.spaces.node_rules import distribution_entropies, selection_probabilities
 from datanas.spaces.darts_cnn import costs, derivation
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, Genotype
 from datanas.spaces.darts_cnn.networks import NetworkCIFAR, NetworkImageNet
@@ -184,11 +184,13 @@ class DartsCNNSpace(SearchSpace):
             supernet.primitives)
 
     def selection_entropy(self, supernet):
+        # One distribution per node (node scope: over all its (input, op)
+        # pairs) or per edge (edge scope: over the edge's ops).
         entropies = []
         for variable in supernet.architecture_variables:
             probs = selection_probabilities(np.asarray(variable.numpy(), np.float64),
                                              supernet.egs_scope)
-            entropies.append(float(-(probs * np.log(probs + 1e-12)).sum(axis=-1).mean()))
+            entropies.extend(distribution_entropies(probs, supernet.egs_scope))
         return float(np.mean(entropies))
 
     def describe(self, genotype):

@@ -28,7 +28,8 @@ from datanas.spaces.darts_rnn import costs
 from datanas.spaces.darts_rnn.genotype import (RNN_PRIMITIVES, RecurrentGenotype,
                                               check_rnn_primitives)
 from datanas.spaces.darts_rnn.language_model import RNNLanguageModel, RNNSearchModel
-from datanas.spaces.node_rules import (check_finite, inclusion_probabilities, node_code,
+from datanas.spaces.node_rules import (check_finite, distribution_entropies,
+                                       inclusion_probabilities, node_code,
                                        pairs_from_code, selection_probabilities, top_edge_pairs)
 from datanas.spaces.resource_aware import check_cost_settings, resolve_cost_lambda
 
@@ -170,7 +171,7 @@ class DartsRNNSpace(SearchSpace):
         entropies = []
         for node_logits in _learned_logits(supernet):
             probs = selection_probabilities(node_logits, supernet.egs_scope)
-            entropies.append(float(-(probs * np.log(probs + 1e-12)).sum(axis=-1).mean()))
+            entropies.extend(distribution_entropies(probs, supernet.egs_scope))
         return float(np.mean(entropies))
 
     def describe(self, genotype):

@@ -1,0 +1,85 @@
+"""Whether searches with different seeds learned the same thing.
+
+A search whose logits follow a noise-driven walk ends with probabilities
+that are unrelated between seeds (Pearson r about 0); one that follows the
+gradient's signal learns correlated ones.  This reads the
+``arch_probabilities.json`` a search run writes (conv space: per cell kind,
+per node, p over (input, op) pairs) and reports:
+
+* ``pearson``: for each pair of runs, the Pearson correlation of their
+  probabilities, over all (cell kind, node, input, op) entries, and per cell
+  kind; ``mean_pearson`` averages the pairs;
+* ``entropy``: each run's mean entropy of its nodes' distributions, against
+  the uniform distribution's (where every search starts, up to its init).
+"""
+
+import itertools
+import json
+
+import numpy as np
+
+__all__ = ["load_probabilities", "node_entropy", "seed_agreement"]
+
+
+def load_probabilities(path):
+    """{kind: [array p of each node]} from an arch_probabilities.json."""
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    kinds = [k for k in ("normal", "reduce", "recurrent") if k in data]
+    if not kinds:
+        raise ValueError(f"{path} holds no cell kind (normal, reduce or recurrent); is it an "
+                         "arch_probabilities.json of a search run?")
+    return {kind: [np.asarray(node["p"], np.float64) for node in data[kind]] for kind in kinds}
+
+
+def node_entropy(probabilities):
+    """Mean over nodes of the entropy of the node's distribution (natural log),
+    and the same for uniform distributions of the same sizes."""
+    entropies, uniform = [], []
+    for nodes in probabilities.values():
+        for p in nodes:
+            flat = p.ravel() / p.sum()
+            entropies.append(float(-(flat * np.log(flat + 1e-300)).sum()))
+            uniform.append(float(np.log(flat.size)))
+    return float(np.mean(entropies)), float(np.mean(uniform))
+
+
+def _pearson(a, b):
+    a, b = a - a.mean(), b - b.mean()
+    norm = np.sqrt((a @ a) * (b @ b))
+    return float(a @ b / norm) if norm > 0 else 0.0
+
+
+def seed_agreement(paths, names=None):
+    """Agreement of the runs' learned probabilities (see module doc).
+
+    Args:
+      paths: arch_probabilities.json files of >= 2 runs of one search space
+        and shape.
+      names: labels of the runs (default: the paths).
+    """
+    if len(paths) < 2:
+        raise ValueError(f"seed agreement needs at least 2 runs, got {len(paths)}.")
+    names = list(names or paths)
+    runs = [load_probabilities(p) for p in paths]
+    kinds = list(runs[0])
+    for name, run in zip(names, runs):
+        shapes = {k: [p.shape for p in run.get(k, [])] for k in kinds}
+        if shapes != {k: [p.shape for p in runs[0][k]] for k in kinds}:
+            raise ValueError(f"run {name} has another cell shape than {names[0]}; only runs "
+                             "of one space and shape can be compared.")
+    flat = [{k: np.concatenate([p.ravel() for p in run[k]]) for k in kinds} for run in runs]
+    pairs = []
+    for i, j in itertools.combinations(range(len(runs)), 2):
+        everything = [np.concatenate([flat[r][k] for k in kinds]) for r in (i, j)]
+        pairs.append({"runs": [names[i], names[j]], "all": _pearson(*everything),
+                      **{k: _pearson(flat[i][k], flat[j][k]) for k in kinds}})
+    entropies = {}
+    for name, run in zip(names, runs):
+        entropy, uniform = node_entropy(run)
+        entropies[name] = {"entropy": entropy, "uniform": uniform,
+                           "relative_drop": 1.0 - entropy / uniform}
+    return {"pearson": pairs,
+            "mean_pearson": float(np.mean([p["all"] for p in pairs])),
+            "mean_pearson_by_kind": {k: float(np.mean([p[k] for p in pairs])) for k in kinds},
+            "entropy": entropies}
