@@ -10,7 +10,10 @@ per node, p over (input, op) pairs) and reports:
   probabilities, over all (cell kind, node, input, op) entries, and per cell
   kind; ``mean_pearson`` averages the pairs;
 * ``entropy``: each run's mean entropy of its nodes' distributions, against
-  the uniform distribution's (where every search starts, up to its init).
+  the uniform distribution's (where every search starts, up to its init);
+* ``op_probabilities``: per run and cell kind, the probability of each op
+  (summed over a node's inputs, averaged over nodes): what the search
+  learned to prefer.
 """
 
 import itertools
@@ -18,7 +21,7 @@ import json
 
 import numpy as np
 
-__all__ = ["load_probabilities", "node_entropy", "seed_agreement"]
+__all__ = ["load_probabilities", "node_entropy", "op_probabilities", "seed_agreement"]
 
 
 def load_probabilities(path):
@@ -30,6 +33,14 @@ def load_probabilities(path):
         raise ValueError(f"{path} holds no cell kind (normal, reduce or recurrent); is it an "
                          "arch_probabilities.json of a search run?")
     return {kind: [np.asarray(node["p"], np.float64) for node in data[kind]] for kind in kinds}
+
+
+def op_probabilities(probabilities, primitives):
+    """{kind: {op: probability}}: each node's p summed over its inputs, then
+    averaged over the nodes."""
+    return {kind: dict(zip(primitives, np.mean([p.sum(axis=0) / p.sum() for p in nodes],
+                                               axis=0).round(4).tolist()))
+            for kind, nodes in probabilities.items()}
 
 
 def node_entropy(probabilities):
@@ -74,12 +85,16 @@ def seed_agreement(paths, names=None):
         everything = [np.concatenate([flat[r][k] for k in kinds]) for r in (i, j)]
         pairs.append({"runs": [names[i], names[j]], "all": _pearson(*everything),
                       **{k: _pearson(flat[i][k], flat[j][k]) for k in kinds}})
-    entropies = {}
-    for name, run in zip(names, runs):
+    entropies, ops = {}, {}
+    for name, run, path in zip(names, runs, paths):
         entropy, uniform = node_entropy(run)
         entropies[name] = {"entropy": entropy, "uniform": uniform,
                            "relative_drop": 1.0 - entropy / uniform}
+        with open(path, encoding="utf-8") as handle:
+            primitives = json.load(handle).get("primitives")
+        if primitives:
+            ops[name] = op_probabilities(run, primitives)
     return {"pearson": pairs,
             "mean_pearson": float(np.mean([p["all"] for p in pairs])),
             "mean_pearson_by_kind": {k: float(np.mean([p[k] for p in pairs])) for k in kinds},
-            "entropy": entropies}
+            "entropy": entropies, "op_probabilities": ops}
