@@ -40,6 +40,17 @@ def test_plans():
         plan_runs("gap", methods=["random"], num_samples=4, m_values=None, seeds=[0])
     with pytest.raises(ValueError, match="ablation must be one of"):
         plan_runs("table9", methods=[], num_samples=4, m_values=None, seeds=[0])
+    # One seeds table with DATA M=4 and M=7: the M=7 runs are the num_samples
+    # sweep's directories, and the table names them apart.
+    both = plan_runs("seeds", methods=["data", "data_M7", "gdas"], num_samples=4,
+                     m_values=None, seeds=[0])
+    assert [(r.name, r.method, r.num_samples, r.label) for r in both] == [
+        ("data_M4_seed0", "data", 4, None), ("data_M7_seed0", "data", 7, "data_M7"),
+        ("gdas_seed0", "gdas", 1, None)]
+    assert both[1].name == sweep[2].name.replace("seed3", "seed0")
+    for bad in ("data_M0", "data_Mx", "dart"):
+        with pytest.raises(ValueError, match=f"unknown method '{bad}'.*data_M<m>"):
+            plan_runs("seeds", methods=[bad], num_samples=4, m_values=None, seeds=[0])
 
 
 def _tiny(tmp_path, ablation, **kwargs):

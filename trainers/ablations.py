@@ -39,16 +39,17 @@ def main(argv):
     flags_core.quiet_logging(FLAGS)
     applied = flags_core.apply_preset(FLAGS, flags_core.SEARCH_PRESETS)
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
-    from datanas.analysis.ablations import RetrainSettings, SearchData
+    from datanas.analysis.ablations import RetrainSettings, SearchData, parse_method
     from datanas.engine.run_identity import check_output_dir
     from trainers.ablation_runner import run_ablation
-    from datanas.search.methods import SEARCH_METHODS
 
     try:
         base_config, shape = flags_core.search_config_from_flags(FLAGS)
-        unknown = [m for m in FLAGS.methods if m not in SEARCH_METHODS]
-        if unknown:
-            raise ValueError(f"--methods: unknown {unknown}; allowed: {', '.join(SEARCH_METHODS)}.")
+        for token in FLAGS.methods:
+            try:
+                parse_method(token, FLAGS.M)
+            except ValueError as error:
+                raise ValueError(f"--methods: {error}") from None
         seeds = _integers("seeds", FLAGS.seeds)
         m_values = _integers("M_values", FLAGS.M_values) if FLAGS.M_values else None
         try:

@@ -33,7 +33,7 @@ import numpy as np
 
 
 __all__ = ["ABLATIONS", "RunSpec", "RetrainSettings", "SearchData", "plan_runs", "ablation_row",
-           "summarize", "write_csv", "plot_ablation"]
+           "summarize", "write_csv", "plot_ablation", "parse_method"]
 
 ABLATIONS = ("gap", "num_samples", "seeds", "cost_lambda")
 
@@ -47,6 +47,9 @@ class RunSpec:
     seed: int
     # lam of resource-aware sampling (cost_lambda ablation); None = not used.
     cost_lambda: float | None = None
+    # The method's name in tables when it is not `method` (e.g. "data_M7" in a
+    # seeds table comparing DATA M=4 and M=7); None = `method`.
+    label: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +61,20 @@ class RetrainSettings:
     batch_size: int = 64
     learning_rate: float = 0.05
     train_size: int | None = None
+
+
+def parse_method(token, num_samples):
+    """(method, M, label) of a --methods entry: a search method, or
+    "data_M<m>" for DATA with another M than the ablation's (so one seeds
+    table can hold DATA M=4 and M=7)."""
+    from datanas.search.methods import SEARCH_METHODS   # pylint: disable=import-outside-toplevel
+    if token in SEARCH_METHODS:
+        return token, (1 if token == "gdas" else num_samples), None
+    if token.startswith("data_M") and token[len("data_M"):].isdigit() \
+            and int(token[len("data_M"):]) >= 1:
+        return "data", int(token[len("data_M"):]), token
+    raise ValueError(f"unknown method {token!r}; allowed: {', '.join(SEARCH_METHODS)} or "
+                     "data_M<m> (DATA with M=m, e.g. data_M7).")
 
 
 def plan_runs(ablation, *, methods, num_samples, m_values, seeds, lambda_values=None,
@@ -95,7 +112,12 @@ def plan_runs(ablation, *, methods, num_samples, m_values, seeds, lambda_values=
         if not m_values or any(m < 1 for m in m_values):
             raise ValueError(f"M values must be integers >= 1, got {m_values}.")
         return [RunSpec(name("data", m, seeds[0]), "data", m, seeds[0]) for m in m_values]
-    return [RunSpec(name(m, samples_of(m), s), m, samples_of(m), s) for m in methods for s in seeds]
+    specs = []
+    for token in methods:
+        method, samples, label = parse_method(token, num_samples)
+        specs.extend(RunSpec(name(method, samples, s), method, samples, s, label=label)
+                     for s in seeds)
+    return specs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +133,8 @@ def ablation_row(spec, result, config, seconds):
     final = result.final
     genotype = result.genotype
     pairs = [len(node) for node in genotype.normal]
-    row = {"run": spec.name, "method": spec.method, "M": spec.num_samples, "seed": spec.seed,
+    row = {"run": spec.name, "method": spec.label or spec.method, "M": spec.num_samples,
+           "seed": spec.seed,
            **({} if spec.cost_lambda is None else {
                "cost_lambda": spec.cost_lambda, "cost": final["cost"]["metric"],
                "expected_child_cost": final["cost"]["expected_child_cost"]}),
