@@ -59,7 +59,7 @@ class Stop(Exception):
 
 def test_resume_after_any_step_matches_uninterrupted(tmp_path):
     reference = LinearProgram()
-    run_loop(reference, str(tmp_path / "ref"), strategy=None, verbose=0)
+    run_loop(reference, str(tmp_path / "ref"), verbose=0)
     for stop_after in (2, 5, 8):
         directory = str(tmp_path / f"stop{stop_after}")
         program = LinearProgram()
@@ -72,9 +72,9 @@ def test_resume_after_any_step_matches_uninterrupted(tmp_path):
 
         program.train_step = interrupted
         with pytest.raises(Stop):
-            run_loop(program, directory, strategy=None, verbose=0, checkpoint_every_steps=1)
+            run_loop(program, directory, verbose=0, checkpoint_every_steps=1)
         resumed = LinearProgram()
-        result = run_loop(resumed, directory, strategy=None, verbose=0)
+        result = run_loop(resumed, directory, verbose=0)
         np.testing.assert_array_equal(resumed.weights.numpy(), reference.weights.numpy())
         history = [json.loads(line) for line in open(os.path.join(directory, "metrics.jsonl"))]
         reference_history = [json.loads(line)
@@ -87,14 +87,14 @@ def test_non_finite_loss_stops_before_checkpointing_and_the_run_still_resumes(tm
     directory = str(tmp_path / "run")
     program = LinearProgram(poison_at=7)
     with pytest.raises(NonFiniteError, match=r"step 7\b.*loss"):
-        run_loop(program, directory, strategy=None, verbose=0, checkpoint_every_steps=3)
+        run_loop(program, directory, verbose=0, checkpoint_every_steps=3)
     checkpoint = tf.train.latest_checkpoint(os.path.join(directory, "checkpoints"))
     assert checkpoint.endswith("ckpt-6")
     saved = tf.train.load_checkpoint(checkpoint).get_tensor(
         "weights/.ATTRIBUTES/VARIABLE_VALUE")
     assert np.all(np.isfinite(saved))
     # After the user changes what diverged, the last good checkpoint resumes.
-    result = run_loop(LinearProgram(), directory, strategy=None, verbose=0)
+    result = run_loop(LinearProgram(), directory, verbose=0)
     assert result.resumed_from_step == 6 and len(result.history) == 3
 
 

@@ -187,14 +187,14 @@ def _format(record, keys):
                     if isinstance(record.get(k), float))
 
 
-def run_loop(program, model_dir, *, strategy, verbose=1, checkpoint_every_steps=0,
+def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
              select_on=None, select_max=True, max_to_keep=2, log_keys=None):
     """Runs `program` to its last epoch in `model_dir`, resuming if checkpointed.
 
     Args:
       program: a Program.
-      model_dir: this process's run directory (created).
-      strategy: the tf.distribute strategy the program was built under.
+      model_dir: this process's run directory (created).  The program's
+        steps carry their distribution strategy; the loop needs none.
       verbose: 0 silent, 1 epoch lines and a progress bar, 2 also checkpoints.
       checkpoint_every_steps: also checkpoint every N steps (0 = epoch ends).
       select_on: a record key (e.g. "valid_accuracy"); the checkpoint with its
@@ -209,7 +209,6 @@ def run_loop(program, model_dir, *, strategy, verbose=1, checkpoint_every_steps=
       RunPreempted: after a SIGTERM, once the state is checkpointed.
       CheckpointMismatchError: the directory's checkpoint is of another model.
     """
-    del strategy   # the program's steps carry it; kept for symmetry and future use
     keep_malloc_thresholds()   # before any distributed dataset pages every step (allocator.py)
     os.makedirs(model_dir, exist_ok=True)
     state = program.state

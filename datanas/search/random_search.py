@@ -104,7 +104,7 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
         program = CandidateProgram(searcher, inputs, space.child_weights(model, genotype),
                                    valid_data)
         loop = run_loop(program, os.path.join(model_dir, "candidates", str(index)),
-                        strategy=strategy, verbose=verbose,
+                        verbose=verbose,
                         checkpoint_every_steps=checkpoint_every_steps, max_to_keep=1,
                         log_keys=["valid_accuracy"])
         last = loop.last_record

@@ -220,7 +220,7 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
     pictures = EpochPictures(space, model, model_dir, rule=rule, seed=config.seed,
                              verbose=verbose)
     loop = run_loop(SearchProgram(searcher, space, inputs, valid_data, pictures), model_dir,
-                    strategy=strategy, verbose=verbose,
+                    verbose=verbose,
                     checkpoint_every_steps=checkpoint_every_steps,
                     log_keys=[f"valid_{headline}", "valid_loss", "arch_entropy"])
 

@@ -259,7 +259,7 @@ def run_lm_training(model, inputs, config, model_dir, *, strategy=None, export_d
         "train": dataclasses.asdict(config), "model": model.get_config(),
         "data": inputs.sizes(), "metadata": metadata or {}})
     program = LanguageModelProgram(trainer, inputs)
-    loop = run_loop(program, model_dir, strategy=strategy, verbose=verbose,
+    loop = run_loop(program, model_dir, verbose=verbose,
                     checkpoint_every_steps=checkpoint_every_steps,
                     select_on="valid_perplexity", select_max=False,
                     log_keys=["valid_perplexity", "test_perplexity", "averaged_weights"])

@@ -241,7 +241,7 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
         "train": dataclasses.asdict(config), "model": model.get_config(),
         "metadata": metadata or {}})
     loop = run_loop(TrainingProgram(trainer, train_data, eval_sets, steps_per_epoch), model_dir,
-                    strategy=strategy, verbose=verbose,
+                    verbose=verbose,
                     checkpoint_every_steps=checkpoint_every_steps,
                     select_on=f"{select_on}_{task.headline}" if select_on else None,
                     select_max=task.headline_higher_is_better,
