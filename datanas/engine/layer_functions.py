@@ -34,10 +34,18 @@ import tensorflow as tf
 
 from datanas.engine.steps import replica_component
 
-__all__ = ["LayerFunctions", "call_layer"]
+__all__ = ["LayerFunctions", "call_layer", "configuration_key"]
 
 _ACTIVE = threading.local()
 _COMPILE_LOCK = threading.RLock()
+
+
+def configuration_key(layer):
+    """What two layers of the same computation share: class and config but
+    the name (a hashable tuple)."""
+    config = {k: v for k, v in layer.get_config().items() if k != "name"}
+    return (type(layer).__module__, type(layer).__qualname__,
+            json.dumps(config, sort_keys=True, default=str))
 
 
 class LayerFunctions:
@@ -65,10 +73,8 @@ class LayerFunctions:
     def key(layer, inputs, training):
         """What makes two layer calls share a function: class, config (but
         the name), input shape without the batch size, dtype, mode."""
-        config = {k: v for k, v in layer.get_config().items() if k != "name"}
-        return (type(layer).__module__, type(layer).__qualname__,
-                json.dumps(config, sort_keys=True, default=str),
-                tuple(inputs.shape[1:]), inputs.dtype.name, bool(training))
+        return configuration_key(layer) + (tuple(inputs.shape[1:]), inputs.dtype.name,
+                                           bool(training))
 
     @staticmethod
     def _compile(template, inputs, training):

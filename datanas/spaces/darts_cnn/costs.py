@@ -27,11 +27,10 @@ classifier), so ``fixed + sum of the genotype's table entries`` is exactly
 the parameter / multiply-add count the trainers print (tested).
 """
 
-import json
-
 import numpy as np
 import tensorflow as tf
 
+from datanas.engine.layer_functions import configuration_key
 from datanas.estimators import inclusion_probabilities
 from datanas.spaces.darts_cnn.backbone import reduction_cell_indices
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS
@@ -62,9 +61,7 @@ def op_cost(op, input_shape, metric):
 
 
 def _op_key(op, input_shape):
-    config = {k: v for k, v in op.get_config().items() if k != "name"}
-    return (type(op).__qualname__, json.dumps(config, sort_keys=True, default=str),
-            tuple(input_shape[1:]))
+    return configuration_key(op) + (tuple(input_shape[1:]),)
 
 
 def cost_tables(model, metric):
