@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 
 from datanas.analysis.arch_signal import (Estimator, architecture_gradients,
-                                          gradient_statistics)
+                                          gradient_statistics, measure_during_warmup)
 from datanas.analysis.seed_agreement import seed_agreement
+from datanas.search.config import SearchConfig
+from datanas.search.searcher import Searcher
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
 from datanas.tasks import ClassificationTask
 
@@ -66,6 +68,37 @@ def test_gradients_of_each_estimator_on_a_tiny_supernet():
     assert np.count_nonzero(dense) == logits
     for before, variable in zip(statistics, model.non_trainable_variables):
         np.testing.assert_array_equal(before, variable.numpy())
+
+
+def test_measurement_during_weight_warmup_trains_only_the_weights():
+    """measure_during_warmup: rows per (warm-up point, estimator); weight
+    steps run in between, the logits stay where they were."""
+    model = SearchNetwork(10, init_channels=4, num_cells=3, num_nodes=2, num_samples=2, seed=0,
+                          primitives=("none", "skip_connect", "sep_conv_3x3"))
+    model.build((None, 8, 8, 1))
+    searcher = Searcher(model, SearchConfig(epochs=1, seed=0, execution="host"),
+                        steps_per_epoch=2, global_batch_size=8)
+    images = tf.random.stateless_normal([8, 8, 8, 1], seed=[3, 4])
+    labels = tf.range(8) % 10
+    logits = [v.numpy().copy() for v in model.architecture_variables]
+    weights = [v.numpy().copy() for v in model.network_variables]
+    lines = []
+    rows = measure_during_warmup(
+        searcher, ClassificationTask(10), lambda epoch: [(images, labels)] * 2,
+        [(images, labels)] * 2, [Estimator("darts", "softmax", scope="edge"),
+                                 Estimator("M2", "egs", 2, 1.0, "node")],
+        warmup_steps=[0, 3], draws=2, log=lines.append)
+    assert [(r["warmup_steps"], r["estimator"]) for r in rows] == [
+        (0, "darts"), (0, "M2"), (3, "darts"), (3, "M2")]
+    assert int(searcher.step.numpy()) == 3
+    assert rows[0]["cosine_to_dense"] == pytest.approx(1.0)
+    assert rows[0]["sampling_share"] == 0.0     # softmax mixing samples nothing
+    assert rows[2]["train_loss"] != rows[0]["train_loss"]
+    assert len(lines) == 4 and "SNR" in lines[0]
+    for before, variable in zip(logits, model.architecture_variables):
+        np.testing.assert_array_equal(before, variable.numpy())
+    assert any(not np.array_equal(before, variable.numpy())
+               for before, variable in zip(weights, model.network_variables))
 
 
 def _write_probabilities(path, normal, reduce):

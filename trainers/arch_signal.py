@@ -29,6 +29,7 @@ absl_flags.mark_flag_as_required("model_dir")
 absl_flags.DEFINE_integer("seed", 0, "Seed of the supernet, data order and draws.",
                           lower_bound=0)
 flags_core.define_image_data_flags(default_dataset="fashion_mnist", default_batch_size=64)
+# --train_size unset: 3000 images (the ablation preset's).
 absl_flags.DEFINE_integer("layers", 3, "Cells of the supernet.", lower_bound=3)
 absl_flags.DEFINE_integer("init_channels", 8, "Channels of the first cells.", lower_bound=2)
 absl_flags.DEFINE_integer("nodes", 4, "Intermediate nodes per cell.", lower_bound=1)
@@ -98,7 +99,8 @@ def main(argv):
     warmups, estimators = _settings()
     output = os.path.join(FLAGS.model_dir, "arch_signal.json")
     settings = {name: FLAGS[name].value for name in (
-        "seed", "dataset", "train_size", "batch_size", "layers", "init_channels", "nodes",
+        "seed", "dataset", "train_size", "validation_fraction", "batch_size", "layers",
+        "init_channels", "nodes",
         "warmup_steps", "batches", "draws", "estimators")}
     if os.path.exists(output):
         done = json.loads(open(output, encoding="utf-8").read())
@@ -109,12 +111,10 @@ def main(argv):
         return
 
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
-    from datanas.analysis.arch_signal import signal_report
+    from datanas.analysis.arch_signal import measure_during_warmup
     from datanas.analysis.ablations import write_csv
     from datanas.engine.run_files import write_json_atomic
     import keras
-    import numpy as np
-    import tensorflow as tf
 
     from data_tf.search_inputs import make_search_inputs
     from datanas.search.config import SearchConfig
@@ -142,36 +142,10 @@ def main(argv):
     # is never one of the warm-up epochs).
     batches = list(inputs.train(10 ** 6).take(FLAGS.batches))
 
-    rows, done_steps, epoch = [], 0, 0
     start = time.time()
-    for target in warmups:
-        while done_steps < target:
-            for batch in inputs.train(epoch):
-                if done_steps >= target:
-                    break
-                metrics = searcher.weight_step(batch)
-                done_steps += 1
-                if done_steps % 50 == 0:
-                    print(f"warm-up step {done_steps}/{target}: loss "
-                          f"{float(metrics['loss']):.3f} ({time.time() - start:.0f} s)",
-                          flush=True)
-            epoch += 1
-        # The supernet's loss on the measurement batches, children sampled as
-        # in a search step (a fixed seed per batch).
-        with searcher.layer_functions.active():
-            loss = float(np.mean([float(keras.ops.mean(task.per_example_loss(
-                y, model.forward(x, searcher.sample_eval_weights(tf.constant(index, tf.int64)),
-                              training=False))))
-                for index, (x, y) in enumerate(batches)]))
-        report = signal_report(model, task, batches, estimators, FLAGS.draws, seed=FLAGS.seed,
-                               functions=searcher.layer_functions)
-        for row in report:
-            row.update(warmup_steps=target, train_loss=loss)
-            print(f"[{target} steps] {row['estimator']:>20}: snr {row['snr']:.3f} "
-                  f"(steps to signal {row['steps_to_signal']:.0f}), |g| "
-                  f"{row['gradient_norm']:.2e}, cos to dense {row['cosine_to_dense']:+.2f}, "
-                  f"sampling share {row['sampling_share']:.2f}", flush=True)
-        rows.extend(report)
+    rows = measure_during_warmup(
+        searcher, task, inputs.train, batches, estimators, warmups, FLAGS.draws, seed=FLAGS.seed,
+        log=lambda text: print(f"{text} ({time.time() - start:.0f} s)", flush=True))
     os.makedirs(FLAGS.model_dir, exist_ok=True)
     write_csv(os.path.join(FLAGS.model_dir, "arch_signal.csv"),
               [{k: row[k] for k in COLUMNS} for row in rows])

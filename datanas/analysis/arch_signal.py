@@ -34,7 +34,7 @@ from datanas.estimators import EnsembleGumbelSoftmax
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS
 
 __all__ = ["Estimator", "gradient_statistics", "sampled_weights", "dense_weights",
-           "architecture_gradients", "signal_report"]
+           "architecture_gradients", "signal_report", "measure_during_warmup"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,4 +163,47 @@ def signal_report(model, task, batches, estimators, draws, seed=0, functions=Non
         rows.append({"estimator": estimator.name, **dataclasses.asdict(estimator), **stats})
     for row in rows:
         row["cosine_to_dense"] = _cosine(means[row["estimator"]], reference)
+    return rows
+
+
+def _supernet_loss(searcher, task, batches):
+    """Mean loss of the measurement batches, children sampled with a fixed
+    seed per batch, batch norm in inference mode."""
+    losses = []
+    with searcher.layer_functions.active():
+        for index, (inputs, targets) in enumerate(batches):
+            weights = searcher.sample_eval_weights(tf.constant(index, tf.int64))
+            outputs = searcher.model.forward(inputs, weights, training=False)
+            losses.append(float(tf.reduce_mean(task.per_example_loss(targets, outputs))))
+    return float(np.mean(losses))
+
+
+def measure_during_warmup(searcher, task, train_epoch, batches, estimators, warmup_steps, draws,
+                          seed=0, log=print):
+    """`signal_report` rows at each of the increasing `warmup_steps`: the
+    searcher's weight steps (a host-driven Searcher: children sampled from
+    its logits, which stay untouched) run on `train_epoch(epoch)` batches in
+    between.  Each row gets ``warmup_steps`` and ``train_loss`` (the
+    supernet's loss on `batches`)."""
+    rows, done, epoch = [], 0, 0
+    for target in warmup_steps:
+        while done < target:
+            for batch in train_epoch(epoch):
+                if done >= target:
+                    break
+                metrics = searcher.weight_step(batch)
+                done += 1
+                if done % 50 == 0:
+                    log(f"warm-up step {done}/{target}: loss {float(metrics['loss']):.3f}")
+            epoch += 1
+        loss = _supernet_loss(searcher, task, batches)
+        report = signal_report(searcher.model, task, batches, estimators, draws, seed=seed,
+                               functions=searcher.layer_functions)
+        for row in report:
+            row.update(warmup_steps=target, train_loss=loss)
+            log(f"[{target} steps] {row['estimator']:>10}: SNR {row['snr']:.3f} (steps to "
+                f"signal {row['steps_to_signal']:.0f}), |g| {row['gradient_norm']:.2e}, cos to "
+                f"DARTS {row['cosine_to_dense']:+.2f}, sampling share "
+                f"{row['sampling_share']:.2f}")
+        rows.extend(report)
     return rows
