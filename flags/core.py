@@ -178,7 +178,10 @@ def define_search_flags():
     absl_flags.DEFINE_float("weight_decay", 3e-4, "L2 weight decay of the network weights.")
     absl_flags.DEFINE_float("grad_clip", 5.0, "Global-norm gradient clip of the weights.")
     absl_flags.DEFINE_float("arch_learning_rate", 3e-4, "Adam learning rate of the logits.")
-    absl_flags.DEFINE_float("arch_weight_decay", 1e-3, "L2 weight decay of the logits.")
+    absl_flags.DEFINE_float("arch_weight_decay", None, "L2 weight decay of the logits "
+                            "(default: the method's: 1e-3 for darts and gdas as in their "
+                            "papers, 0 for data, whose smaller gradient the decay outweighs; "
+                            "README 'Does the architecture learn?').", lower_bound=0)
     absl_flags.DEFINE_integer("arch_warmup_epochs", None, "Epochs at the start whose "
                               "architecture learning rate is 0 (weights warm up on children "
                               "of the initial distribution; default 0).", lower_bound=0)

@@ -91,7 +91,10 @@ def define_lm_search_flags():
                               lower_bound=1)
     _define_cell_flags(300)
     absl_flags.DEFINE_float("arch_learning_rate", 3e-3, "Adam learning rate of the logits.")
-    absl_flags.DEFINE_float("arch_weight_decay", 1e-3, "L2 weight decay of the logits.")
+    absl_flags.DEFINE_float("arch_weight_decay", None, "L2 weight decay of the logits "
+                            "(default: the method's: 1e-3 for darts and gdas as in their "
+                            "papers, 0 for data, whose smaller gradient the decay outweighs; "
+                            "README 'Does the architecture learn?').", lower_bound=0)
     absl_flags.DEFINE_float("initial_temperature", 5.0, "EGS temperature at the first epoch.")
     absl_flags.DEFINE_float("final_temperature", 1.0, "EGS temperature at the last epoch.")
     flags_core.define_cost_flags()

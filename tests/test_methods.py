@@ -23,16 +23,42 @@ def test_method_defaults():
     data = method_settings("data", num_samples=4)
     assert data.network == {"weighting": "egs", "mode": "sparse", "num_samples": 4,
                             "scope": "node"}
-    assert data.config == {"search_mode": "joint", "unrolled": False, "derivation": "sample"}
+    assert data.config == {"search_mode": "joint", "unrolled": False, "derivation": "sample",
+                           "arch_weight_decay": 0.0}
     gdas = method_settings("gdas", num_samples=1)
     assert gdas.network["num_samples"] == 1 and gdas.config["derivation"] == "darts"
     darts = method_settings("darts")
     assert darts.network["weighting"] == "softmax" and darts.network["mode"] == "dense"
-    assert darts.config == {"search_mode": "alternate", "unrolled": False, "derivation": "darts"}
+    assert darts.config == {"search_mode": "alternate", "unrolled": False, "derivation": "darts",
+                            "arch_weight_decay": 1e-3}
     assert method_settings("darts", darts_order=2).config["unrolled"] is True
     # Explicit choices override the method's defaults.
-    assert method_settings("data", derivation="darts", search_mode="alternate").config == {
-        "search_mode": "alternate", "unrolled": False, "derivation": "darts"}
+    assert method_settings("data", derivation="darts", search_mode="alternate",
+                           arch_weight_decay=1e-4).config == {
+        "search_mode": "alternate", "unrolled": False, "derivation": "darts",
+        "arch_weight_decay": 1e-4}
+
+
+def test_each_method_keeps_its_own_logit_decay_unless_one_is_set():
+    # DARTS and GDAS decay their logits by 1e-3 (their papers); DATA by 0,
+    # since its smaller gradient is outweighed by that decay.  One config
+    # (as the ablation runner builds) resolves per method; an explicit decay
+    # holds for every method.
+    from datanas.search.config import SearchConfig  # pylint: disable=import-outside-toplevel
+    from datanas.search.runs import resolve_method  # pylint: disable=import-outside-toplevel
+    from datanas.spaces.darts_cnn.space import SupernetShape  # pylint: disable=import-outside-toplevel
+
+    config = SearchConfig(epochs=2)
+    assert config.arch_weight_decay is None
+    decays = {}
+    for method, samples in (("data", 4), ("gdas", 1), ("darts", 4), ("random", 4)):
+        shape = SupernetShape(num_cells=3, init_channels=4, num_samples=samples)
+        decays[method] = resolve_method(method, config, shape)[1].arch_weight_decay
+        explicit = SearchConfig(epochs=2, arch_weight_decay=5e-4)
+        assert resolve_method(method, explicit, shape)[1].arch_weight_decay == 5e-4
+    assert decays == {"data": 0.0, "gdas": 1e-3, "darts": 1e-3, "random": 0.0}
+    with pytest.raises(ValueError, match="arch_weight_decay must be a number >= 0"):
+        SearchConfig(arch_weight_decay=-1e-3)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -2,8 +2,10 @@
 
 Weights: SGD, momentum 0.9, cosine learning rate 0.025 -> 0.001, L2 weight
 decay 3e-4 added to the clipped gradient (global norm 5).  Architecture
-logits: Adam 3e-4, betas (0.5, 0.999), L2 weight decay 1e-3 (DARTS'
-search settings, which the DATA paper follows).  The EGS temperature
+logits: Adam 3e-4, betas (0.5, 0.999) (DARTS' search settings, which the
+DATA paper follows); L2 weight decay of the logits: the method's (None,
+filled in by datanas.search.runs.resolve_method; DARTS and GDAS 1e-3 as in
+their papers, DATA 0 -- datanas.search.methods.ARCH_WEIGHT_DECAY says why).  The EGS temperature
 anneals linearly over epochs (5 -> 1 by default); the architecture learning rate
 is 0 for the first ``arch_warmup_epochs`` epochs.
 """
@@ -35,7 +37,10 @@ class SearchConfig:
     arch_learning_rate: float = 3e-4
     arch_beta_1: float = 0.5
     arch_beta_2: float = 0.999
-    arch_weight_decay: float = 1e-3
+    # None: the method's default (methods.ARCH_WEIGHT_DECAY, filled in by
+    # runs.resolve_method); a config used without a method (a bare Searcher)
+    # takes DARTS' 1e-3.
+    arch_weight_decay: float | None = None
     # Epochs whose architecture learning rate is 0: the weights train on
     # children of the initial distribution before the logits move (the
     # warm-up of PC-DARTS / DARTS+).  None (= 0) keeps the identities of runs
@@ -62,6 +67,8 @@ class SearchConfig:
                 raise ValueError(f"{name} must be a positive number, got {value!r}.")
         for name in ("learning_rate_min", "weight_decay", "arch_weight_decay"):
             value = getattr(self, name)
+            if name == "arch_weight_decay" and value is None:
+                continue
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
         if self.learning_rate_min > self.learning_rate:

@@ -21,7 +21,8 @@ SNAS/GDAS (one op per edge or node per step) with GDAS' argmax derivation.
 
 import dataclasses
 
-__all__ = ["SEARCH_METHODS", "SCOPES", "MethodSettings", "method_settings", "method_scope"]
+__all__ = ["SEARCH_METHODS", "SCOPES", "MethodSettings", "method_settings", "method_scope",
+           "ARCH_WEIGHT_DECAY", "method_arch_weight_decay"]
 
 SEARCH_METHODS = ("data", "gdas", "darts", "random")
 
@@ -33,6 +34,18 @@ class MethodSettings:
     network: dict
     config: dict
 
+
+#: L2 decay of the architecture logits when a run does not set one.  DARTS
+#: and GDAS: 1e-3, as in their papers.  DATA: 0.  The decay is added to the
+#: gradient before Adam normalises it, so what it does depends on the
+#: gradient's size; EGS' gradient is ~16x smaller than DARTS' at the search's
+#: starting temperature, so DARTS' 1e-3 outweighs it and pins the logits near
+#: uniform (|logit| <= 0.14 after warm-up: README "Does the architecture
+#: learn?", docs/arch_signal).
+ARCH_WEIGHT_DECAY = {"data": 0.0, "gdas": 1e-3, "darts": 1e-3, "random": 0.0}
+
+#: The decay a config used without a method takes (DARTS' search recipe).
+DEFAULT_ARCH_WEIGHT_DECAY = 1e-3
 
 SCOPES = ("edge", "node")
 DEFAULT_SCOPE = {"data": "node", "gdas": "edge", "darts": "edge", "random": "edge"}
@@ -51,8 +64,18 @@ def method_scope(method, scope=None):
     return scope
 
 
+def method_arch_weight_decay(method, decay=None):
+    """The logits' L2 decay of `method`: `decay` when given, else its default
+    (ARCH_WEIGHT_DECAY)."""
+    if decay is not None:
+        return decay
+    if method not in ARCH_WEIGHT_DECAY:
+        raise ValueError(f"method must be one of {', '.join(SEARCH_METHODS)}; got {method!r}.")
+    return ARCH_WEIGHT_DECAY[method]
+
+
 def method_settings(method, *, num_samples=4, search_mode=None, derivation=None,
-                    darts_order=1, scope=None):
+                    darts_order=1, scope=None, arch_weight_decay=None):
     """Settings of a gradient-based method; explicit choices override defaults.
 
     Args:
@@ -64,6 +87,8 @@ def method_settings(method, *, num_samples=4, search_mode=None, derivation=None,
       darts_order: 1 or 2 (darts only).
       scope: None for the method's default distribution scope, or "edge" /
         "node" ("node" is refused for darts and gdas).
+      arch_weight_decay: None for the method's default (ARCH_WEIGHT_DECAY),
+        or an explicit decay.
 
     Raises:
       ValueError: naming the conflicting value and what is allowed.
@@ -96,4 +121,5 @@ def method_settings(method, *, num_samples=4, search_mode=None, derivation=None,
                    "scope": scope}
         config = {"search_mode": search_mode or "joint", "unrolled": False,
                   "derivation": derivation or ("sample" if method == "data" else "darts")}
+    config["arch_weight_decay"] = method_arch_weight_decay(method, arch_weight_decay)
     return MethodSettings(method=method, network=network, config=config)

@@ -7,7 +7,7 @@ data, optimisers and budgets.  The space is chosen by name.
 
 import dataclasses
 
-from datanas.search.methods import method_scope, method_settings
+from datanas.search.methods import method_arch_weight_decay, method_scope, method_settings
 from datanas.search.random_search import run_random_search
 from datanas.search.run import run_search
 from datanas.spaces import get_space
@@ -39,12 +39,15 @@ def resolve_method(method, config, shape, *, space="darts_cnn", search_mode=None
     if method == "random":
         network = {"weighting": "egs", "mode": "sparse", "num_samples": shape.num_samples,
                    "scope": method_scope("random", shape.egs_scope)}
-        config = dataclasses.replace(config, search_mode="joint", unrolled=False, epochs=(
-            random_epochs_per_candidate(config.epochs, random_candidates, random_epochs)))
+        config = dataclasses.replace(
+            config, search_mode="joint", unrolled=False,
+            arch_weight_decay=method_arch_weight_decay("random", config.arch_weight_decay),
+            epochs=random_epochs_per_candidate(config.epochs, random_candidates, random_epochs))
         return network, config
     settings = method_settings(method, num_samples=shape.num_samples, search_mode=search_mode,
                                derivation=derivation, darts_order=darts_order,
-                               scope=shape.egs_scope)
+                               scope=shape.egs_scope,
+                               arch_weight_decay=config.arch_weight_decay)
     config = dataclasses.replace(config, **settings.config)
     return settings.network, dataclasses.replace(
         config, derivation=space.canonical_rule(config.derivation))

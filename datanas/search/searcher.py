@@ -46,6 +46,7 @@ from datanas.engine.loop import RunState
 from datanas.engine.steps import (all_reduce_sum, apply_update, batch_norm_statistics,
                                   guarded_sums, reduce_sums, scaled_loss,
                                   sync_replica_statistics)
+from datanas.search.methods import DEFAULT_ARCH_WEIGHT_DECAY
 from datanas.search.unrolled import unrolled_arch_gradients
 from datanas.tasks import ClassificationTask
 
@@ -197,8 +198,10 @@ class Searcher:
     def apply_arch_gradients(self, grads, summed=False):
         # The architecture step's training-mode forward moved batch-norm
         # statistics too (as in DARTS): the replicas' copies are averaged.
+        decay = self.config.arch_weight_decay
         apply_update(self.arch_optimizer, grads, self.model.architecture_variables,
-                     weight_decay=self.config.arch_weight_decay, summed=summed)
+                     weight_decay=DEFAULT_ARCH_WEIGHT_DECAY if decay is None else decay,
+                     summed=summed)
         sync_replica_statistics(self._statistics)
 
     def summed_gradients(self, grads, variables):
