@@ -13,6 +13,16 @@ PTB_SAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
                               os.pardir, "shared", "data", "ptb-sample")
 
 
+@pytest.fixture(autouse=True)
+def _run_locks_end_with_the_test():
+    """A test stands for one process: run directories it locked are released
+    when it ends (a process's locks are released at exit), so a later test's
+    subprocess may resume them."""
+    yield
+    from datanas.engine.run_lock import release_all_run_locks  # pylint: disable=import-outside-toplevel
+    release_all_run_locks()
+
+
 @pytest.fixture(scope="session")
 def ptb_dir(tmp_path_factory):
     """Real PTB text in the DARTS layout: train.txt = PTB's validation file,

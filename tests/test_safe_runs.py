@@ -175,3 +175,39 @@ def test_training_run_is_reported_refused_and_never_rewritten(tmp_path):
     assert _hashes(run) == before
     _refused(_run("trainers.train_cifar", args + ["--layers=2"]), "--layers=2")
     assert _hashes(run) == before
+
+
+def test_a_run_directory_has_one_writer_and_a_killed_writer_is_taken_over(tmp_path):
+    # A process holding the run's lock (as a search writing it would) makes a
+    # second command on the same directory stop with one line naming it;
+    # once that process is killed, the directory is taken over without help.
+    from datanas.engine.run_identity import begin_run, plan_run  # pylint: disable=import-outside-toplevel
+    from datanas.engine.run_lock import LOCK_FILE, release_all_run_locks  # pylint: disable=import-outside-toplevel
+
+    pytest.importorskip("sklearn")
+    run = tmp_path / "run"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from datanas.engine.run_lock import "
+         "acquire_run_lock; acquire_run_lock(sys.argv[1]); print('locked', flush=True); "
+         "time.sleep(600)", str(run)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        run.mkdir()
+        assert owner.stdout.readline().strip() == "locked"
+        proc = _run("trainers.search_cifar", SEARCH + [f"--model_dir={run}"])
+        _refused(proc, str(run), f"process {owner.pid}", "wait for it")
+        assert sorted(os.listdir(run)) == [LOCK_FILE]   # nothing else was written
+    finally:
+        owner.kill()
+        owner.wait()
+    plan = plan_run(str(run), {"format": 2, "settings": {"seed": 0}}, result_file="r.json")
+    assert plan.status == "new"   # a lone lock file is not an earlier run
+    begin_run(plan)
+    with open(run / LOCK_FILE) as handle:
+        assert json.load(handle)["pid"] == os.getpid()
+    release_all_run_locks()
+    assert sorted(os.listdir(run)) == ["run_identity.json"]
+    # A process that ends normally leaves no lock behind.
+    subprocess.run([sys.executable, "-c", "import sys; from datanas.engine.run_lock import "
+                    "acquire_run_lock; acquire_run_lock(sys.argv[1])", str(run)], cwd=ROOT,
+                   env=ENV, check=True)
+    assert sorted(os.listdir(run)) == ["run_identity.json"]

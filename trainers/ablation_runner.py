@@ -17,6 +17,7 @@ from datanas.analysis.ablations import (ablation_row, plan_runs, plot_ablation, 
 from datanas.engine.run_files import write_json_atomic
 from datanas.engine.run_identity import (FORMAT_VERSION, RunRefused, begin_run,
                                          identity_differences, plan_run)
+from datanas.engine.run_lock import release_run_lock
 from datanas.spaces.darts_cnn.genotype import load_genotype
 
 __all__ = ["run_ablation"]
@@ -178,6 +179,7 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
             row["retrain_seconds"] = round(time.time() - start, 1)
             row["retrain_settings"] = dataclasses.asdict(retrain)
             write_json_atomic(row_path, row)
+        release_run_lock(run_dir)   # done: another process may read or extend it
         rows.append(row)
     summary = summarize(ablation, rows)
     write_csv(os.path.join(output_dir, f"{ablation}.csv"), rows)

@@ -24,6 +24,7 @@ import os
 import tempfile
 
 from datanas.engine.run_files import write_json_atomic
+from datanas.engine.run_lock import LOCK_FILE, acquire_run_lock
 
 __all__ = ["IDENTITY_FILE", "FORMAT_VERSION", "RunRefused", "RunPlan", "check_output_dir",
            "plan_run", "begin_run", "identity_differences"]
@@ -133,9 +134,10 @@ def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("ep
     """
     model_dir = check_output_dir(model_dir)
     identity = _normalise(identity)
-    # worker_<id>/ directories of a multi-worker run may appear before the chief plans.
+    # worker_<id>/ directories of a multi-worker run may appear before the chief
+    # plans; a lock file alone is a run killed before it wrote its identity.
     entries = sorted(e for e in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
-                     if not e.startswith("worker_"))
+                     if not e.startswith("worker_") and e != LOCK_FILE)
     path = os.path.join(model_dir, IDENTITY_FILE)
     if not entries:
         return RunPlan("new", model_dir, identity)
@@ -178,11 +180,16 @@ def _attempt_name(model_dir, name):
 
 
 def begin_run(plan, *, result_files=()):
-    """Carries out a plan: writes the identity of a new run; for an extension,
-    keeps the earlier `result_files` under attempt names and records the new
-    budget.  Does nothing for ``resume``/``finished``."""
+    """Carries out a plan: makes this process the directory's only writer
+    (``run_lock``; RunLocked if another live process is); writes the
+    identity of a new run; for an extension, keeps the earlier
+    `result_files` under attempt names and records the new budget.  A
+    ``finished`` run is only read: nothing is locked or written."""
+    if plan.status == "finished":
+        return plan
+    os.makedirs(plan.model_dir, exist_ok=True)
+    acquire_run_lock(plan.model_dir)
     if plan.status == "new":
-        os.makedirs(plan.model_dir, exist_ok=True)
         write_json_atomic(os.path.join(plan.model_dir, IDENTITY_FILE), plan.identity)
     elif plan.status == "extend":
         for name in result_files:
