@@ -28,6 +28,13 @@ def test_plans():
         ("data", 4, 3), ("darts", 4, 3), ("gdas", 1, 3)]
     sweep = plan_runs("num_samples", methods=[], num_samples=4, m_values=[1, 2, 7], seeds=[3])
     assert [(r.method, r.num_samples) for r in sweep] == [("data", 1), ("data", 2), ("data", 7)]
+    # Every table takes every seed (mean +- std over seeds).
+    assert [(r.method, r.seed) for r in plan_runs(
+        "gap", methods=["data", "gdas"], num_samples=4, m_values=None, seeds=[0, 1])] == [
+        ("data", 0), ("data", 1), ("gdas", 0), ("gdas", 1)]
+    assert [r.name for r in plan_runs("num_samples", methods=[], num_samples=4,
+                                      m_values=[1, 7], seeds=[0, 1])] == [
+        "data_M1_seed0", "data_M1_seed1", "data_M7_seed0", "data_M7_seed1"]
     seeds = plan_runs("seeds", methods=["data", "random"], num_samples=4, m_values=None,
                       seeds=[0, 1])
     assert [r.name for r in seeds] == ["data_M4_seed0", "data_M4_seed1", "random_seed0",
@@ -130,11 +137,22 @@ def test_seeds_ablation_command_retrains_and_aggregates(tmp_path):
 
 def test_num_samples_figure_and_summary(tmp_path):
     pytest.importorskip("matplotlib")
-    rows = [{"M": m, "parameters": 1000 * m, "pairs_per_node_normal": m / 2,
+    rows = [{"M": m, "seed": seed, "parameters": 1000 * m, "pairs_per_node_normal": m / 2,
              "skip_connects_normal": 0, "retrain_valid_accuracy": 0.8 + m / 100,
-             "retrain_test_accuracy": 0.79 + m / 100} for m in (1, 2, 4)]
+             "retrain_test_accuracy": 0.79 + m / 100 + seed / 1000, "test_examples": 10000}
+            for m in (1, 2, 4) for seed in (0, 1, 2)]
     summary = summarize("num_samples", rows)
     assert [entry["M"] for entry in summary["by_M"]] == [1, 2, 4]
+    last = summary["by_M"][-1]
+    assert last["runs"] == 3 and last["mean"] == pytest.approx(0.83 + 0.001)
+    assert last["std"] == pytest.approx(0.001)
+    # One accuracy near 0.83 on 10,000 test images is uncertain by sqrt(p(1-p)/n) ~ 0.0038,
+    # more than these seeds differ: the table says so beside the spread.
+    assert last["test_standard_error"] == pytest.approx(np.sqrt(0.831 * 0.169 / 10000), rel=1e-3)
+    assert summarize("seeds", [dict(r, method="data") for r in rows])["by_method"]["data"][
+        "test_standard_error"] == pytest.approx(np.mean(
+            [np.sqrt(r["retrain_test_accuracy"] * (1 - r["retrain_test_accuracy"]) / 10000)
+             for r in rows]))
     plot_ablation("num_samples", rows, summary, str(tmp_path / "m.png"))
     assert (tmp_path / "m.png").read_bytes()[:8] == PNG_SIGNATURE
 

@@ -83,7 +83,8 @@ def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
     return {"parameters": count_parameters(model),
             "multiply_adds": count_multiply_adds(model, dataset.image_shape),
             "retrain_valid_accuracy": final["valid_accuracy"],
-            "retrain_test_accuracy": final["test_accuracy"]}
+            "retrain_test_accuracy": final["test_accuracy"],
+            "test_examples": inputs.sizes()["test"]}
 
 
 def _run_identity(spec, dataset, base_config, shape, data, random_candidates,

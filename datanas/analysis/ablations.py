@@ -106,12 +106,12 @@ def plan_runs(ablation, *, methods, num_samples, m_values, seeds, lambda_values=
         if unknown:
             raise ValueError(f"the gap ablation compares supernet and child of gradient-based "
                              f"methods (data, darts, gdas); got {unknown}.")
-        return [RunSpec(name(m, samples_of(m), seeds[0]), m, samples_of(m), seeds[0])
-                for m in methods]
+        return [RunSpec(name(m, samples_of(m), s), m, samples_of(m), s)
+                for m in methods for s in seeds]
     if ablation == "num_samples":
         if not m_values or any(m < 1 for m in m_values):
             raise ValueError(f"M values must be integers >= 1, got {m_values}.")
-        return [RunSpec(name("data", m, seeds[0]), "data", m, seeds[0]) for m in m_values]
+        return [RunSpec(name("data", m, s), "data", m, s) for m in m_values for s in seeds]
     specs = []
     for token in methods:
         method, samples, label = parse_method(token, num_samples)
@@ -159,6 +159,28 @@ def ablation_row(spec, result, config, seconds):
     return row
 
 
+def _mean(rows, key):
+    values = [row[key] for row in rows if row.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _spread(rows, key):
+    """Runs, mean and sample standard deviation (0 for one run) of `key`."""
+    values = [row[key] for row in rows if row.get(key) is not None]
+    return {"runs": len(values), "mean": float(np.mean(values)) if values else None,
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+
+def _test_standard_error(rows):
+    """The standard error of one run's test accuracy p measured on n test
+    images, sqrt(p (1 - p) / n), averaged over `rows` (None without n): the
+    difference two seeds' accuracies show by the test sample alone."""
+    errors = [np.sqrt(row["retrain_test_accuracy"] * (1 - row["retrain_test_accuracy"])
+                      / row["test_examples"]) for row in rows
+              if row.get("test_examples") and row.get("retrain_test_accuracy") is not None]
+    return float(np.mean(errors)) if errors else None
+
+
 def summarize(ablation, rows):
     """Per-method (gap, seeds), per-M (num_samples) or per-lam (cost_lambda) aggregates."""
     if ablation == "cost_lambda":
@@ -169,16 +191,19 @@ def summarize(ablation, rows):
                                 "retrain_test_accuracy", "search_seconds", "retrain_seconds")}
                               for row in rows]}
     if ablation == "num_samples":
-        return {"by_M": [{key: row.get(key) for key in
-                          ("M", "parameters", "pairs_per_node_normal", "skip_connects_normal",
-                           "retrain_valid_accuracy", "retrain_test_accuracy")} for row in rows]}
+        by_m = []
+        for m in dict.fromkeys(row["M"] for row in rows):
+            group = [row for row in rows if row["M"] == m]
+            by_m.append({"M": m, **_spread(group, "retrain_test_accuracy"),
+                         "valid_mean": _mean(group, "retrain_valid_accuracy"),
+                         "test_standard_error": _test_standard_error(group),
+                         **{key: _mean(group, key) for key in (
+                             "parameters", "pairs_per_node_normal", "skip_connects_normal")}})
+        return {"metric": "retrain_test_accuracy", "by_M": by_m}
     key = "gap" if ablation == "gap" else "retrain_test_accuracy"
     out = {}
     for method in dict.fromkeys(row["method"] for row in rows):
-        values = [row[key] for row in rows if row["method"] == method and row[key] is not None]
-        entry = {"runs": len(values),
-                 "mean": float(np.mean(values)) if values else None,
-                 "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+        entry = _spread([row for row in rows if row["method"] == method], key)
         if ablation == "gap":
             entry.update({name: float(np.mean([row[name] for row in rows
                                                if row["method"] == method]))
@@ -187,8 +212,9 @@ def summarize(ablation, rows):
                      if row["method"] == method and row["gap_recalibrated_bn"] is not None]
             entry["gap_recalibrated_bn"] = float(np.mean(recal)) if recal else None
         else:
-            valid = [row["retrain_valid_accuracy"] for row in rows if row["method"] == method]
-            entry["valid_mean"] = float(np.mean(valid))
+            group = [row for row in rows if row["method"] == method]
+            entry["valid_mean"] = _mean(group, "retrain_valid_accuracy")
+            entry["test_standard_error"] = _test_standard_error(group)
         out[method] = entry
     return {"metric": key, "by_method": out}
 
@@ -242,12 +268,20 @@ def plot_ablation(ablation, rows, summary, path):
         axes.set_title("Search vs. derived child (paper Table 8)")
         axes.legend(fontsize=7)
     elif ablation == "num_samples":
+        # Every run as a point, the mean over seeds per M as a line.
         ms = [r["M"] for r in rows]
-        axes[0].plot(ms, [r["parameters"] / 1e6 for r in rows], "o-")
+        means = summary["by_M"]
+        axes[0].plot(ms, [r["parameters"] / 1e6 for r in rows], "o", alpha=0.5)
+        axes[0].plot([e["M"] for e in means], [e["parameters"] / 1e6 for e in means], "-")
         axes[0].set_xlabel("M (EGS samples)")
         axes[0].set_ylabel("parameters of the derived network (M)")
-        axes[1].plot(ms, [r["retrain_valid_accuracy"] for r in rows], "o-", label="valid")
-        axes[1].plot(ms, [r["retrain_test_accuracy"] for r in rows], "s--", label="test")
+        axes[1].plot(ms, [r["retrain_test_accuracy"] for r in rows], "s", alpha=0.5,
+                     label="test, each run")
+        axes[1].errorbar([e["M"] for e in means], [e["mean"] for e in means],
+                         yerr=[e["std"] for e in means], fmt="-", capsize=4,
+                         label="test, mean +- std")
+        axes[1].plot([e["M"] for e in means], [e["valid_mean"] for e in means], "o--",
+                     label="valid, mean")
         axes[1].set_xlabel("M (EGS samples)")
         axes[1].set_ylabel("accuracy after retraining")
         axes[1].legend()
