@@ -14,12 +14,12 @@ from absl import flags as absl_flags
 
 from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 
-__all__ = ["define_preset_flag", "TRAIN_PRESETS", "define_run_flags", "define_image_data_flags", "define_search_flags",
-           "define_ablation_flags",
-           "define_train_flags", "define_distribution_flags", "apply_preset", "write_flags",
-           "train_config_from_flags", "quiet_logging", "prepare_run", "run_errors",
-           "run_identity", "check_layers", "trainer_flag_values", "NOT_IDENTITY", "search_config_from_flags", "strategy_from_flags",
-           "SEARCH_PRESETS"]
+__all__ = ["define_preset_flag", "TRAIN_PRESETS", "define_run_flags", "define_image_data_flags",
+           "define_search_flags", "define_ablation_flags", "define_train_flags",
+           "define_distribution_flags", "define_thread_flags", "apply_preset", "write_flags",
+           "train_config_from_flags", "threads_from_flags", "quiet_logging", "prepare_run",
+           "run_errors", "run_identity", "check_layers", "trainer_flag_values", "NOT_IDENTITY",
+           "search_config_from_flags", "strategy_from_flags", "SEARCH_PRESETS"]
 
 # Presets fill in flags the user did not set on the command line.
 SEARCH_PRESETS = {
@@ -306,6 +306,22 @@ def check_layers(flag_values):
                          "2/3 of the depth); with fewer, every cell is a reduction cell.")
 
 
+def define_thread_flags():
+    """--intra_op_threads / --inter_op_threads: TensorFlow's CPU thread pools."""
+    absl_flags.DEFINE_integer("intra_op_threads", None, "Threads one op may use (default: "
+                              "TensorFlow's, every core). 1 for several runs side by side on a "
+                              "small CPU (README 'Benchmark').", lower_bound=1)
+    absl_flags.DEFINE_integer("inter_op_threads", None, "Ops run at once (default: "
+                              "TensorFlow's, every core).", lower_bound=1)
+
+
+def threads_from_flags(flag_values):
+    """Applies the thread flags (before anything initialises TensorFlow)."""
+    from datanas.engine.strategy import configure_threads  # pylint: disable=import-outside-toplevel
+
+    configure_threads(flag_values.intra_op_threads, flag_values.inter_op_threads)
+
+
 def define_distribution_flags():
     """tf.distribute strategy, checkpointing and determinism flags."""
     absl_flags.DEFINE_enum("distribution_strategy", "one_device",
@@ -320,6 +336,7 @@ def define_distribution_flags():
                            "(multi_worker_mirrored; alternatively set TF_CONFIG).")
     absl_flags.DEFINE_integer("task_index", None, "This worker's index in --worker_hosts.",
                               lower_bound=0)
+    define_thread_flags()
     absl_flags.DEFINE_integer("checkpoint_every_steps", 200, "Also checkpoint every N steps "
                               "(0 = only at epoch ends).", lower_bound=0)
     absl_flags.DEFINE_boolean("deterministic_ops", False, "Reproducible reruns and resumes: "
@@ -333,6 +350,7 @@ def strategy_from_flags(flag_values):
     from datanas.engine.strategy import (build_strategy, configure_cpu_devices,
                                          make_deterministic)
 
+    threads_from_flags(flag_values)
     configure_cpu_devices(flag_values.num_cpu_devices)
     strategy = build_strategy(flag_values.distribution_strategy, num_gpus=flag_values.num_gpus,
                               tpu_address=flag_values.tpu, worker_hosts=flag_values.worker_hosts,
@@ -371,7 +389,8 @@ TRAIN_RESULT_FILES = (TRAIN_RESULT_FILE, "model.keras")
 #: distributed or checkpointed); everything else is part of its identity.
 NOT_IDENTITY = ("model_dir", "data_dir", "export_dir", "extend_run", "preset",
                 "checkpoint_every_steps", "distribution_strategy", "num_gpus", "num_cpu_devices",
-                "tpu", "worker_hosts", "task_index", "deterministic_ops")
+                "tpu", "worker_hosts", "task_index", "deterministic_ops", "intra_op_threads",
+                "inter_op_threads")
 
 
 def trainer_flag_values(flag_values):

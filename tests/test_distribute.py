@@ -317,3 +317,32 @@ def test_deterministic_ops_switch_off_the_memory_optimizer_for_the_loop_thread()
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_thread_pools_are_sized_before_tensorflow_starts_and_refused_after():
+    # --intra_op_threads / --inter_op_threads size TF's pools; once TF runs,
+    # a change is refused in one line instead of being silently ignored.
+    code = (
+        "import tensorflow as tf\n"
+        "from datanas.engine.strategy import configure_threads\n"
+        "configure_threads(1, 2)\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(),\n"
+        "      tf.config.threading.get_inter_op_parallelism_threads())\n"
+        "tf.constant(1.0) + 1.0\n"
+        "try:\n"
+        "    configure_threads(2)\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+        "try:\n"
+        "    configure_threads(0)\n"
+        "except ValueError as error:\n"
+        "    print(error)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "1 2"
+    assert lines[1].startswith("cannot set intra_op threads to 2: TensorFlow is already")
+    assert lines[2] == "intra_op threads must be a positive integer, got 0."

@@ -22,6 +22,7 @@ flags_core.define_run_flags()
 flags_core.define_image_data_flags(default_dataset="fashion_mnist", default_batch_size=64)
 flags_core.define_search_flags()
 flags_core.define_ablation_flags()
+flags_core.define_thread_flags()
 
 FLAGS = absl_flags.FLAGS
 
@@ -44,6 +45,7 @@ def main(argv):
     from trainers.ablation_runner import run_ablation
 
     try:
+        flags_core.threads_from_flags(FLAGS)
         base_config, shape = flags_core.search_config_from_flags(FLAGS)
         for token in FLAGS.methods:
             try:

@@ -19,7 +19,8 @@ import os
 
 import tensorflow as tf
 
-__all__ = ["STRATEGIES", "build_strategy", "configure_cpu_devices", "make_deterministic",
+__all__ = ["STRATEGIES", "build_strategy", "configure_cpu_devices", "configure_threads",
+           "make_deterministic",
            "deterministic_calls_active", "is_chief", "worker_id",
            "num_input_pipelines", "run_directory", "distributed_epoch"]
 
@@ -76,6 +77,29 @@ def deterministic_calls_active():
     options = config.graph_options.rewrite_options
     return (options.memory_optimization == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
             and options.disable_meta_optimizer)
+
+
+def configure_threads(intra_op=None, inter_op=None):
+    """Sizes TensorFlow's two CPU thread pools (before TF initialises them).
+
+    None keeps TensorFlow's choice (one thread per core in each pool).  A
+    search step is thousands of small ops; on a small CPU several
+    single-threaded processes finish more steps than one process using every
+    core (README "Benchmark"), so parallel searches are run with
+    ``intra_op=1``.
+    """
+    for name, value, setter in (
+            ("intra_op", intra_op, tf.config.threading.set_intra_op_parallelism_threads),
+            ("inter_op", inter_op, tf.config.threading.set_inter_op_parallelism_threads)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} threads must be a positive integer, got {value!r}.")
+        try:
+            setter(value)
+        except RuntimeError as error:
+            raise ValueError(f"cannot set {name} threads to {value}: TensorFlow is already "
+                             f"initialised ({error}).") from None
 
 
 def configure_cpu_devices(count):
