@@ -46,6 +46,10 @@ absl_flags.DEFINE_integer("batch_size", 32, "Batch size.")
 absl_flags.DEFINE_integer("image_size", 32, "Input height = width (3 channels).")
 absl_flags.DEFINE_integer("warmup", 3, "Untimed steps after the first.")
 absl_flags.DEFINE_integer("steps", 10, "Timed steps.")
+absl_flags.DEFINE_integer("intra_op_threads", None, "TensorFlow intra-op threads of each "
+                          "variant's process (default: TensorFlow's, every core).", lower_bound=1)
+absl_flags.DEFINE_integer("inter_op_threads", None, "TensorFlow inter-op threads (default: "
+                          "TensorFlow's).", lower_bound=1)
 absl_flags.DEFINE_string("output", None, "Optional JSON file for the results.")
 absl_flags.DEFINE_string("_worker", None, "Internal: run one variant and print JSON.")
 FLAGS = absl_flags.FLAGS
@@ -132,6 +136,9 @@ def run_variant(variant):
     import numpy as np
     import tensorflow as tf
 
+    from datanas.engine.strategy import configure_threads
+
+    configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
     size = FLAGS.image_size
     images = tf.random.stateless_normal([FLAGS.batch_size, size, size, 3], seed=[0, 0])
     labels = tf.random.stateless_uniform([FLAGS.batch_size], seed=[0, 1], maxval=10,
@@ -157,6 +164,8 @@ def run_variant(variant):
             times.append(time.perf_counter() - start)
     result = {"variant": variant, "device": (gpus or tf.config.list_logical_devices("CPU"))[0].name,
               "params": int(model.count_params()),
+              "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+              "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
               "build_and_first_step_s": first, "median_step_s": float(np.median(times)),
               "p90_step_s": float(np.percentile(times, 90)),
               "peak_rss_steps_gb": step_memory.peak / 2**30,
@@ -200,7 +209,9 @@ def main(argv):
         return
     results = []
     passthrough = [f"--{name}={FLAGS[name].value}" for name in
-                   ("layers", "init_channels", "batch_size", "image_size", "warmup", "steps")]
+                   ("layers", "init_channels", "batch_size", "image_size", "warmup", "steps",
+                    "intra_op_threads", "inter_op_threads")
+                   if FLAGS[name].value is not None]
     for variant in FLAGS.variants:
         print(f"running {variant} ...", flush=True)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -222,7 +233,8 @@ def main(argv):
 
     print(f"\nsearch step, {FLAGS.layers} cells, C={FLAGS.init_channels}, batch "
           f"{FLAGS.batch_size}, {FLAGS.image_size}x{FLAGS.image_size}x3, device "
-          f"{results[0]['device']}")
+          f"{results[0]['device']}, threads intra {FLAGS.intra_op_threads or 'TF default'} / "
+          f"inter {FLAGS.inter_op_threads or 'TF default'}")
     print(f"{'variant':10} {'build+1st s':>11} {'median s':>9} {'p90 s':>7} "
           f"{'RSS steps GB':>12} {'RSS peak GB':>11} {'step/dense':>10} {'mem/dense':>9} "
           f"{'step/child':>10}")

@@ -2,6 +2,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The suite runs two test files at a time (pytest -n 2) on a 2-core machine:
+# one op thread per process (trainers started by tests inherit it) instead of
+# two processes each spreading tiny ops over every core (README "Benchmark").
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 
 import shutil  # noqa: E402
