@@ -340,3 +340,17 @@ def test_separable_conv_gradients_are_zero_on_an_empty_batch(graph):
             assert np.array_equal(grad.numpy(), np.zeros(grad.shape, np.float32))
     full = compute(make_input(6, seed=12))
     assert all(np.any(g.numpy() != 0) for g in full)
+
+
+def test_examples_skip_is_refused_where_empty_batches_lose_their_shape(monkeypatch):
+    # Where TensorFlow's kernels give an op of zero examples a wrong shape
+    # (oneDNN on some CPUs), skip="examples" would fail deep in a concat; it is
+    # refused up front, naming the way out.
+    from datanas.spaces.darts_cnn import mixed_edge  # pylint: disable=import-outside-toplevel
+
+    assert mixed_edge.empty_batches_keep_their_shape()   # the suite runs without oneDNN
+    monkeypatch.setattr(mixed_edge, "empty_batches_keep_their_shape", lambda: False)
+    with pytest.raises(ValueError, match="TF_ENABLE_ONEDNN_OPTS=0"):
+        MixedEdge(C, 1, skip="examples")
+    MixedEdge(C, 1, skip="cond")                 # the default is unaffected
+    MixedEdge(C, 1, mode="dense", skip="examples")   # dense mode never skips

@@ -31,6 +31,7 @@ through the shared compiled layer functions (``engine/layer_functions.py``);
 The ``none`` op contributes zeros and is never computed in either mode.
 """
 
+import functools
 import math
 
 import keras
@@ -44,6 +45,18 @@ from datanas.spaces.darts_cnn.ops import build_conv_op
 __all__ = ["MixedEdge", "EDGE_MODES", "SKIP_MECHANISMS"]
 
 EDGE_MODES = ("sparse", "dense")
+
+
+@functools.lru_cache(maxsize=None)
+def empty_batches_keep_their_shape():
+    """Whether this TensorFlow build gives an op on an empty batch its true
+    output shape, which ``skip="examples"`` relies on.  With oneDNN kernels
+    on some CPUs (seen on an AVX512-BF16 AMD EPYC host, TensorFlow 2.21) a
+    convolution of zero examples returns its input unchanged: a 1x1,
+    stride-2 convolution of [0, 6, 6, 4] to 2 channels gives [0, 6, 6, 4]."""
+    with tf.init_scope():
+        out = tf.nn.conv2d(tf.zeros([0, 6, 6, 4]), tf.zeros([1, 1, 4, 2]), 2, "VALID")
+    return tuple(out.shape) == (0, 3, 3, 2)
 SKIP_MECHANISMS = ("examples", "cond")
 
 
@@ -74,6 +87,13 @@ class MixedEdge(keras.layers.Layer):
             raise ValueError(f"MixedEdge mode must be one of {EDGE_MODES}, got {mode!r}.")
         if skip not in SKIP_MECHANISMS:
             raise ValueError(f"MixedEdge skip must be one of {SKIP_MECHANISMS}, got {skip!r}.")
+        if skip == "examples" and mode == "sparse" and not empty_batches_keep_their_shape():
+            raise ValueError(
+                "skip='examples' (--sparse_skip=examples) runs unselected ops on empty batches, "
+                "and this TensorFlow's oneDNN kernels give those wrong shapes on this CPU (a "
+                "stride-2 convolution of 0 examples returned its input's shape). Use "
+                "skip='cond' (the default), or start the process with "
+                "TF_ENABLE_ONEDNN_OPTS=0.")
         self.skip = skip
         unknown = [p for p in primitives if p not in CONV_PRIMITIVES]
         if unknown or not primitives:
