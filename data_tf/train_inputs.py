@@ -38,18 +38,26 @@ class TrainInputs:
             augment=default_augment(self.dataset, cutout_size=self.cutout), seed=self.seed,
             epoch=epoch, drop_remainder=True, input_context=input_context)
 
-    def eval_sets(self):
-        """{"valid": fn, "test": fn} of callables input_context -> dataset."""
-        def make(images, labels):
-            return lambda context: make_image_pipeline(
-                images, labels, batch_size=self.batch_size, training=False,
-                mean=self.dataset.mean, std=self.dataset.std, input_context=context)
+    def _eval_pipeline(self, images, labels):
+        return lambda context: make_image_pipeline(
+            images, labels, batch_size=self.batch_size, training=False,
+            mean=self.dataset.mean, std=self.dataset.std, input_context=context)
 
+    def eval_sets(self, include_test=True):
+        """{"valid": fn, "test": fn} of callables input_context -> dataset.
+
+        ``include_test=False`` leaves the test split out (see `test_set`).
+        """
         sets = {}
         if self.valid is not None:
-            sets["valid"] = make(*self.valid)
-        sets["test"] = make(self.dataset.test_images, self.dataset.test_labels)
+            sets["valid"] = self._eval_pipeline(*self.valid)
+        if include_test:
+            sets.update(self.test_set())
         return sets
+
+    def test_set(self):
+        """{"test": fn}: the dataset's test split, for evaluating once at the end."""
+        return {"test": self._eval_pipeline(self.dataset.test_images, self.dataset.test_labels)}
 
     def sizes(self):
         return {"train": len(self.train_labels),

@@ -16,6 +16,7 @@ from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 
 __all__ = ["define_preset_flag", "TRAIN_PRESETS", "define_run_flags", "define_image_data_flags",
            "define_search_flags", "define_ablation_flags", "define_train_flags",
+           "define_cifar_train_flags",
            "define_distribution_flags", "define_thread_flags", "apply_preset", "write_flags",
            "train_config_from_flags", "threads_from_flags", "quiet_logging", "prepare_run",
            "run_errors", "run_identity", "check_layers", "trainer_flag_values", "NOT_IDENTITY",
@@ -249,6 +250,16 @@ def define_train_flags(*, epochs, learning_rate, weight_decay, init_channels, la
     absl_flags.DEFINE_float("label_smoothing", label_smoothing, "Label smoothing.")
     absl_flags.DEFINE_integer("cutout", cutout, "Cutout square side (0 = off).", lower_bound=0)
     absl_flags.DEFINE_string("export_dir", None, "Write a SavedModel (images -> logits) here.")
+
+
+def define_cifar_train_flags():
+    """Flags of the CIFAR-style evaluation trainer only: --stem_stride, --test_each_epoch."""
+    absl_flags.DEFINE_enum("stem_stride", "1", ["1", "2"],
+                           "Stride of the 3x3 stem: 2 halves the resolution the cells see "
+                           "(28x28 Fashion-MNIST -> 14x14, ~1/4 of the multiply-adds).")
+    absl_flags.DEFINE_boolean("test_each_epoch", True,
+                              "Evaluate the test split after every epoch; false: after the "
+                              "last epoch only (the test split reported once).")
 
 
 def search_config_from_flags(flag_values):

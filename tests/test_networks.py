@@ -57,6 +57,27 @@ def test_cifar_network_shapes_and_counts():
     assert model.cells[4].name == "cell_4"
 
 
+def test_stem_stride_two_quarters_the_cells_work_and_round_trips():
+    """28x28 inputs with a stride-2 stem: cells see 14x14, about a quarter of the
+    multiply-adds, the same parameters; the config rebuilds the same network."""
+    full = NetworkCIFAR(MULTI_OP, num_classes=10, init_channels=8, layers=5)
+    full.build((None, 28, 28, 1))
+    strided = NetworkCIFAR(MULTI_OP, num_classes=10, init_channels=8, layers=5, stem_stride=2)
+    strided.build((None, 28, 28, 1))
+    logits, aux = strided.logits_and_auxiliary(tf.zeros([2, 28, 28, 1]), training=True)
+    assert logits.shape == (2, 10) and aux.shape == (2, 10)
+    assert count_parameters(strided) == count_parameters(full)
+    ratio = count_multiply_adds(strided, (28, 28, 1)) / count_multiply_adds(full, (28, 28, 1))
+    assert 0.2 < ratio < 0.35, ratio
+    images = tf.random.stateless_normal([3, 28, 28, 1], seed=[1, 2])
+    rebuilt = NetworkCIFAR.from_config(strided.get_config())
+    rebuilt.build((None, 28, 28, 1))
+    rebuilt.set_weights(strided.get_weights())
+    np.testing.assert_allclose(rebuilt(images).numpy(), strided(images).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="stem stride must be 1 or 2, got 3"):
+        NetworkCIFAR(MULTI_OP, num_classes=10, init_channels=8, layers=5, stem_stride=3)
+
+
 def test_imagenet_mobile_network_reports_mult_adds():
     model = NetworkImageNet(DARTS_V2, num_classes=1000)
     model.build((None, 224, 224, 3))
@@ -87,14 +108,17 @@ def test_train_export_reload_on_fashion_mnist(tmp_path):
         return make_image_pipeline(test_x, test_y, batch_size=100, training=False,
                                    mean=data.mean, std=data.std, input_context=context)
     export_dir = str(tmp_path / "export")
-    results = run_training(model, train_data, {"test": test},
-                           TrainConfig(epochs=2, learning_rate=0.05, drop_path_prob=0.1),
+    # The test split given as a final set is evaluated once, after the last epoch.
+    results = run_training(model, train_data, {}, TrainConfig(epochs=2, learning_rate=0.05,
+                                                               drop_path_prob=0.1),
                            str(tmp_path / "run"), steps_per_epoch=24, image_shape=(28, 28, 1),
-                           export_dir=export_dir, verbose=0)
+                           export_dir=export_dir, verbose=0, final_eval_sets={"test": test})
     # 10 classes: chance is 0.1; 500 test images make 0.3 far beyond noise.
     assert results["final"]["test_accuracy"] > 0.3
     assert (tmp_path / "run" / "checkpoints").is_dir()
-    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    records = [json.loads(line) for line in
+               (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [("test_accuracy" in record) for record in records] == [False, True]
 
     batch = next(iter(test()))[0][:16]
     expected = model(batch, training=False).numpy()
@@ -149,6 +173,7 @@ def test_train_cifar_trainer_runs(tmp_path, summary_tags, readme_python_blocks):
     proc = _run_trainer([f"--genotype={path}", "--dataset=fashion_mnist", "--train_size=512",
                          "--batch_size=64", "--epochs=1", "--layers=3", "--init_channels=8",
                          "--validation_fraction=0.1", f"--export_dir={export_dir}",
+                         "--stem_stride=2", "--notest_each_epoch",
                          # exercises the distributed path: 2 replicas on 2 logical CPUs
                          "--distribution_strategy=mirrored", "--num_cpu_devices=2"],
                         tmp_path)

@@ -4,7 +4,7 @@
 
 Defaults are the paper's CIFAR-10 recipe (600 epochs, batch 96, C=36, 20 cells,
 cutout 16, drop-path 0.2, auxiliary weight 0.4).  Test accuracy/error is
-reported every epoch; with --validation_fraction > 0 a validation split is
+reported every epoch (--notest_each_epoch: after the last epoch only); with --validation_fraction > 0 a validation split is
 carved from the training images and picks the best checkpoint.
 """
 
@@ -19,6 +19,7 @@ flags_core.define_run_flags()
 flags_core.define_image_data_flags(default_dataset="cifar10", default_batch_size=96)
 flags_core.define_train_flags(epochs=600, learning_rate=0.025,
                               weight_decay=3e-4, init_channels=36, layers=20, cutout=16)
+flags_core.define_cifar_train_flags()
 flags_core.define_distribution_flags()
 flags_core.define_preset_flag(flags_core.TRAIN_PRESETS)
 absl_flags.FLAGS.set_default("validation_fraction", 0.0)
@@ -60,7 +61,7 @@ def main(argv):
         with strategy.scope():
             model = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
                                  init_channels=FLAGS.init_channels, layers=FLAGS.layers,
-                                 auxiliary=FLAGS.auxiliary)
+                                 auxiliary=FLAGS.auxiliary, stem_stride=int(FLAGS.stem_stride))
             model.build((None,) + dataset.image_shape)
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_cifar: error: {error}")
@@ -71,10 +72,13 @@ def main(argv):
     if applied:
         print(f"Preset {FLAGS.preset}: {applied}", flush=True)
     print(genotype.summary(), flush=True)
-    print(f"NetworkCIFAR: {FLAGS.layers} cells, C={FLAGS.init_channels}: {params / 1e6:.3f}M "
+    print(f"NetworkCIFAR: {FLAGS.layers} cells, C={FLAGS.init_channels}, stem stride "
+          f"{FLAGS.stem_stride}: {params / 1e6:.3f}M "
           f"parameters (auxiliary head excluded), {mult_adds / 1e6:.1f}M multiply-adds", flush=True)
     with flags_core.run_errors("train_cifar"):
-        run_training(model, inputs.train, inputs.eval_sets(), config, FLAGS.model_dir,
+        run_training(model, inputs.train, inputs.eval_sets(include_test=FLAGS.test_each_epoch),
+                     config, FLAGS.model_dir,
+                     final_eval_sets=None if FLAGS.test_each_epoch else inputs.test_set(),
                      strategy=strategy, global_batch_size=FLAGS.batch_size,
                      steps_per_epoch=inputs.steps_per_epoch, image_shape=dataset.image_shape,
                      select_on="valid" if inputs.valid is not None else None,

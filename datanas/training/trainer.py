@@ -180,9 +180,11 @@ class GenotypeTrainer:
 class TrainingProgram(Program):
     """Training epochs for the run loop: drop-path ramp, steps, evaluation."""
 
-    def __init__(self, trainer, train_data, eval_sets, steps_per_epoch):
+    def __init__(self, trainer, train_data, eval_sets, steps_per_epoch, final_eval_sets=None):
         self.trainer, self.train_data = trainer, train_data
         self.eval_sets = {name: trainer.distribute(fn) for name, fn in eval_sets.items()}
+        self.final_eval_sets = {name: trainer.distribute(fn)
+                                for name, fn in (final_eval_sets or {}).items()}
         self.state = trainer.state
         self.epochs = trainer.config.epochs
         self.steps_per_epoch = steps_per_epoch
@@ -204,7 +206,10 @@ class TrainingProgram(Program):
 
     def end_epoch(self, epoch):
         record = {"learning_rate": float(self.trainer.optimizer.learning_rate)}
-        for name, dataset in self.eval_sets.items():
+        sets = dict(self.eval_sets)
+        if epoch == self.epochs - 1:
+            sets.update(self.final_eval_sets)
+        for name, dataset in sets.items():
             for key, value in self.trainer.evaluate(dataset).items():
                 record[f"{name}_{key}"] = value
         return record
@@ -215,7 +220,8 @@ class TrainingProgram(Program):
 
 def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_epoch,
                  image_shape, select_on=None, export_dir=None, verbose=1, metadata=None,
-                 strategy=None, global_batch_size=None, checkpoint_every_steps=0, task=None):
+                 strategy=None, global_batch_size=None, checkpoint_every_steps=0, task=None,
+                 final_eval_sets=None):
     """Trains `model` and writes everything into `model_dir`.
 
     Rerunning with the same `model_dir` resumes from the last checkpoint
@@ -227,6 +233,8 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
         be None (single pipeline).
       eval_sets: {name: callable input_context -> dataset} evaluated after
         every epoch (e.g. {"valid": ..., "test": ...}).
+      final_eval_sets: like eval_sets, evaluated after the last epoch only
+        (a test split reported once, never looked at during training).
       select_on: name in eval_sets whose headline metric (the task's: accuracy,
         mIoU) picks the best checkpoint; None keeps only the last (no
         selection on the test split by default).
@@ -240,12 +248,17 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
     write_json_atomic(os.path.join(model_dir, "train_config.json"), {
         "train": dataclasses.asdict(config), "model": model.get_config(),
         "metadata": metadata or {}})
-    loop = run_loop(TrainingProgram(trainer, train_data, eval_sets, steps_per_epoch), model_dir,
+    if select_on is not None and select_on not in eval_sets:
+        raise ValueError(f"select_on={select_on!r} is not one of the sets evaluated every "
+                         f"epoch: {sorted(eval_sets)}.")
+    program = TrainingProgram(trainer, train_data, eval_sets, steps_per_epoch,
+                              final_eval_sets=final_eval_sets)
+    loop = run_loop(program, model_dir,
                     verbose=verbose,
                     checkpoint_every_steps=checkpoint_every_steps,
                     select_on=f"{select_on}_{task.headline}" if select_on else None,
                     select_max=task.headline_higher_is_better,
-                    log_keys=[f"{name}_{key}" for name in eval_sets
+                    log_keys=[f"{name}_{key}" for name in [*eval_sets, *(final_eval_sets or {})]
                               for key in task.log_metrics])
     results = {"final": loop.last_record, "best_selected_on": select_on,
                f"best_{task.headline}": loop.best_value if select_on else None,

@@ -163,18 +163,23 @@ class _GenotypeNetwork(keras.Model):
 
 @keras.saving.register_keras_serializable(package="datanas")
 class NetworkCIFAR(_GenotypeNetwork):
-    """CIFAR-style network (3x3 stem of ``stem_multiplier * C`` channels)."""
+    """CIFAR-style network (3x3 stem of ``stem_multiplier * C`` channels).
+
+    ``stem_stride=2`` makes the stem halve the resolution (CifarStem).
+    """
 
     def __init__(self, genotype, num_classes=10, init_channels=36, layers=20, auxiliary=True,
-                 stem_multiplier=3, **kwargs):
+                 stem_multiplier=3, stem_stride=1, **kwargs):
         super().__init__(**kwargs)
-        self.stem_multiplier = stem_multiplier
+        self.stem_multiplier, self.stem_stride = stem_multiplier, stem_stride
         self._init_network(genotype, num_classes, init_channels, layers, auxiliary,
-                           CifarStem(stem_multiplier * init_channels, name="stem"),
+                           CifarStem(stem_multiplier * init_channels, stride=stem_stride,
+                                     name="stem"),
                            aux_pool_stride=3, reduction_prev_first=False)
 
     def get_config(self):
-        return {**super().get_config(), "stem_multiplier": self.stem_multiplier}
+        return {**super().get_config(), "stem_multiplier": self.stem_multiplier,
+                "stem_stride": self.stem_stride}
 
 
 @keras.saving.register_keras_serializable(package="datanas")
