@@ -92,6 +92,22 @@ def _summary_tags(log_dir):
     return found
 
 
+def _load_example(name):
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(f"example_{name}",
+                                                  os.path.join(root, "examples", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def load_example():
+    """Imports examples/<name>.py as a module: load_example(name)."""
+    return _load_example
+
+
 @pytest.fixture
 def summary_tags():
     """Reads the summaries of a TensorBoard directory: summary_tags(log_dir)."""

@@ -1,24 +1,15 @@
-"""Every file under examples/ runs and does what its docstring says."""
+"""Every file under examples/ runs and does what its docstring says (check_fashion_mnist.py:
+tests/test_result_card.py)."""
 
-import importlib.util
 import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}",
-                                                  os.path.join(ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_feature_groups_learns_a_few_groups_and_reloads_identically(tmp_path, capsys):
+def test_feature_groups_learns_a_few_groups_and_reloads_identically(tmp_path, capsys,
+                                                                    load_example):
     pytest.importorskip("sklearn")
-    example = _load("feature_groups")
+    example = load_example("feature_groups")
     result = example.main(["--epochs=15", "--samples=4", f"--output_dir={tmp_path}"])
     # 10 classes (chance 0.1), 450 test digits: one standard error is ~0.02.
     assert result["test_accuracy"] > 0.5

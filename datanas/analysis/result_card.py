@@ -1,0 +1,133 @@
+"""A result card: which searched cell was chosen, on what, and what it scored.
+
+The cell is chosen among finished searches by the validation accuracy of a
+short proxy retraining of each derived cell (the same budget for every
+candidate; the validation split is carved from the training images), never by
+a test accuracy.  The chosen cell is then retrained once on the full training
+set and its test accuracy, parameters and costs are written to one JSON file.
+Every figure is read from the run directories (``metrics.jsonl``,
+``results.json``, ``train_config.json``); nothing is typed in.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+
+__all__ = ["Candidate", "proxied_genotype", "run_seconds", "rank_candidates", "result_card", "write_candidates_csv"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A searched cell: its search run directory and its proxy retraining's."""
+    method: str
+    seed: int
+    name: str
+    search_dir: str
+    proxy_dir: str
+
+
+def _records(run_dir):
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        raise ValueError(f"{run_dir} has no metrics.jsonl: not a finished run directory.")
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    if not records:
+        raise ValueError(f"{path} is empty: the run has not finished an epoch.")
+    return records
+
+
+def proxied_genotype(candidate):
+    """The genotype the proxy trained (its train_config metadata), else the
+    search's genotype.json."""
+    path = os.path.join(candidate.proxy_dir, "train_config.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            genotype = json.load(f).get("metadata", {}).get("genotype")
+        if genotype:
+            return genotype
+    path = os.path.join(candidate.search_dir, "genotype.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"no genotype for {candidate.name}: neither {candidate.proxy_dir}'s "
+                         f"train_config.json nor {path}.")
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_seconds(run_dir):
+    """Wall-clock seconds of a run's epochs (training, evaluation, and the
+    first epoch's graph building), summed over every process that ran it."""
+    return float(sum(record["epoch_seconds"] for record in _records(run_dir)))
+
+
+def rank_candidates(candidates):
+    """Rows of every candidate, best proxy validation accuracy first.
+
+    The proxy's last epoch is read (every proxy has the same budget); a proxy
+    without a validation split is refused, since the choice must not fall to
+    a test accuracy.
+    """
+    rows = []
+    for candidate in candidates:
+        last = _records(candidate.proxy_dir)[-1]
+        if "valid_accuracy" not in last:
+            raise ValueError(f"{candidate.proxy_dir} has no validation accuracy; retrain the "
+                             "proxy with a validation split (--validation_fraction > 0).")
+        rows.append({"method": candidate.method, "seed": candidate.seed, "name": candidate.name,
+                     "search_hours": run_seconds(candidate.search_dir) / 3600,
+                     "proxy_hours": run_seconds(candidate.proxy_dir) / 3600,
+                     "proxy_epochs": last["epoch"],
+                     "proxy_valid_accuracy": last["valid_accuracy"]})
+    rows.sort(key=lambda row: -row["proxy_valid_accuracy"])
+    for index, row in enumerate(rows):
+        row["selected"] = index == 0
+    return rows
+
+
+def result_card(final_dir, ranked, genotype_path, *, dataset, command=None, published=None):
+    """The card of the retrained chosen cell in `final_dir` (a train run directory).
+
+    search_hours counts every candidate's search and proxy retraining (the
+    cost of making the choice), retrain_hours the final training's epochs.
+    """
+    with open(os.path.join(final_dir, "results.json")) as f:
+        results = json.load(f)
+    with open(os.path.join(final_dir, "train_config.json")) as f:
+        config = json.load(f)
+    final = results["final"]
+    if "test_accuracy" not in final:
+        raise ValueError(f"{final_dir}'s last epoch has no test accuracy.")
+    if final["epoch"] != config["train"]["epochs"]:
+        raise ValueError(f"{final_dir} stopped at epoch {final['epoch']} of "
+                         f"{config['train']['epochs']}: finish the run first.")
+    model = config["model"]
+    return {
+        "dataset": dataset,
+        "test_accuracy": final["test_accuracy"],
+        "test_error": final.get("test_error"),
+        "parameters": config["metadata"]["parameters"],
+        "multiply_adds": config["metadata"]["multiply_adds"],
+        "search_hours": round(sum(r["search_hours"] + r["proxy_hours"] for r in ranked), 3),
+        "retrain_hours": round(run_seconds(final_dir) / 3600, 3),
+        "genotype": genotype_path,
+        "selected": next(r["name"] for r in ranked if r["selected"]),
+        "selected_on": "proxy validation accuracy (held-out part of the training images)",
+        "candidates": ranked,
+        "network": {key: model.get(key) for key in ("layers", "init_channels", "stem_stride",
+                                                    "auxiliary")},
+        "training": config["train"],
+        "command": command,
+        "published_baselines": published or {},
+    }
+
+
+def write_candidates_csv(path, ranked):
+    """One row per candidate: method, seed, name, hours, proxy accuracy, selected."""
+    fields = ["method", "seed", "name", "search_hours", "proxy_hours", "proxy_epochs",
+              "proxy_valid_accuracy", "selected"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in ranked:
+            writer.writerow({key: row[key] for key in fields})

@@ -1,0 +1,130 @@
+"""The result card chooses on validation only and reads every figure from run files;
+the shipped accuracy check serves an export the way the trainer evaluates."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from datanas.analysis.result_card import Candidate, rank_candidates, result_card
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+GENOTYPE = {"normal": [[["sep_conv_3x3", 0], ["skip_connect", 1]]] * 4,
+            "normal_concat": [2, 3, 4, 5],
+            "reduce": [[["max_pool_3x3", 0], ["sep_conv_5x5", 1]]] * 4,
+            "reduce_concat": [2, 3, 4, 5]}
+
+
+def _run_dir(path, records, **files):
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(record) + "\n" for record in records)
+    for name, content in files.items():
+        with open(os.path.join(path, f"{name}.json"), "w") as f:
+            json.dump(content, f)
+    return str(path)
+
+
+def _candidate(tmp_path, name, valid, test, search_seconds=100.0, genotype=None):
+    search = _run_dir(tmp_path / name / "search", [{"epoch": 1, "epoch_seconds": search_seconds}])
+    proxy = _run_dir(tmp_path / name / "proxy",
+                     [{"epoch": e, "epoch_seconds": 10.0, "valid_accuracy": valid - 0.1 / e,
+                       "test_accuracy": test} for e in (1, 2)],
+                     train_config={"metadata": {"genotype": genotype or GENOTYPE}})
+    return Candidate(method="data_M4", seed=0, name=name, search_dir=search, proxy_dir=proxy)
+
+
+def test_the_choice_follows_validation_not_test(tmp_path):
+    # b has the better test accuracy, a the better validation accuracy: a is chosen.
+    a = _candidate(tmp_path, "a", valid=0.90, test=0.80)
+    b = _candidate(tmp_path, "b", valid=0.85, test=0.95)
+    ranked = rank_candidates([b, a])
+    assert [row["name"] for row in ranked] == ["a", "b"]
+    assert [row["selected"] for row in ranked] == [True, False]
+    assert ranked[0]["proxy_valid_accuracy"] == pytest.approx(0.85)   # the last epoch's
+    assert all("test" not in key for row in ranked for key in row)
+    assert ranked[0]["search_hours"] == pytest.approx(100 / 3600)
+
+
+def test_a_proxy_without_validation_is_refused(tmp_path):
+    bad = _candidate(tmp_path, "a", valid=0.9, test=0.9)
+    _run_dir(bad.proxy_dir, [{"epoch": 1, "epoch_seconds": 1.0, "test_accuracy": 0.9}])
+    with pytest.raises(ValueError, match="no validation accuracy"):
+        rank_candidates([bad])
+
+
+def test_card_reads_the_final_run_and_refuses_an_unfinished_one(tmp_path):
+    ranked = rank_candidates([_candidate(tmp_path, "a", 0.9, 0.8, search_seconds=1800.0)])
+    config = {"train": {"epochs": 2}, "model": {"layers": 8, "init_channels": 24,
+                                                "stem_stride": 2, "auxiliary": True},
+              "metadata": {"parameters": 12345, "multiply_adds": 678}}
+    final = _run_dir(tmp_path / "final", [{"epoch": 1, "epoch_seconds": 1800.0},
+                                          {"epoch": 2, "epoch_seconds": 1800.0,
+                                           "test_accuracy": 0.9412}],
+                     train_config=config,
+                     results={"final": {"epoch": 2, "test_accuracy": 0.9412}})
+    card = result_card(final, ranked, "docs/g.json", dataset="fashion_mnist")
+    assert card["test_accuracy"] == 0.9412 and card["parameters"] == 12345
+    assert card["retrain_hours"] == pytest.approx(1.0)
+    assert card["search_hours"] == pytest.approx((1800 + 20) / 3600, abs=1e-3)
+    assert card["network"]["stem_stride"] == 2 and card["selected"] == "a"
+    config["train"]["epochs"] = 3
+    _run_dir(final, [{"epoch": 1, "epoch_seconds": 1.0}], train_config=config)
+    with pytest.raises(ValueError, match="stopped at epoch 2 of 3"):
+        result_card(final, ranked, "docs/g.json", dataset="fashion_mnist")
+
+
+def test_the_trainer_writes_the_chosen_genotype_then_refuses_another(tmp_path):
+    other = dict(GENOTYPE, normal=[[["avg_pool_3x3", 0], ["skip_connect", 1]]] * 4)
+    candidates = [_candidate(tmp_path, "a", 0.80, 0.9, genotype=other),
+                  _candidate(tmp_path, "b", 0.88, 0.7)]
+    spec = tmp_path / "candidates.json"
+    spec.write_text(json.dumps([vars(c) for c in candidates]))
+    out = tmp_path / "chosen.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-m", "trainers.result_card", f"--candidates={spec}",
+               f"--genotype_out={out}", f"--candidates_csv={tmp_path / 'c.csv'}"]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(out.read_text()) == GENOTYPE
+    assert (tmp_path / "c.csv").read_text().splitlines()[0].startswith("method,seed,")
+    out.write_text(json.dumps(other))
+    proc = subprocess.run(command + [f"--final_dir={tmp_path}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "is not the chosen cell (b)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian dataset-fashion-mnist not installed")
+def test_the_accuracy_check_serves_as_the_trainer_evaluates(tmp_path, capsys, load_example):
+    from data_tf.image_datasets import load_image_dataset
+    from data_tf.image_pipelines import make_image_pipeline
+    from datanas.spaces.darts_cnn.genotype import Genotype
+    from datanas.spaces.darts_cnn.networks import NetworkCIFAR
+    from datanas.training.export import export_saved_model
+
+    tf.keras.utils.set_random_seed(0)
+    model = NetworkCIFAR(Genotype.from_dict(GENOTYPE), num_classes=10, init_channels=4,
+                         layers=3, auxiliary=False, stem_stride=2)
+    model.build((None, 28, 28, 1))
+    export_saved_model(model, str(tmp_path / "export"), (28, 28, 1))
+    # The trainer's own evaluation pipeline gives the accuracy to record.
+    data = load_image_dataset("fashion_mnist")
+    correct = 0
+    for images, labels in make_image_pipeline(data.test_images, data.test_labels, batch_size=1000,
+                                              training=False, mean=data.mean, std=data.std):
+        correct += int(np.sum(np.argmax(model(images).numpy(), -1) == labels.numpy()))
+    recorded = correct / len(data.test_labels)
+    example = load_example("check_fashion_mnist")
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"test_accuracy": recorded}))
+    assert example.main([f"--export_dir={tmp_path / 'export'}", f"--result={card}"]) == 0
+    assert "OK" in capsys.readouterr().out
+    card.write_text(json.dumps({"test_accuracy": recorded + 0.01}))
+    assert example.main([f"--export_dir={tmp_path / 'export'}", f"--result={card}"]) == 1
+    assert "MISMATCH" in capsys.readouterr().out

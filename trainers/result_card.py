@@ -1,0 +1,87 @@
+"""Choose a searched cell on validation, then write the result card of its retraining.
+
+    # 1. rank the candidates by their proxy retraining's validation accuracy and
+    #    write the winner's genotype (before the final training: the test split
+    #    plays no part in the choice)
+    python -m trainers.result_card --candidates=candidates.json \\
+        --genotype_out=docs/results/fashion_mnist_genotype.json \\
+        --candidates_csv=docs/results/fashion_mnist_candidates.csv
+    # 2. after `train_cifar --genotype=<that file> --model_dir=D ...` has finished:
+    python -m trainers.result_card --candidates=candidates.json --final_dir=D \\
+        --genotype_out=docs/results/fashion_mnist_genotype.json \\
+        --output=docs/results/fashion_mnist.json --command="python -m trainers.train_cifar ..."
+
+candidates.json lists {"method", "seed", "name", "search_dir", "proxy_dir"} per
+searched cell (datanas.analysis.result_card).
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags as absl_flags
+
+absl_flags.DEFINE_string("candidates", None, "JSON list of candidates: method, seed, name, "
+                         "search_dir, proxy_dir.")
+absl_flags.mark_flag_as_required("candidates")
+absl_flags.DEFINE_string("genotype_out", None, "Where the chosen cell's genotype is written "
+                         "(step 1) or already is (step 2); recorded relative to the "
+                         "repository root.")
+absl_flags.mark_flag_as_required("genotype_out")
+absl_flags.DEFINE_string("candidates_csv", None, "CSV of the ranking (method, seed, ...).")
+absl_flags.DEFINE_string("final_dir", None, "train_cifar --model_dir of the chosen cell's "
+                         "final training (step 2).")
+absl_flags.DEFINE_string("output", None, "Result card JSON (step 2).")
+absl_flags.DEFINE_string("dataset", "fashion_mnist", "Dataset named on the card.")
+absl_flags.DEFINE_string("command", None, "The final training's command, for the card.")
+FLAGS = absl_flags.FLAGS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Published Fashion-MNIST test accuracies (Debian dataset-fashion-mnist README's
+# benchmark table), printed beside ours; not measured here.
+FASHION_MNIST_PUBLISHED = {"2-conv": 0.916, "2-conv + batch norm": 0.934, "Google AutoML": 0.939,
+                           "ResNet18": 0.949, "WRN-40-4": 0.967}
+
+
+def main(argv):
+    del argv
+    from datanas.analysis.result_card import (Candidate, proxied_genotype, rank_candidates,   # pylint: disable=import-outside-toplevel
+                                              result_card, write_candidates_csv)
+    from datanas.engine.run_files import write_json_atomic   # pylint: disable=import-outside-toplevel
+    try:
+        with open(FLAGS.candidates) as f:
+            candidates = [Candidate(**entry) for entry in json.load(f)]
+        ranked = rank_candidates(candidates)
+    except (OSError, TypeError, ValueError, KeyError) as error:
+        sys.exit(f"result_card: error: --candidates={FLAGS.candidates}: {error}")
+    for row in ranked:
+        print(f"{row['name']:<24} proxy valid {row['proxy_valid_accuracy']:.4f}"
+              + ("  <- chosen" if row["selected"] else ""))
+    if FLAGS.candidates_csv:
+        write_candidates_csv(FLAGS.candidates_csv, ranked)
+    chosen = next(c for c in candidates if c.name == ranked[0]["name"])
+    genotype_rel = os.path.relpath(os.path.abspath(FLAGS.genotype_out), ROOT)
+    if FLAGS.final_dir is None:
+        write_json_atomic(FLAGS.genotype_out, proxied_genotype(chosen))
+        print(f"chosen cell {chosen.name} written to {FLAGS.genotype_out}")
+        return
+    with open(FLAGS.genotype_out) as f:
+        if json.load(f) != proxied_genotype(chosen):
+            sys.exit(f"result_card: error: {FLAGS.genotype_out} is not the chosen cell "
+                     f"({chosen.name}); rerun step 1.")
+    try:
+        card = result_card(FLAGS.final_dir, ranked, genotype_rel, dataset=FLAGS.dataset,
+                           command=FLAGS.command, published=FASHION_MNIST_PUBLISHED
+                           if FLAGS.dataset == "fashion_mnist" else None)
+    except (OSError, ValueError, KeyError) as error:
+        sys.exit(f"result_card: error: --final_dir={FLAGS.final_dir}: {error}")
+    if FLAGS.output:
+        write_json_atomic(FLAGS.output, card)
+    print(f"test accuracy {card['test_accuracy']:.4f}, {card['parameters']} parameters, "
+          f"search {card['search_hours']:.2f} h + retraining {card['retrain_hours']:.2f} h")
+
+
+if __name__ == "__main__":
+    app.run(main)
