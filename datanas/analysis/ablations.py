@@ -159,14 +159,19 @@ def ablation_row(spec, result, config, seconds):
     return row
 
 
+def _values(rows, key):
+    """The rows' values of `key`, rows without one (None or absent) left out."""
+    return [row[key] for row in rows if row.get(key) is not None]
+
+
 def _mean(rows, key):
-    values = [row[key] for row in rows if row.get(key) is not None]
+    values = _values(rows, key)
     return float(np.mean(values)) if values else None
 
 
 def _spread(rows, key):
     """Runs, mean and sample standard deviation (0 for one run) of `key`."""
-    values = [row[key] for row in rows if row.get(key) is not None]
+    values = _values(rows, key)
     return {"runs": len(values), "mean": float(np.mean(values)) if values else None,
             "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
@@ -203,16 +208,12 @@ def summarize(ablation, rows):
     key = "gap" if ablation == "gap" else "retrain_test_accuracy"
     out = {}
     for method in dict.fromkeys(row["method"] for row in rows):
-        entry = _spread([row for row in rows if row["method"] == method], key)
+        group = [row for row in rows if row["method"] == method]
+        entry = _spread(group, key)
         if ablation == "gap":
-            entry.update({name: float(np.mean([row[name] for row in rows
-                                               if row["method"] == method]))
-                          for name in ("supernet_valid_accuracy", "child_valid_accuracy")})
-            recal = [row["gap_recalibrated_bn"] for row in rows
-                     if row["method"] == method and row["gap_recalibrated_bn"] is not None]
-            entry["gap_recalibrated_bn"] = float(np.mean(recal)) if recal else None
+            entry.update({name: _mean(group, name) for name in (
+                "supernet_valid_accuracy", "child_valid_accuracy", "gap_recalibrated_bn")})
         else:
-            group = [row for row in rows if row["method"] == method]
             entry["valid_mean"] = _mean(group, "retrain_valid_accuracy")
             entry["test_standard_error"] = _test_standard_error(group)
         out[method] = entry
