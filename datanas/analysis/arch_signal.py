@@ -32,6 +32,7 @@ import tensorflow as tf
 from datanas.engine.layer_functions import LayerFunctions
 from datanas.estimators import EnsembleGumbelSoftmax
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS
+from datanas.spaces.darts_cnn.supernet import node_sampling_seed
 
 __all__ = ["Estimator", "gradient_statistics", "sampled_weights", "dense_weights",
            "architecture_gradients", "signal_report", "measure_during_warmup"]
@@ -65,8 +66,7 @@ def sampled_weights(model, layer, scope, seed):
         per_node = []
         for node, logits in enumerate(model.arch_logits[kind]):
             values = tf.reshape(logits, [-1]) if scope == "node" else logits
-            node_seed = tf.random.experimental.stateless_fold_in(
-                tf.cast(seed, tf.int64), kind_index * 1000 + node)
+            node_seed = node_sampling_seed(seed, kind_index, node)
             per_node.append(tf.reshape(layer.sample(values, seed=node_seed), tf.shape(logits)))
         weights[kind] = per_node
     return weights

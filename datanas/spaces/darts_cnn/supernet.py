@@ -43,7 +43,8 @@ from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, check
 from datanas.spaces.darts_cnn.mixed_edge import SKIP_MECHANISMS
 from datanas.spaces.resource_aware import ResourceAwareSampling
 
-__all__ = ["SearchNetwork", "EGS_SCOPES", "WEIGHTINGS", "reduction_cell_indices"]
+__all__ = ["SearchNetwork", "EGS_SCOPES", "WEIGHTINGS", "reduction_cell_indices",
+           "node_sampling_seed"]
 
 EGS_SCOPES = ("edge", "node")
 
@@ -51,6 +52,13 @@ EGS_SCOPES = ("edge", "node")
 def _check_choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}.")
+
+
+def node_sampling_seed(seed, kind_index, node):
+    """The stateless seed of one node's draw, folded from a step's ``[2]`` seed:
+    every replica, and every tool re-drawing a step's child, gets the same code."""
+    return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64),
+                                                    kind_index * 1000 + node)
 
 
 @keras.saving.register_keras_serializable(package="datanas")
@@ -231,10 +239,8 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
                 flat = self.egs_scope == "node"
                 values = self.sampling_logits(kind, node)
                 if stochastic:
-                    node_seed = None
-                    if seed is not None:
-                        node_seed = tf.random.experimental.stateless_fold_in(
-                            tf.cast(seed, tf.int64), kind_index * 1000 + node)
+                    node_seed = None if seed is None else node_sampling_seed(seed, kind_index,
+                                                                             node)
                     out = self.estimator.sample(values, seed=node_seed)
                 else:
                     out = self.estimator.deterministic_code(values)
