@@ -4,8 +4,10 @@
 
 Defaults are the paper's CIFAR-10 recipe (600 epochs, batch 96, C=36, 20 cells,
 cutout 16, drop-path 0.2, auxiliary weight 0.4).  Test accuracy/error is
-reported every epoch (--notest_each_epoch: after the last epoch only); with --validation_fraction > 0 a validation split is
-carved from the training images and picks the best checkpoint.
+reported every epoch (--notest_each_epoch: after the last epoch only); with
+--validation_fraction > 0 a validation split is carved from the training images
+and picks the best checkpoint.  --stem_stride=2 runs the cells at half the
+resolution (28x28 Fashion-MNIST -> 14x14).
 """
 
 import sys

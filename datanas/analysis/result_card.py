@@ -14,7 +14,8 @@ import dataclasses
 import json
 import os
 
-__all__ = ["Candidate", "proxied_genotype", "run_seconds", "rank_candidates", "result_card", "write_candidates_csv"]
+__all__ = ["Candidate", "proxied_genotype", "run_seconds", "rank_candidates", "result_card",
+           "write_candidates_csv"]
 
 
 @dataclasses.dataclass(frozen=True)
