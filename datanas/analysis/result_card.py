@@ -59,7 +59,11 @@ def proxied_genotype(candidate):
 def run_seconds(run_dir):
     """Wall-clock seconds of a run's epochs (training, evaluation, and the
     first epoch's graph building), summed over every process that ran it."""
-    return float(sum(record["epoch_seconds"] for record in _records(run_dir)))
+    return _seconds(_records(run_dir))
+
+
+def _seconds(records):
+    return float(sum(record["epoch_seconds"] for record in records))
 
 
 def rank_candidates(candidates):
@@ -71,13 +75,14 @@ def rank_candidates(candidates):
     """
     rows = []
     for candidate in candidates:
-        last = _records(candidate.proxy_dir)[-1]
+        proxy = _records(candidate.proxy_dir)
+        last = proxy[-1]
         if "valid_accuracy" not in last:
             raise ValueError(f"{candidate.proxy_dir} has no validation accuracy; retrain the "
                              "proxy with a validation split (--validation_fraction > 0).")
         rows.append({"method": candidate.method, "seed": candidate.seed, "name": candidate.name,
                      "search_hours": run_seconds(candidate.search_dir) / 3600,
-                     "proxy_hours": run_seconds(candidate.proxy_dir) / 3600,
+                     "proxy_hours": _seconds(proxy) / 3600,
                      "proxy_epochs": last["epoch"],
                      "proxy_valid_accuracy": last["valid_accuracy"]})
     rows.sort(key=lambda row: -row["proxy_valid_accuracy"])
