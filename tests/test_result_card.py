@@ -79,6 +79,33 @@ def test_card_reads_the_final_run_and_refuses_an_unfinished_one(tmp_path):
         result_card(final, ranked, "docs/g.json", dataset="fashion_mnist")
 
 
+def _final_run(path, test_accuracy, seconds, genotype=None, epochs=2):
+    config = {"train": {"epochs": epochs}, "model": {"layers": 8},
+              "metadata": {"parameters": 1, "multiply_adds": 1, "genotype": genotype or GENOTYPE}}
+    records = [{"epoch": e, "epoch_seconds": seconds / epochs} for e in range(1, epochs + 1)]
+    records[-1]["test_accuracy"] = test_accuracy
+    return _run_dir(path, records, train_config=config,
+                    results={"final": {"epoch": epochs, "test_accuracy": test_accuracy}})
+
+
+def test_an_earlier_attempt_is_listed_and_counted_not_hidden(tmp_path):
+    ranked = rank_candidates([_candidate(tmp_path, "a", 0.9, 0.8, search_seconds=3600.0)])
+    first = _final_run(tmp_path / "first", 0.93, seconds=1800.0)
+    second = _final_run(tmp_path / "second", 0.94, seconds=7200.0)
+    card = result_card(second, ranked, "g.json", dataset="fashion_mnist",
+                       earlier_attempts=[{"name": "attempt1", "run_dir": first}])
+    assert card["test_accuracy"] == 0.94 and card["retrain_hours"] == pytest.approx(2.0)
+    assert card["earlier_attempts"] == [{"name": "attempt1", "test_accuracy": 0.93,
+                                         "retrain_hours": 0.5, "training": {"epochs": 2}}]
+    assert card["total_hours"] == pytest.approx(card["search_hours"] + 2.0 + 0.5, abs=1e-3)
+    assert result_card(second, ranked, "g.json", dataset="x")["earlier_attempts"] == []
+    other = dict(GENOTYPE, normal=[[["avg_pool_3x3", 0], ["skip_connect", 1]]] * 4)
+    stranger = _final_run(tmp_path / "other", 0.95, seconds=60.0, genotype=other)
+    with pytest.raises(ValueError, match="trained another cell"):
+        result_card(second, ranked, "g.json", dataset="fashion_mnist",
+                    earlier_attempts=[{"name": "x", "run_dir": stranger}])
+
+
 def test_the_trainer_writes_the_chosen_genotype_then_refuses_another(tmp_path):
     other = dict(GENOTYPE, normal=[[["avg_pool_3x3", 0], ["skip_connect", 1]]] * 4)
     candidates = [_candidate(tmp_path, "a", 0.80, 0.9, genotype=other),

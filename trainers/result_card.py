@@ -10,6 +10,8 @@
     python -m trainers.result_card --candidates=candidates.json --final_dir=D \\
         --genotype_out=docs/results/fashion_mnist_genotype.json \\
         --output=docs/results/fashion_mnist.json --command="python -m trainers.train_cifar ..."
+    # a retraining after an earlier one whose test accuracy was read names it:
+    #   --earlier_attempt=attempt1=D1 (listed on the card, counted in total_hours)
 
 candidates.json lists {"method", "seed", "name", "search_dir", "proxy_dir"} per
 searched cell (datanas.analysis.result_card).
@@ -35,6 +37,9 @@ absl_flags.DEFINE_string("final_dir", None, "train_cifar --model_dir of the chos
 absl_flags.DEFINE_string("output", None, "Result card JSON (step 2).")
 absl_flags.DEFINE_string("dataset", "fashion_mnist", "Dataset named on the card.")
 absl_flags.DEFINE_string("command", None, "The final training's command, for the card.")
+absl_flags.DEFINE_multi_string("earlier_attempt", [], "name=run_dir of an earlier final "
+                               "training of the same cell whose test accuracy was read (repeat "
+                               "per attempt): listed on the card and counted in total_hours.")
 FLAGS = absl_flags.FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,16 +78,26 @@ def main(argv):
         if json.load(f) != proxied_genotype(chosen):
             sys.exit(f"result_card: error: {FLAGS.genotype_out} is not the chosen cell "
                      f"({chosen.name}); rerun step 1.")
+    earlier = []
+    for spec in FLAGS.earlier_attempt:
+        name, sep, run_dir = spec.partition("=")
+        if not sep or not name or not run_dir:
+            sys.exit(f"result_card: error: --earlier_attempt={spec!r}: expected name=run_dir.")
+        earlier.append({"name": name, "run_dir": run_dir})
     try:
         card = result_card(FLAGS.final_dir, ranked, genotype_rel, dataset=FLAGS.dataset,
                            command=FLAGS.command, published=FASHION_MNIST_PUBLISHED
-                           if FLAGS.dataset == "fashion_mnist" else None)
+                           if FLAGS.dataset == "fashion_mnist" else None,
+                           earlier_attempts=earlier)
     except (OSError, ValueError, KeyError) as error:
         sys.exit(f"result_card: error: --final_dir={FLAGS.final_dir}: {error}")
     if FLAGS.output:
         write_json_atomic(FLAGS.output, card)
     print(f"test accuracy {card['test_accuracy']:.4f}, {card['parameters']} parameters, "
-          f"search {card['search_hours']:.2f} h + retraining {card['retrain_hours']:.2f} h")
+          f"search {card['search_hours']:.2f} h + retraining {card['retrain_hours']:.2f} h"
+          + "".join(f" + {a['name']} {a['retrain_hours']:.2f} h (test {a['test_accuracy']:.4f})"
+                    for a in card["earlier_attempts"])
+          + f" = {card['total_hours']:.2f} h")
 
 
 if __name__ == "__main__":

@@ -91,22 +91,43 @@ def rank_candidates(candidates):
     return rows
 
 
-def result_card(final_dir, ranked, genotype_path, *, dataset, command=None, published=None):
+def _finished_run(run_dir):
+    """(final epoch record, train_config) of a finished train run directory."""
+    with open(os.path.join(run_dir, "results.json")) as f:
+        final = json.load(f)["final"]
+    with open(os.path.join(run_dir, "train_config.json")) as f:
+        config = json.load(f)
+    if "test_accuracy" not in final:
+        raise ValueError(f"{run_dir}'s last epoch has no test accuracy.")
+    if final["epoch"] != config["train"]["epochs"]:
+        raise ValueError(f"{run_dir} stopped at epoch {final['epoch']} of "
+                         f"{config['train']['epochs']}: finish the run first.")
+    return final, config
+
+
+def result_card(final_dir, ranked, genotype_path, *, dataset, command=None, published=None,
+                earlier_attempts=()):
     """The card of the retrained chosen cell in `final_dir` (a train run directory).
 
     search_hours counts every candidate's search and proxy retraining (the
     cost of making the choice), retrain_hours the final training's epochs.
+    `earlier_attempts` are {"name", "run_dir"} of earlier final trainings of
+    the same cell whose test accuracy was read too: the card lists each (its
+    recipe, test accuracy and hours) and counts them in total_hours, so a
+    second try is never reported as if it were the first.
     """
-    with open(os.path.join(final_dir, "results.json")) as f:
-        results = json.load(f)
-    with open(os.path.join(final_dir, "train_config.json")) as f:
-        config = json.load(f)
-    final = results["final"]
-    if "test_accuracy" not in final:
-        raise ValueError(f"{final_dir}'s last epoch has no test accuracy.")
-    if final["epoch"] != config["train"]["epochs"]:
-        raise ValueError(f"{final_dir} stopped at epoch {final['epoch']} of "
-                         f"{config['train']['epochs']}: finish the run first.")
+    final, config = _finished_run(final_dir)
+    attempts = []
+    for attempt in earlier_attempts:
+        earlier, earlier_config = _finished_run(attempt["run_dir"])
+        if earlier_config["metadata"].get("genotype") != config["metadata"].get("genotype"):
+            raise ValueError(f"{attempt['run_dir']} trained another cell than {final_dir}; "
+                             "an earlier attempt must retrain the same chosen cell.")
+        attempts.append({"name": attempt["name"], "test_accuracy": earlier["test_accuracy"],
+                         "retrain_hours": round(run_seconds(attempt["run_dir"]) / 3600, 3),
+                         "training": earlier_config["train"]})
+    search_hours = round(sum(r["search_hours"] + r["proxy_hours"] for r in ranked), 3)
+    retrain_hours = round(run_seconds(final_dir) / 3600, 3)
     model = config["model"]
     return {
         "dataset": dataset,
@@ -114,8 +135,11 @@ def result_card(final_dir, ranked, genotype_path, *, dataset, command=None, publ
         "test_error": final.get("test_error"),
         "parameters": config["metadata"]["parameters"],
         "multiply_adds": config["metadata"]["multiply_adds"],
-        "search_hours": round(sum(r["search_hours"] + r["proxy_hours"] for r in ranked), 3),
-        "retrain_hours": round(run_seconds(final_dir) / 3600, 3),
+        "search_hours": search_hours,
+        "retrain_hours": retrain_hours,
+        "earlier_attempts": attempts,
+        "total_hours": round(search_hours + retrain_hours
+                             + sum(a["retrain_hours"] for a in attempts), 3),
         "genotype": genotype_path,
         "selected": next(r["name"] for r in ranked if r["selected"]),
         "selected_on": "proxy validation accuracy (held-out part of the training images)",
