@@ -38,6 +38,19 @@ def test_statistics_recover_a_known_signal_to_noise_ratio():
     assert estimate[0] == pytest.approx(1.0, abs=0.1)
 
 
+def test_the_sampling_share_is_a_fraction_even_when_batches_agree():
+    """Draw noise only, few batches: the raw within/total ratio of two
+    unbiased variances exceeds 1 about half the time; the share never does."""
+    rng = np.random.default_rng(3)
+    shares = [gradient_statistics(rng.normal(size=(3, 4, 20)))[0]["sampling_share"]
+              for _ in range(200)]
+    assert all(0.0 <= share <= 1.0 for share in shares)
+    assert np.mean(shares) > 0.9
+    # No draw noise at all: nothing comes from sampling.
+    batch_only = np.repeat(rng.normal(size=(5, 1, 20)), 4, axis=1)
+    assert gradient_statistics(batch_only)[0]["sampling_share"] == 0.0
+
+
 def test_pure_noise_has_no_signal():
     """Zero-mean gradients: the bias-corrected signal is about zero, not the
     |mean| of the sample (which is ~noise/sqrt(n))."""

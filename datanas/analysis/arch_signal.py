@@ -15,7 +15,8 @@ steps a search needs before the drift outgrows the walk:
   ``T * signal`` and the summed noise ``sqrt(T) * noise``, so the drift
   dominates after about ``1 / snr^2`` steps (``steps_to_signal``);
 * ``sampling_share``: the part of the noise variance that comes from the
-  sampled child rather than the batch (within-batch over total variance);
+  sampled child rather than the batch (the within-batch variance component
+  over the sum of the within- and between-batch components: in [0, 1]);
 * ``cosine_to_dense``: the cosine between the mean gradient and the mean
   softmax-mixing (DARTS first-order) gradient at the same weights.
 
@@ -124,16 +125,22 @@ def gradient_statistics(grads):
     total_var = float(((flat - mean) ** 2).sum(axis=1).mean()) * count / max(count - 1, 1)
     # |mean|^2 over-estimates |E g|^2 by the variance of the mean.
     signal_sq = max(float(mean @ mean) - total_var / count, 0.0)
-    within = 0.0
+    # Variance components: within a batch (the sampled child) and between
+    # batches (the batch's own mean, less the draw noise its mean still holds,
+    # floored at 0), so the share is a fraction in [0, 1].
+    within = between = 0.0
     if draws > 1:
         batch_means = grads.mean(axis=1, keepdims=True)
         within = float(((grads - batch_means) ** 2).sum(axis=2).mean()) * draws / (draws - 1)
+        if batches > 1:
+            spread = float(((batch_means - batch_means.mean(axis=0)) ** 2).sum(axis=2).mean())
+            between = max(spread * batches / (batches - 1) - within / draws, 0.0)
     signal, noise = np.sqrt(signal_sq), np.sqrt(total_var)
     snr = signal / noise if noise > 0 else float("inf")
     return {"gradient_norm": float(np.linalg.norm(flat, axis=1).mean()),
             "signal_norm": float(signal), "noise_norm": float(noise), "snr": float(snr),
             "steps_to_signal": float(1.0 / snr ** 2) if snr > 0 else float("inf"),
-            "sampling_share": float(within / total_var) if total_var > 0 else 0.0,
+            "sampling_share": float(within / (within + between)) if within > 0 else 0.0,
             "samples": int(count)}, mean
 
 
