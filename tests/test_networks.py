@@ -78,6 +78,30 @@ def test_stem_stride_two_quarters_the_cells_work_and_round_trips():
         NetworkCIFAR(MULTI_OP, num_classes=10, init_channels=8, layers=5, stem_stride=3)
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_a_found_network_trains_under_a_mixed_precision_policy(policy):
+    """Reused in a model that runs in mixed precision (TPU bfloat16, GPU
+    float16): drop-path's coin flips stay float32, the network computes in
+    the half type with float32 weights, and a training step's gradients
+    are finite."""
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = NetworkCIFAR(MULTI_OP, num_classes=10, init_channels=8, layers=3, stem_stride=2)
+        model.build((None, 28, 28, 1))
+        model.drop_path_rate.assign(0.3)
+        images = tf.random.stateless_normal([4, 28, 28, 1], seed=[3, 4])
+        with tf.GradientTape() as tape:
+            logits, aux = model.logits_and_auxiliary(images, training=True)
+            loss = tf.reduce_mean(tf.cast(logits, tf.float32) ** 2 + tf.cast(aux, tf.float32) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert logits.dtype == keras.mixed_precision.Policy(policy).compute_dtype
+    assert aux is not None and all(v.dtype == tf.float32 for v in model.trainable_variables)
+    assert all(g is not None and bool(tf.reduce_all(tf.math.is_finite(g))) for g in grads)
+
+
 def test_imagenet_mobile_network_reports_mult_adds():
     model = NetworkImageNet(DARTS_V2, num_classes=1000)
     model.build((None, 224, 224, 3))

@@ -31,8 +31,11 @@ __all__ = ["DagCell", "SearchCell", "GenotypeCell", "drop_path"]
 
 
 def drop_path(x, rate, seed_generator):
-    """Zeroes whole examples with probability `rate`, rescaling the rest."""
-    keep = 1.0 - rate
+    """Zeroes whole examples with probability `rate`, rescaling the rest.
+
+    The coin flips are drawn and compared in float32 whatever `x`'s dtype (a
+    mixed-precision policy passes `rate` in bfloat16/float16)."""
+    keep = 1.0 - tf.cast(rate, tf.float32)
     shape = tf.stack([tf.shape(x)[0], 1, 1, 1])
     mask = tf.cast(keras.random.uniform(shape, seed=seed_generator) < keep, x.dtype)
     return x * mask / tf.cast(keep, x.dtype)
