@@ -3,8 +3,9 @@
 The cell is chosen among finished searches by the validation accuracy of a
 short proxy retraining of each derived cell (the same budget for every
 candidate; the validation split is carved from the training images), never by
-a test accuracy.  The chosen cell is then retrained once on the full training
-set and its test accuracy, parameters and costs are written to one JSON file.
+a test accuracy.  The chosen cell is then retrained on the full training set
+and its test accuracy, parameters and costs are written to one JSON file; an
+earlier retraining whose test accuracy was also read is listed there too.
 Every figure is read from the run directories (``metrics.jsonl``,
 ``results.json``, ``train_config.json``); nothing is typed in.
 """
