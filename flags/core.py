@@ -361,14 +361,21 @@ def define_distribution_flags():
     absl_flags.DEFINE_boolean("deterministic_ops", False, "Reproducible reruns and resumes: "
                               "TensorFlow op determinism and no Grappler graph rewrites "
                               "(README 'Reproducibility').")
+    absl_flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy: 'float32', or "
+                             "'mixed_bfloat16' (bfloat16 compute, float32 variables; for TPUs "
+                             "and Ampere or newer GPUs, slower on most CPUs). 'mixed_float16' "
+                             "is refused: the train steps do not scale the loss.")
 
 
 def strategy_from_flags(flag_values):
-    """Builds the strategy the distribution flags ask for (after parsing)."""
+    """Sets the dtype policy and builds the strategy the distribution flags
+    ask for (after parsing)."""
     # pylint: disable=import-outside-toplevel
+    from datanas.engine.precision import set_dtype_policy
     from datanas.engine.strategy import (build_strategy, configure_cpu_devices,
                                          make_deterministic)
 
+    set_dtype_policy(flag_values.dtype_policy)  # before any model or variable is built
     threads_from_flags(flag_values)
     configure_cpu_devices(flag_values.num_cpu_devices)
     strategy = build_strategy(flag_values.distribution_strategy, num_gpus=flag_values.num_gpus,
@@ -411,6 +418,11 @@ NOT_IDENTITY = ("model_dir", "data_dir", "export_dir", "extend_run", "preset",
                 "tpu", "worker_hosts", "task_index", "deterministic_ops", "intra_op_threads",
                 "inter_op_threads")
 
+#: Result-changing flags added after run directories already existed, with
+#: the value every older run used: at that value they are left out of the
+#: identity, so a directory written before the flag existed still resumes.
+ADDED_WITH_DEFAULT = {"dtype_policy": "float32"}
+
 
 def trainer_flag_values(flag_values):
     """{name: value} of the trainer's own and datanas' flags (not absl/TF's)."""
@@ -451,7 +463,8 @@ def run_identity(flag_values, trainer, inputs):
     from datanas.engine.run_identity import FORMAT_VERSION  # pylint: disable=import-outside-toplevel
 
     settings = {k: v for k, v in sorted(trainer_flag_values(flag_values).items())
-                if k not in NOT_IDENTITY}
+                if k not in NOT_IDENTITY
+                and not (k in ADDED_WITH_DEFAULT and v == ADDED_WITH_DEFAULT[k])}
     return {"format": FORMAT_VERSION, "trainer": trainer, "settings": settings, "inputs": inputs}
 
 

@@ -155,12 +155,19 @@ def dataset_default(flag_values, name):
     return DATASET_DEFAULTS[flag_values.dataset][name] if value is None else value
 
 
+def _check_float32(flag_values):
+    if flag_values.dtype_policy != "float32":
+        raise ValueError(f"--dtype_policy={flag_values.dtype_policy}: the recurrent language "
+                         "models compute in float32 only; drop the flag.")
+
+
 def lm_search_config_from_flags(flag_values):
     """(SearchConfig, RecurrentShape) of the recurrent search flags."""
     # pylint: disable=import-outside-toplevel
     from datanas.search.config import SearchConfig
     from datanas.spaces.darts_rnn.space import RecurrentShape
 
+    _check_float32(flag_values)
     weight_decay = flag_values.weight_decay
     config = SearchConfig(
         epochs=flag_values.epochs, learning_rate=flag_values.learning_rate,
@@ -188,6 +195,7 @@ def lm_train_config_from_flags(flag_values):
     """LMTrainConfig of the language-model training flags."""
     from datanas.training.lm_trainer import LMTrainConfig  # pylint: disable=import-outside-toplevel
 
+    _check_float32(flag_values)
     return LMTrainConfig(
         epochs=flag_values.epochs, learning_rate=flag_values.learning_rate,
         grad_clip=flag_values.grad_clip,

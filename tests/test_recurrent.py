@@ -244,6 +244,17 @@ def searched(ptb_dir, tmp_path_factory):
     return model_dir, proc.stdout
 
 
+def test_a_bfloat16_policy_is_refused_by_the_language_model_trainers(ptb_dir, tmp_path):
+    proc = subprocess.run(_search_cmd(ptb_dir, tmp_path / "run", extra=[
+        "--dtype_policy=mixed_bfloat16"]), cwd=ROOT, env=ENV, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "search_ptb: error: --dtype_policy=mixed_bfloat16: the recurrent language models "
+        "compute in float32 only; drop the flag.")
+    assert not (tmp_path / "run").exists()
+
+
 def test_tiny_search_writes_a_valid_recurrent_genotype(searched):
     model_dir, stdout = searched
     genotype = load_recurrent_genotype(model_dir / "genotype.json")

@@ -129,6 +129,7 @@ def test_unusable_output_paths_are_refused(tmp_path):
     (["--layers=2"], "--layers=2"),
     (["--primitives="], "--primitives"),
     (["--data_dir=/nonexistent/datanas"], "/nonexistent/datanas"),
+    (["--dtype_policy=mixed_float16"], "'mixed_float16' is not supported: float16 needs loss"),
 ])
 def test_invalid_search_shapes_and_data_dirs_are_refused(tmp_path, args, named):
     run = tmp_path / "run"

@@ -50,7 +50,14 @@ class _LanguageModel(keras.Model):
 
     def __init__(self, vocab_size, hidden_size, *, dropout, dropout_h, dropout_x, dropout_i,
                  state_rows, seed, **kwargs):
-        super().__init__(**kwargs)
+        # float32 under any global dtype policy: ``forward`` reads the
+        # variables outside Keras' autocasting ``call``, and the recurrence
+        # accumulates rounding over the window.
+        policy = keras.dtype_policies.get(kwargs.pop("dtype", None) or "float32")
+        if policy.compute_dtype != "float32":
+            raise ValueError(f"the recurrent language models compute in float32; got dtype "
+                             f"policy {policy.name!r}.")
+        super().__init__(dtype="float32", **kwargs)
         for name, value in (("vocab_size", vocab_size), ("hidden_size", hidden_size),
                             ("state_rows", state_rows)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
