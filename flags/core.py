@@ -17,7 +17,7 @@ from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 __all__ = ["define_preset_flag", "TRAIN_PRESETS", "define_run_flags", "define_image_data_flags",
            "define_search_flags", "define_ablation_flags", "define_train_flags",
            "define_cifar_train_flags",
-           "define_distribution_flags", "define_thread_flags", "apply_preset", "write_flags",
+           "define_distribution_flags", "define_random_search_flags", "define_thread_flags", "apply_preset", "write_flags",
            "train_config_from_flags", "threads_from_flags", "quiet_logging", "prepare_run",
            "run_errors", "run_identity", "check_layers", "trainer_flag_values", "NOT_IDENTITY",
            "search_config_from_flags", "strategy_from_flags", "SEARCH_PRESETS"]
@@ -168,11 +168,7 @@ def define_search_flags():
     absl_flags.DEFINE_enum("darts_order", "1", ["1", "2"],
                            "DARTS architecture gradient: first order, or second order "
                            "(unrolled weights, finite-difference Hessian).")
-    absl_flags.DEFINE_integer("random_candidates", 8, "Random search: cells sampled.",
-                              lower_bound=1)
-    absl_flags.DEFINE_integer("random_epochs", None, "Random search: epochs per candidate "
-                              "(default: --epochs / --random_candidates, at least 1).",
-                              lower_bound=1)
+    define_random_search_flags()
     absl_flags.DEFINE_integer("epochs", 50, "Search epochs.", lower_bound=1)
     absl_flags.DEFINE_integer("layers", 8, "Cells in the search network.", lower_bound=1)
     absl_flags.DEFINE_integer("init_channels", 16, "Channels of the first cells.", lower_bound=2)
@@ -341,6 +337,15 @@ def threads_from_flags(flag_values):
     configure_threads(flag_values.intra_op_threads, flag_values.inter_op_threads)
 
 
+def define_random_search_flags():
+    """The random-search baseline's candidates and their epochs."""
+    absl_flags.DEFINE_integer("random_candidates", 8, "Random search: cells sampled.",
+                              lower_bound=1)
+    absl_flags.DEFINE_integer("random_epochs", None, "Random search: epochs per candidate "
+                              "(default: --epochs / --random_candidates, at least 1).",
+                              lower_bound=1)
+
+
 def define_distribution_flags():
     """tf.distribute strategy, checkpointing and determinism flags."""
     absl_flags.DEFINE_enum("distribution_strategy", "one_device",
@@ -419,9 +424,9 @@ NOT_IDENTITY = ("model_dir", "data_dir", "export_dir", "extend_run", "preset",
                 "inter_op_threads")
 
 #: Result-changing flags added after run directories already existed, with
-#: the value every older run used: at that value they are left out of the
-#: identity, so a directory written before the flag existed still resumes.
-ADDED_WITH_DEFAULT = {"dtype_policy": "float32"}
+#: the value every older run used: a run directory whose identity lacks one
+#: resumes when the flag has that value.
+ADDED_WITH_DEFAULT = {"dtype_policy": "float32", "random_candidates": 8, "random_epochs": None}
 
 
 def trainer_flag_values(flag_values):
@@ -463,8 +468,7 @@ def run_identity(flag_values, trainer, inputs):
     from datanas.engine.run_identity import FORMAT_VERSION  # pylint: disable=import-outside-toplevel
 
     settings = {k: v for k, v in sorted(trainer_flag_values(flag_values).items())
-                if k not in NOT_IDENTITY
-                and not (k in ADDED_WITH_DEFAULT and v == ADDED_WITH_DEFAULT[k])}
+                if k not in NOT_IDENTITY}
     return {"format": FORMAT_VERSION, "trainer": trainer, "settings": settings, "inputs": inputs}
 
 
@@ -490,7 +494,8 @@ def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, stra
     if not is_chief(strategy):
         return False
     plan = plan_run(flag_values.model_dir, run_identity(flag_values, trainer, inputs),
-                    result_file=result_file, extend=flag_values.extend_run)
+                    result_file=result_file, extend=flag_values.extend_run,
+                    added_defaults={f"settings.{k}": v for k, v in ADDED_WITH_DEFAULT.items()})
     if plan.status == "finished":
         _report_finished(plan, result_file)
         return True

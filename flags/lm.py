@@ -73,9 +73,11 @@ def _define_cell_flags(default_hidden):
 def define_lm_search_flags():
     """Recurrent search: method, estimator, cell size, optimisers."""
     flags_core.define_preset_flag(LM_SEARCH_PRESETS)
-    absl_flags.DEFINE_enum("method", "data", ["data", "gdas", "darts"],
+    absl_flags.DEFINE_enum("method", "data", ["data", "gdas", "darts", "random"],
                            "data: EGS with M samples; gdas: Gumbel-Softmax (M=1); darts: "
-                           "softmax mixing, held-out architecture steps.")
+                           "softmax mixing, held-out architecture steps; random: the best "
+                           "of --random_candidates uniform cells on validation perplexity.")
+    flags_core.define_random_search_flags()
     absl_flags.DEFINE_integer("M", 4, "EGS sampling times M.", lower_bound=1)
     absl_flags.DEFINE_enum("egs_scope", None, ["node", "edge"],
                            "One distribution per node over its (input, activation) pairs "

@@ -2,6 +2,7 @@
 compute in bfloat16 while every variable stays float32, and float16 is refused
 with one line saying why."""
 
+import json
 import types
 
 import keras
@@ -57,15 +58,23 @@ def _flags(**values):
     return types.SimpleNamespace(flags_by_module_dict=lambda: {"trainers/search_cifar.py": found})
 
 
-def test_the_default_policy_keeps_older_run_directories_resumable():
+def test_run_directories_from_before_the_flag_resume_as_float32_runs(tmp_path):
     """A run directory written before --dtype_policy existed has no such key in
-    its identity: at the default the key is left out, so it still resumes; a
-    bfloat16 run is a different run."""
-    default = flags_core.run_identity(_flags(epochs=3, dtype_policy="float32"), "t", {})
+    its identity: it resumes at the default (float32), and is refused, naming
+    the setting, for a bfloat16 run."""
+    from datanas.engine.run_identity import RunRefused, plan_run  # pylint: disable=import-outside-toplevel
+
     older = flags_core.run_identity(_flags(epochs=3), "t", {})
-    assert default == older
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_identity.json").write_text(json.dumps(older))
+    added = {f"settings.{k}": v for k, v in flags_core.ADDED_WITH_DEFAULT.items()}
+    now = flags_core.run_identity(_flags(epochs=3, dtype_policy="float32"), "t", {})
+    assert now["settings"]["dtype_policy"] == "float32"
+    assert plan_run(str(run), now, result_file="r.json", added_defaults=added).status == "resume"
     mixed = flags_core.run_identity(_flags(epochs=3, dtype_policy="mixed_bfloat16"), "t", {})
-    assert mixed["settings"]["dtype_policy"] == "mixed_bfloat16"
+    with pytest.raises(RunRefused, match="dtype_policy: run 'float32', now 'mixed_bfloat16'"):
+        plan_run(str(run), mixed, result_file="r.json", added_defaults=added)
 
 
 @pytest.mark.parametrize("method", ["data", "darts"])

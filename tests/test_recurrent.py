@@ -255,6 +255,29 @@ def test_a_bfloat16_policy_is_refused_by_the_language_model_trainers(ptb_dir, tm
     assert not (tmp_path / "run").exists()
 
 
+def test_random_search_selects_the_lowest_validation_perplexity(ptb_dir, tmp_path):
+    """The random baseline in the recurrent space: uniform cells trained from
+    the same start for the same epochs, the one with the lowest validation
+    perplexity written as genotype.json."""
+    model_dir = tmp_path / "run"
+    proc = subprocess.run(_search_cmd(ptb_dir, model_dir, epochs=2, extra=[
+        "--method=random", "--random_candidates=2"]), cwd=ROOT, env=ENV, capture_output=True,
+        text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in
+               (model_dir / "candidates.jsonl").read_text().splitlines()]
+    assert [r["candidate"] for r in records] == [0, 1]
+    perplexities = [r["valid_perplexity"] for r in records]
+    assert all(math.isfinite(p) and p > 1.0 for p in perplexities)
+    assert records[0]["genotype"] != records[1]["genotype"]
+    result = json.loads((model_dir / "search_result.json").read_text())
+    assert result["valid_perplexities"] == perplexities
+    assert result["best_valid_perplexity"] == min(perplexities)
+    best = records[result["best_candidate"]]
+    assert load_recurrent_genotype(model_dir / "genotype.json").to_dict() == best["genotype"]
+    assert result["epochs_per_candidate"] == 1
+
+
 def test_tiny_search_writes_a_valid_recurrent_genotype(searched):
     model_dir, stdout = searched
     genotype = load_recurrent_genotype(model_dir / "genotype.json")

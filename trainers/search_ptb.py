@@ -50,7 +50,9 @@ def main(argv):
     from datanas.tasks import LanguageModelingTask
 
     method_args = dict(space="darts_rnn", search_mode=FLAGS.search_mode,
-                       derivation=FLAGS.derivation, darts_order=int(FLAGS.darts_order))
+                       derivation=FLAGS.derivation, darts_order=int(FLAGS.darts_order),
+                       random_candidates=FLAGS.random_candidates,
+                       random_epochs=FLAGS.random_epochs)
     try:
         base_config, shape = flags_lm.lm_search_config_from_flags(FLAGS)
         strategy = flags_core.strategy_from_flags(FLAGS)
@@ -89,7 +91,8 @@ def main(argv):
               f"highway term).", flush=True)
     with flags_core.run_errors("search_ptb"):
         run_method_search(FLAGS.method, model, inputs, config, FLAGS.model_dir,
-                          space="darts_rnn", strategy=strategy, task=task,
+                          space="darts_rnn", random_candidates=FLAGS.random_candidates,
+                          strategy=strategy, task=task,
                           checkpoint_every_steps=FLAGS.checkpoint_every_steps,
                           metadata={"dataset": corpus.name, "data_source": corpus.source,
                                     "preset": FLAGS.preset})

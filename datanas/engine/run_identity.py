@@ -63,9 +63,16 @@ def _normalise(identity):
     return json.loads(json.dumps(identity, default=str))
 
 
-def identity_differences(saved, current):
-    """[(key, saved value, current value)] of every differing setting."""
+def identity_differences(saved, current, added_defaults=None):
+    """[(key, saved value, current value)] of every differing setting.
+
+    `added_defaults`: {flattened key: value} of settings introduced after
+    `saved` was written; a key missing from `saved` counts as that value.
+    """
     before, now = _flatten(_normalise(saved)), _flatten(_normalise(current))
+    for key, value in _normalise(added_defaults or {}).items():
+        if key in now:
+            before.setdefault(key, value)
     return [(key, before.get(key), now.get(key)) for key in sorted(set(before) | set(now))
             if before.get(key) != now.get(key)]
 
@@ -120,7 +127,8 @@ def check_output_dir(path, flag="--model_dir", allow_inside=None):
     return path
 
 
-def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("epochs",)):
+def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("epochs",),
+             added_defaults=None):
     """Decides what to do with `model_dir` for a run of `identity` (nothing written).
 
     Args:
@@ -129,6 +137,9 @@ def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("ep
       result_file: file name whose presence marks a finished run.
       extend: allow a larger budget (keys in `budget_keys`) than the
         finished or interrupted run's.
+      added_defaults: {flattened key ("settings.<name>"): value} of settings
+        added after older run directories were written, with the value those
+        runs used: a directory without the key still resumes.
     Raises:
       RunRefused: naming each difference, or why the directory is unusable.
     """
@@ -148,7 +159,7 @@ def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("ep
                          "was changed).")
     with open(path) as handle:
         saved = json.load(handle)
-    differences = identity_differences(saved, identity)
+    differences = identity_differences(saved, identity, added_defaults)
     budget = [d for d in differences if d[0].rsplit(".", 1)[-1] in budget_keys]
     others = [d for d in differences if d not in budget]
     if others:

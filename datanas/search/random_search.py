@@ -6,7 +6,8 @@ the random baselines of DARTS and Li & Talwalkar 2019).  Each candidate
 trains for the same number of epochs, from the same initial weights, as the
 fixed child inside the search supernet (only its ops run), driven by the
 engine's run loop in ``candidates/<index>/``; the candidate with the best
-validation accuracy is selected.  The test split is never used.
+validation value of the task's headline metric is selected (the highest
+accuracy, the lowest perplexity).  The test split is never used.
 
 Resume: finished candidates are recorded in ``candidates.jsonl`` and
 skipped; an interrupted candidate resumes from its own step checkpoint.
@@ -26,6 +27,11 @@ from datanas.search.run import SearchResult, make_searcher, write_genotype, writ
 from datanas.spaces import get_space
 
 __all__ = ["candidate_genotypes", "run_random_search", "CandidateProgram"]
+
+
+def _plural(name):
+    """valid_accuracy -> valid_accuracies, valid_miou -> valid_mious."""
+    return name[:-1] + "ies" if name.endswith("y") else name + "s"
 
 
 def candidate_genotypes(space, supernet, count, seed):
@@ -84,6 +90,8 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
     model_dir = run_directory(strategy, model_dir)
     genotypes = candidate_genotypes(space, model, candidates, config.seed)
     searcher = make_searcher(model, inputs, config, strategy, task)
+    headline = f"valid_{searcher.task.headline}"
+    pick = max if searcher.task.headline_higher_is_better else min
     initial_state = searcher.snapshot_state()
     write_search_config(model_dir, searcher, inputs, {
         **dataclasses.asdict(config), "method": "random", "candidates": candidates,
@@ -106,7 +114,7 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
         loop = run_loop(program, os.path.join(model_dir, "candidates", str(index)),
                         verbose=verbose,
                         checkpoint_every_steps=checkpoint_every_steps, max_to_keep=1,
-                        log_keys=["valid_accuracy"])
+                        log_keys=[headline])
         last = loop.last_record
         record = {"candidate": index,
                   **{k: v for k, v in last.items() if k.startswith(("train_", "valid_"))},
@@ -116,13 +124,13 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
         records.append(record)
         append_jsonl(records_path, record)
 
-    best = max(records, key=lambda r: r["valid_accuracy"])
+    best = pick(records, key=lambda r: r[headline])
     genotype = space.genotype_from_dict(best["genotype"])
     write_genotype(genotype, os.path.join(model_dir, "genotype.json"))
     final = {
         "method": "random", "candidates": candidates, "epochs_per_candidate": config.epochs,
-        "best_candidate": best["candidate"], "best_valid_accuracy": best["valid_accuracy"],
-        "valid_accuracies": [r["valid_accuracy"] for r in records],
+        "best_candidate": best["candidate"], f"best_{headline}": best[headline],
+        _plural(headline): [r[headline] for r in records],
         **space.describe(genotype),
         "search_seconds_this_process": time.time() - started,
         "steps": candidates * config.epochs * searcher.steps_per_epoch,
@@ -130,8 +138,8 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
     write_json_atomic(os.path.join(model_dir, "search_result.json"), final)
     if verbose:
         print(genotype.summary())
-        print(f"best of {candidates} candidates: #{best['candidate']} valid_accuracy="
-              f"{best['valid_accuracy']:.4f}; genotype written to "
+        print(f"best of {candidates} candidates: #{best['candidate']} {headline}="
+              f"{best[headline]:.4f}; genotype written to "
               f"{os.path.join(model_dir, 'genotype.json')}", flush=True)
     return SearchResult(genotype=genotype, genotypes={"random": genotype}, history=records,
                         final=final)

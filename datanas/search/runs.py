@@ -81,11 +81,8 @@ def run_method_search(method, model, inputs, config, model_dir, *, space="darts_
     outputs)."""
     metadata = {**(metadata or {}), "method": method}
     if method == "random":
-        if task is not None:
-            raise ValueError("the random-search baseline is implemented for classification "
-                             "only; use method data, gdas or darts.")
         return run_random_search(model, inputs, config, model_dir, candidates=random_candidates,
-                                 space=space, strategy=strategy, verbose=verbose,
+                                 space=space, task=task, strategy=strategy, verbose=verbose,
                                  metadata=metadata, checkpoint_every_steps=checkpoint_every_steps)
     return run_search(model, inputs, config, model_dir, space=space, strategy=strategy,
                       verbose=verbose, metadata=metadata, task=task,
