@@ -220,6 +220,11 @@ def define_ablation_flags():
     absl_flags.DEFINE_float("retrain_learning_rate", 0.05, "Initial learning rate (cosine).")
     absl_flags.DEFINE_integer("retrain_train_size", None, "Training images for retraining "
                               "(default: all; validation carved from them).", lower_bound=1)
+    absl_flags.DEFINE_enum("retrain_rule", None, ["sample", "inclusion", "darts"],
+                           "num_samples/seeds: retrain the genotype this derivation rule wrote "
+                           "(genotype_<rule>.json) instead of the method's own genotype.json, "
+                           "e.g. darts: DATA's top-2 cell, as small as DARTS' and GDAS'. The "
+                           "searches are shared; rows and tables get a _<rule>_rule suffix.")
 
 
 def define_train_flags(*, epochs, learning_rate, weight_decay, init_channels, layers,

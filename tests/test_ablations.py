@@ -104,6 +104,33 @@ def test_gap_ablation_on_digits(tmp_path, capsys):
                      verbose=0)
 
 
+def test_another_rule_s_cell_is_retrained_from_the_same_search(tmp_path):
+    """--retrain_rule=darts: DATA's search is run once; its top-2 ("darts"
+    rule) cell is retrained beside it, in its own row, directory and table,
+    leaving the search's own row as it was."""
+    retrain = RetrainSettings(layers=3, init_channels=4, epochs=1, batch_size=32, train_size=300)
+    rows, _ = _tiny(tmp_path, "seeds", methods=["data"], retrain=retrain)
+    searched = json.loads((tmp_path / "runs" / "data_M4_seed0" / "ablation_row.json").read_text())
+    rule_rows, summary = _tiny(tmp_path, "seeds", methods=["data"], retrain=retrain,
+                               retrain_rule="darts")
+    run = tmp_path / "runs" / "data_M4_seed0"
+    assert json.loads((run / "ablation_row.json").read_text()) == searched
+    [row] = rule_rows
+    assert row["method"] == "data_darts_rule" and row["derivation"] == "darts"
+    assert row["pairs_per_node_normal"] == 2.0 and rows[0]["derivation"] == "sample"
+    assert row["search_seconds"] == rows[0]["search_seconds"]
+    assert (run / "retrain_darts").is_dir() and (run / "ablation_row_darts.json").exists()
+    assert 0.0 <= row["retrain_test_accuracy"] <= 1.0
+    assert list(summary["by_method"]) == ["data_darts_rule"]
+    with open(tmp_path / "seeds_darts_rule.csv") as handle:
+        assert [t["method"] for t in csv.DictReader(handle)] == ["data_darts_rule"]
+    again, _ = _tiny(tmp_path, "seeds", methods=["data"], retrain=retrain, retrain_rule="darts")
+    assert again == rule_rows   # read back, not retrained
+    with pytest.raises(ValueError, match="random search has no derivation rules"):
+        _tiny(tmp_path, "seeds", methods=["data", "random"], retrain=retrain,
+              retrain_rule="darts")
+
+
 def test_seeds_ablation_command_retrains_and_aggregates(tmp_path):
     """The README's `python -m trainers.ablations` command at tiny settings:
     random search keeps it short (the gap test above runs the supernet

@@ -12,8 +12,8 @@ import json
 import os
 import time
 
-from datanas.analysis.ablations import (ablation_row, plan_runs, plot_ablation, summarize,
-                                        write_csv)
+from datanas.analysis.ablations import (ablation_row, ablation_table_name, plan_runs,
+                                        plot_ablation, rule_row, summarize, write_csv)
 from datanas.engine.run_files import write_json_atomic
 from datanas.engine.run_identity import (FORMAT_VERSION, RunRefused, begin_run,
                                          identity_differences, plan_run)
@@ -98,6 +98,25 @@ def _run_identity(spec, dataset, base_config, shape, data, random_candidates,
             "bn_recalibration_batches": bn_recalibration_batches}
 
 
+def _genotype_file(rule):
+    return "genotype.json" if rule is None else f"genotype_{rule}.json"
+
+
+def _rule_row(run_dir, search_row, rule):
+    """The row of `rule`'s genotype: read back when retrained earlier, else
+    the search row restated for that genotype (datanas.analysis.ablations)."""
+    path = os.path.join(run_dir, f"ablation_row_{rule}.json")
+    if os.path.exists(path):
+        with open(path) as handle:
+            return json.load(handle)
+    genotype = load_genotype(os.path.join(run_dir, _genotype_file(rule)))
+    retrain_keys = ("parameters", "multiply_adds", "retrain_valid_accuracy",
+                    "retrain_test_accuracy", "test_examples", "retrain_seconds",
+                    "retrain_settings")
+    return rule_row({k: v for k, v in search_row.items() if k not in retrain_keys}, rule,
+                    genotype)
+
+
 def _check_same_retrain(run_dir, row, retrain):
     differences = identity_differences(row.get("retrain_settings", {}),
                                        dataclasses.asdict(retrain))
@@ -109,7 +128,8 @@ def _check_same_retrain(run_dir, row, retrain):
 
 def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, methods=None,
                  m_values=None, seeds=(0,), retrain=None, random_candidates=4,
-                 bn_recalibration_batches=20, lambda_values=(1.0, 0.75, 0.5, 0.25), verbose=1):
+                 bn_recalibration_batches=20, lambda_values=(1.0, 0.75, 0.5, 0.25),
+                 retrain_rule=None, verbose=1):
     """Runs (or resumes) every search of `ablation` and writes CSV + PNG.
 
     Args:
@@ -129,6 +149,12 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
         statistics for the gap's second column (0 = skip).
       lambda_values: lam of the cost_lambda ablation (cost: shape.cost, default
         params).
+      retrain_rule: None, or a derivation rule ("sample", "inclusion",
+        "darts") whose genotype (``genotype_<rule>.json``) of each search is
+        retrained instead of ``genotype.json`` -- the same searches, another
+        cell (e.g. DATA's top-2 cell, the size of DARTS' and GDAS').  Rows
+        go to ``ablation_row_<rule>.json``, retrainings to
+        ``retrain_<rule>/``, tables to ``<ablation>_<rule>_rule.*``.
     Returns:
       (rows, summary).
     """
@@ -137,6 +163,15 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
     if ablation in ("num_samples", "seeds", "cost_lambda") and retrain is None:
         raise ValueError(f"the {ablation} ablation retrains every derived network; pass "
                          "RetrainSettings.")
+    if retrain_rule is not None:
+        if ablation not in ("num_samples", "seeds"):
+            raise ValueError(f"--retrain_rule applies to the num_samples and seeds ablations "
+                             f"(they retrain); got ablation {ablation!r}.")
+        if "random" in methods and ablation == "seeds":
+            raise ValueError("--retrain_rule: random search has no derivation rules (it keeps "
+                             "its best cell); drop random from --methods.")
+    table = ablation_table_name(ablation, retrain_rule)
+    row_file = "ablation_row.json" if retrain_rule is None else f"ablation_row_{retrain_rule}.json"
     specs = plan_runs(ablation, methods=methods, num_samples=shape.num_samples,
                       m_values=m_values, seeds=list(seeds),
                       lambda_values=list(lambda_values or ()),
@@ -168,6 +203,8 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                                               verbose=verbose)
             row = ablation_row(spec, result, config, seconds)
             write_json_atomic(row_path, row)
+        if retrain_rule is not None:
+            row = _rule_row(run_dir, row, retrain_rule)
         if ablation != "gap" and "retrain_test_accuracy" in row:
             _check_same_retrain(run_dir, row, retrain)
         if ablation != "gap" and "retrain_test_accuracy" not in row:
@@ -175,17 +212,19 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                 print(f"[{index + 1}/{len(specs)}] retrain {spec.name}: {retrain.layers} cells, "
                       f"C={retrain.init_channels}, {retrain.epochs} epoch(s)", flush=True)
             start = time.time()
-            row.update(_retrain(load_genotype(run_dir), dataset, retrain, spec.seed,
-                                os.path.join(run_dir, "retrain"), verbose))
+            genotype = load_genotype(os.path.join(run_dir, _genotype_file(retrain_rule)))
+            row.update(_retrain(genotype, dataset, retrain, spec.seed,
+                                os.path.join(run_dir, "retrain" if retrain_rule is None
+                                             else f"retrain_{retrain_rule}"), verbose))
             row["retrain_seconds"] = round(time.time() - start, 1)
             row["retrain_settings"] = dataclasses.asdict(retrain)
-            write_json_atomic(row_path, row)
+            write_json_atomic(os.path.join(run_dir, row_file), row)
         release_run_lock(run_dir)   # done: another process may read or extend it
         rows.append(row)
     summary = summarize(ablation, rows)
-    write_csv(os.path.join(output_dir, f"{ablation}.csv"), rows)
-    write_json_atomic(os.path.join(output_dir, f"{ablation}_summary.json"), summary)
-    plot_ablation(ablation, rows, summary, os.path.join(output_dir, f"{ablation}.png"))
+    write_csv(os.path.join(output_dir, f"{table}.csv"), rows)
+    write_json_atomic(os.path.join(output_dir, f"{table}_summary.json"), summary)
+    plot_ablation(ablation, rows, summary, os.path.join(output_dir, f"{table}.png"))
     return rows, summary
 
 

@@ -8,7 +8,8 @@
 
 Every search is a normal search run under --model_dir/runs/<name> (rerunning
 the command resumes: finished runs are read back).  Writes <ablation>.csv,
-<ablation>.png and <ablation>_summary.json into --model_dir.
+<ablation>.png and <ablation>_summary.json into --model_dir
+(<ablation>_<rule>_rule.* with --retrain_rule).
 """
 
 import sys
@@ -40,7 +41,8 @@ def main(argv):
     flags_core.quiet_logging(FLAGS)
     applied = flags_core.apply_preset(FLAGS, flags_core.SEARCH_PRESETS)
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
-    from datanas.analysis.ablations import RetrainSettings, SearchData, parse_method
+    from datanas.analysis.ablations import (RetrainSettings, SearchData, ablation_table_name,
+                                            parse_method)
     from datanas.engine.run_identity import check_output_dir
     from trainers.ablation_runner import run_ablation
 
@@ -74,17 +76,18 @@ def main(argv):
         print(f"Preset {FLAGS.preset}: {applied}", flush=True)
     # One output directory may hold several ablations (they share runs): each
     # writes its own flag files; every run below has its own identity.
-    flags_core.write_flags(FLAGS, FLAGS.model_dir, prefix=f"{FLAGS.ablation}.")
+    table = ablation_table_name(FLAGS.ablation, FLAGS.retrain_rule)
+    flags_core.write_flags(FLAGS, FLAGS.model_dir, prefix=f"{table}.")
     try:
         rows, summary = run_ablation(
             FLAGS.ablation, dataset, FLAGS.model_dir, base_config=base_config, shape=shape,
             data=data, methods=FLAGS.methods, m_values=m_values, seeds=seeds,
             retrain=retrain, random_candidates=FLAGS.random_candidates,
             bn_recalibration_batches=FLAGS.bn_recalibration_batches,
-            lambda_values=lambda_values)
+            lambda_values=lambda_values, retrain_rule=FLAGS.retrain_rule)
     except (ValueError, ImportError) as error:
         sys.exit(f"ablations: error: {error}")
-    print(f"\n{FLAGS.ablation}: {len(rows)} run(s); CSV, PNG and summary in {FLAGS.model_dir}")
+    print(f"\n{table}: {len(rows)} run(s); CSV, PNG and summary in {FLAGS.model_dir}")
     for key, value in summary.items():
         print(f"  {key}: {value}")
 

@@ -33,7 +33,8 @@ import numpy as np
 
 
 __all__ = ["ABLATIONS", "RunSpec", "RetrainSettings", "SearchData", "plan_runs", "ablation_row",
-           "summarize", "write_csv", "plot_ablation", "parse_method"]
+           "summarize", "write_csv", "plot_ablation", "parse_method", "ablation_table_name",
+           "rule_row"]
 
 ABLATIONS = ("gap", "num_samples", "seeds", "cost_lambda")
 
@@ -126,6 +127,21 @@ class SearchData:
     batch_size: int = 64
     train_size: int | None = 5000
     validation_fraction: float = 0.1
+
+
+def ablation_table_name(ablation, retrain_rule=None):
+    """File stem of an ablation's outputs: "seeds", or "seeds_darts_rule" when
+    the searches' genotypes of another derivation rule are retrained."""
+    return ablation if retrain_rule is None else f"{ablation}_{retrain_rule}_rule"
+
+
+def rule_row(row, rule, genotype):
+    """The search `row` restated for the genotype its `rule` derived: the
+    method gets a ``_<rule>_rule`` suffix, the cell columns are that cell's."""
+    pairs = [len(node) for node in genotype.normal]
+    return {**row, "method": f"{row['method']}_{rule}_rule", "derivation": rule,
+            "skip_connects_normal": genotype.num_skip_connects("normal"),
+            "pairs_per_node_normal": float(np.mean(pairs))}
 
 
 def ablation_row(spec, result, config, seconds):
