@@ -19,6 +19,7 @@ __all__ = ["define_preset_flag", "TRAIN_PRESETS", "define_run_flags", "define_im
            "define_cifar_train_flags",
            "define_distribution_flags", "define_random_search_flags", "define_thread_flags", "apply_preset", "write_flags",
            "train_config_from_flags", "threads_from_flags", "quiet_logging", "prepare_run",
+           "prepare_training_run", "prepare_search_run",
            "run_errors", "run_identity", "check_layers", "trainer_flag_values", "NOT_IDENTITY",
            "search_config_from_flags", "strategy_from_flags", "SEARCH_PRESETS"]
 
@@ -481,8 +482,9 @@ def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, stra
     """Plans the run in --model_dir before anything is built or written.
 
     Returns True when the run already finished with these settings (its
-    result is printed; the caller stops), else False.  Writes the identity
-    and the flag files for a new or extended run only.
+    result is printed; the caller stops), else False, after seeding Python,
+    NumPy and Keras with --seed for the run that goes ahead.  Writes the
+    identity and the flag files for a new or extended run only.
     Non-chief workers of a multi-worker run skip the plan (they write into
     the chief's run directory, under worker_<id>).
 
@@ -497,6 +499,7 @@ def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, stra
     if export_dir:
         check_output_dir(export_dir, "--export_dir", allow_inside=flag_values.model_dir)
     if not is_chief(strategy):
+        _seed(flag_values)
         return False
     plan = plan_run(flag_values.model_dir, run_identity(flag_values, trainer, inputs),
                     result_file=result_file, extend=flag_values.extend_run,
@@ -507,7 +510,33 @@ def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, stra
     begin_run(plan, result_files=result_files)
     if plan.status in ("new", "extend"):
         write_flags(flag_values, flag_values.model_dir)
+    _seed(flag_values)
     return False
+
+
+#: Result file of a search run, and the files kept under attempt names when a
+#: finished search is extended (--extend_run).
+SEARCH_RESULT_FILE = "search_result.json"
+SEARCH_RESULT_FILES = (SEARCH_RESULT_FILE, "genotype.json", "genotype_sample.json",
+                       "genotype_inclusion.json", "genotype_darts.json",
+                       "arch_probabilities.json")
+
+
+def prepare_search_run(flag_values, *, trainer, inputs, strategy):
+    """prepare_run for the search trainers (search_result.json, genotypes)."""
+    return prepare_run(flag_values, trainer=trainer, inputs=inputs, strategy=strategy,
+                       result_file=SEARCH_RESULT_FILE, result_files=SEARCH_RESULT_FILES)
+
+
+def prepare_training_run(flag_values, *, trainer, inputs, strategy):
+    """prepare_run for the evaluation trainers (results.json, model.keras)."""
+    return prepare_run(flag_values, trainer=trainer, inputs=inputs, strategy=strategy,
+                       result_file=TRAIN_RESULT_FILE, result_files=TRAIN_RESULT_FILES)
+
+
+def _seed(flag_values):
+    import keras  # pylint: disable=import-outside-toplevel
+    keras.utils.set_random_seed(flag_values.seed)
 
 
 @contextlib.contextmanager

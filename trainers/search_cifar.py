@@ -23,10 +23,6 @@ flags_core.define_search_flags()
 flags_core.define_distribution_flags()
 
 FLAGS = absl_flags.FLAGS
-RESULT_FILE = "search_result.json"
-# Kept under attempt names when a finished run is extended (--extend_run).
-RESULT_FILES = (RESULT_FILE, "genotype.json", "genotype_sample.json", "genotype_inclusion.json",
-                "genotype_darts.json", "arch_probabilities.json")
 
 
 def main(argv):
@@ -37,7 +33,6 @@ def main(argv):
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from data_tf.search_inputs import make_search_inputs
     from datanas.search.runs import build_search, resolve_method, run_method_search
-    import keras
 
     method_args = dict(space=FLAGS.space, search_mode=FLAGS.search_mode,
                        derivation=FLAGS.derivation, darts_order=int(FLAGS.darts_order),
@@ -53,13 +48,11 @@ def main(argv):
             validation_fraction=FLAGS.validation_fraction,
             separate_arch_split=config.search_mode == "alternate", seed=FLAGS.seed)
         # Decided before anything is built or written: new, resume, finished or refused.
-        finished = flags_core.prepare_run(
-            FLAGS, trainer="search_cifar", strategy=strategy, result_file=RESULT_FILE,
-            result_files=RESULT_FILES,
+        finished = flags_core.prepare_search_run(
+            FLAGS, trainer="search_cifar", strategy=strategy,
             inputs={"dataset": dataset.name, "sizes": inputs.sizes()})
         if finished:
             return
-        keras.utils.set_random_seed(FLAGS.seed)
         model, config = build_search(FLAGS.method, dataset.num_classes, dataset.image_shape,
                                      base_config, shape, strategy=strategy, **method_args)
     except (ValueError, DatasetNotFoundError, ImportError) as error:

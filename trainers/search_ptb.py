@@ -32,16 +32,12 @@ flags_lm.define_lm_search_flags()
 flags_core.define_distribution_flags()
 
 FLAGS = absl_flags.FLAGS
-RESULT_FILE = "search_result.json"
-RESULT_FILES = (RESULT_FILE, "genotype.json", "genotype_sample.json", "genotype_inclusion.json",
-                "genotype_darts.json", "arch_probabilities.json")
 
 
 def main(argv):
     del argv
     flags_core.quiet_logging(FLAGS)
     applied = flags_core.apply_preset(FLAGS, flags_lm.LM_SEARCH_PRESETS)
-    import keras
 
     from data_tf.image_datasets import DatasetNotFoundError
     from data_tf.lm_inputs import make_lm_search_inputs
@@ -63,12 +59,11 @@ def main(argv):
             bptt=FLAGS.bptt, separate_arch_split=config.search_mode == "alternate",
             train_tokens=FLAGS.train_tokens, seed=FLAGS.seed)
         inputs.distributed_steps_per_epoch(1, strategy.num_replicas_in_sync)
-        finished = flags_core.prepare_run(
-            FLAGS, trainer="search_ptb", strategy=strategy, result_file=RESULT_FILE,
-            result_files=RESULT_FILES, inputs={"dataset": corpus.name, "sizes": inputs.sizes()})
+        finished = flags_core.prepare_search_run(
+            FLAGS, trainer="search_ptb", strategy=strategy,
+            inputs={"dataset": corpus.name, "sizes": inputs.sizes()})
         if finished:
             return
-        keras.utils.set_random_seed(FLAGS.seed)
         model, config = build_search(FLAGS.method, corpus.vocab_size, None, base_config, shape,
                                      strategy=strategy, **method_args)
         task = LanguageModelingTask(temporal_weight=FLAGS.temporal_weight)

@@ -33,7 +33,6 @@ def main(argv):
     del argv
     flags_core.quiet_logging(FLAGS)
     applied = flags_core.apply_preset(FLAGS, flags_core.TRAIN_PRESETS)
-    import keras
 
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from data_tf.train_inputs import make_train_inputs
@@ -52,14 +51,12 @@ def main(argv):
                                    validation_fraction=FLAGS.validation_fraction,
                                    cutout=FLAGS.cutout, seed=FLAGS.seed)
         # Decided before anything is built or written: new, resume, finished or refused.
-        finished = flags_core.prepare_run(
+        finished = flags_core.prepare_training_run(
             FLAGS, trainer="train_cifar", strategy=strategy,
-            result_file=flags_core.TRAIN_RESULT_FILE, result_files=flags_core.TRAIN_RESULT_FILES,
             inputs={"dataset": dataset.name, "sizes": inputs.sizes(),
                     "genotype": genotype.to_dict()})
         if finished:
             return
-        keras.utils.set_random_seed(FLAGS.seed)
         with strategy.scope():
             model = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
                                  init_channels=FLAGS.init_channels, layers=FLAGS.layers,

@@ -40,7 +40,6 @@ FLAGS = absl_flags.FLAGS
 def main(argv):
     del argv
     flags_core.quiet_logging(FLAGS)
-    import keras
 
     from data_tf.image_datasets import DatasetNotFoundError
     from data_tf.imagenet_inputs import make_imagenet_inputs
@@ -59,14 +58,12 @@ def main(argv):
                                       image_size=size, seed=FLAGS.seed,
                                       train_size=FLAGS.train_size, eval_size=FLAGS.eval_size)
         # Decided before anything is built or written: new, resume, finished or refused.
-        finished = flags_core.prepare_run(
+        finished = flags_core.prepare_training_run(
             FLAGS, trainer="train_imagenet", strategy=strategy,
-            result_file=flags_core.TRAIN_RESULT_FILE, result_files=flags_core.TRAIN_RESULT_FILES,
             inputs={"train_images": inputs.num_train, "classes": inputs.num_classes,
                     "genotype": genotype.to_dict()})
         if finished:
             return
-        keras.utils.set_random_seed(FLAGS.seed)
         with strategy.scope():
             model = NetworkImageNet(genotype, num_classes=inputs.num_classes,
                                     init_channels=FLAGS.init_channels, layers=FLAGS.layers,

@@ -37,7 +37,6 @@ def main(argv):
     del argv
     flags_core.quiet_logging(FLAGS)
     applied = flags_core.apply_preset(FLAGS, flags_lm.LM_TRAIN_PRESETS)
-    import keras
 
     from data_tf.image_datasets import DatasetNotFoundError
     from data_tf.lm_inputs import make_lm_train_inputs
@@ -57,14 +56,12 @@ def main(argv):
             test_batch_size=FLAGS.test_batch_size, bptt=FLAGS.bptt, seed=FLAGS.seed,
             train_tokens=FLAGS.train_tokens)
         inputs.distributed_steps_per_epoch(1, strategy.num_replicas_in_sync)
-        finished = flags_core.prepare_run(
+        finished = flags_core.prepare_training_run(
             FLAGS, trainer=trainer, strategy=strategy,
-            result_file=flags_core.TRAIN_RESULT_FILE, result_files=flags_core.TRAIN_RESULT_FILES,
             inputs={"dataset": corpus.name, "sizes": inputs.sizes(),
                     "genotype": genotype.to_dict()})
         if finished:
             return
-        keras.utils.set_random_seed(FLAGS.seed)
         with strategy.scope():
             model = RNNLanguageModel(
                 genotype, corpus.vocab_size,

@@ -31,7 +31,6 @@ def main(argv):
     del argv
     flags_core.quiet_logging(FLAGS)
     applied = flags_core.apply_preset(FLAGS, flags_voc.VOC_TRAIN_PRESETS)
-    import keras
     import tensorflow as tf
 
     from data_tf.image_datasets import DatasetNotFoundError
@@ -53,14 +52,12 @@ def main(argv):
                                  seed=FLAGS.seed, train_size=FLAGS.train_size,
                                  eval_size=FLAGS.eval_size)
         # Decided before anything is built or written: new, resume, finished or refused.
-        finished = flags_core.prepare_run(
+        finished = flags_core.prepare_training_run(
             FLAGS, trainer="train_voc", strategy=strategy,
-            result_file=flags_core.TRAIN_RESULT_FILE, result_files=flags_core.TRAIN_RESULT_FILES,
             inputs={"train_images": inputs.num_train, "val_images": inputs.num_val,
                     "genotype": genotype.to_dict()})
         if finished:
             return
-        keras.utils.set_random_seed(FLAGS.seed)
         task = SegmentationTask(len(VOC_CLASSES), IGNORE_LABEL, class_names=VOC_CLASSES)
         with strategy.scope():
             model = NetworkDeepLabV3(genotype, num_classes=len(VOC_CLASSES),
