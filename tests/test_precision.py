@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from datanas.engine.precision import DTYPE_POLICIES, set_dtype_policy
+from datanas.engine.run_identity import RunRefused, plan_run
 from datanas.search.config import SearchConfig
 from datanas.search.run import run_search
 from datanas.search.searcher import Searcher
@@ -62,7 +63,6 @@ def test_run_directories_from_before_the_flag_resume_as_float32_runs(tmp_path):
     """A run directory written before --dtype_policy existed has no such key in
     its identity: it resumes at the default (float32), and is refused, naming
     the setting, for a bfloat16 run."""
-    from datanas.engine.run_identity import RunRefused, plan_run  # pylint: disable=import-outside-toplevel
 
     older = flags_core.run_identity(_flags(epochs=3), "t", {})
     run = tmp_path / "run"
@@ -82,7 +82,8 @@ def test_search_steps_compute_in_bfloat16_and_learn_float32_logits(bfloat16, met
     """EGS (sparse child) and DARTS' softmax mixture both run in bfloat16; the
     architecture logits and network weights are float32 and move; losses are
     finite."""
-    weighting = {"data": {}, "darts": {"weighting": "softmax", "mode": "dense", "egs_scope": "edge"}}[method]
+    weighting = {"data": {},
+                 "darts": {"weighting": "softmax", "mode": "dense", "egs_scope": "edge"}}[method]
     keras.utils.set_random_seed(0)
     model = SearchNetwork(10, init_channels=4, num_cells=3, num_nodes=2, num_samples=3, seed=0,
                           primitives=OPS, **weighting)
