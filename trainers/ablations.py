@@ -79,12 +79,13 @@ def main(argv):
     table = ablation_table_name(FLAGS.ablation, FLAGS.retrain_rule)
     flags_core.write_flags(FLAGS, FLAGS.model_dir, prefix=f"{table}.")
     try:
-        rows, summary = run_ablation(
-            FLAGS.ablation, dataset, FLAGS.model_dir, base_config=base_config, shape=shape,
-            data=data, methods=FLAGS.methods, m_values=m_values, seeds=seeds,
-            retrain=retrain, random_candidates=FLAGS.random_candidates,
-            bn_recalibration_batches=FLAGS.bn_recalibration_batches,
-            lambda_values=lambda_values, retrain_rule=FLAGS.retrain_rule)
+        with flags_core.run_errors("ablations"):   # SIGTERM: one line, exit 143
+            rows, summary = run_ablation(
+                FLAGS.ablation, dataset, FLAGS.model_dir, base_config=base_config,
+                shape=shape, data=data, methods=FLAGS.methods, m_values=m_values, seeds=seeds,
+                retrain=retrain, random_candidates=FLAGS.random_candidates,
+                bn_recalibration_batches=FLAGS.bn_recalibration_batches,
+                lambda_values=lambda_values, retrain_rule=FLAGS.retrain_rule)
     except (ValueError, ImportError) as error:
         sys.exit(f"ablations: error: {error}")
     print(f"\n{table}: {len(rows)} run(s); CSV, PNG and summary in {FLAGS.model_dir}")
