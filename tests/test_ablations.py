@@ -81,6 +81,11 @@ def test_gap_ablation_on_digits(tmp_path, capsys):
         assert 0.0 <= row["child_valid_accuracy_recalibrated_bn"] <= 1.0
         final = json.loads((tmp_path / "runs" / row["run"] / "search_result.json").read_text())
         assert final["child_valid_accuracy_inherited_weights"] == row["child_valid_accuracy"]
+        # The search's cost is its epochs' wall-clock, whichever process ran them.
+        epochs = [json.loads(line) for line in
+                  (tmp_path / "runs" / row["run"] / "metrics.jsonl").read_text().splitlines()]
+        assert row["search_seconds"] == pytest.approx(sum(e["epoch_seconds"] for e in epochs),
+                                                      abs=0.05)
     assert summary["by_method"]["darts"]["mean"] == pytest.approx(rows[1]["gap"])
     with open(tmp_path / "gap.csv") as handle:
         table = list(csv.DictReader(handle))

@@ -14,7 +14,7 @@ import time
 
 from datanas.analysis.ablations import (ablation_row, ablation_table_name, plan_runs,
                                         plot_ablation, rule_row, summarize, write_csv)
-from datanas.engine.run_files import write_json_atomic
+from datanas.engine.run_files import read_jsonl, write_json_atomic
 from datanas.engine.run_identity import (FORMAT_VERSION, RunRefused, begin_run,
                                          identity_differences, plan_run)
 from datanas.engine.run_lock import release_run_lock
@@ -96,6 +96,23 @@ def _run_identity(spec, dataset, base_config, shape, data, random_candidates,
             "shape": dataclasses.asdict(_spec_shape(spec, shape)),
             "data": dataclasses.asdict(data), "random_candidates": random_candidates,
             "bn_recalibration_batches": bn_recalibration_batches}
+
+
+def _search_seconds(run_dir, measured):
+    """The search's whole cost: its epochs' wall-clock (``epoch_seconds`` of
+    the run's metrics, and of each random-search candidate's), summed over
+    every process that worked on it -- a search resumed after a kill is
+    counted in full, not from the resume (an epoch cut by the kill counts
+    from its resume).  `measured` (this process's time) when no epoch was
+    recorded."""
+    paths = [os.path.join(run_dir, "metrics.jsonl")]
+    candidates = os.path.join(run_dir, "candidates")
+    if os.path.isdir(candidates):
+        paths += [os.path.join(candidates, name, "metrics.jsonl")
+                  for name in sorted(os.listdir(candidates))]
+    seconds = [record["epoch_seconds"] for path in paths if os.path.exists(path)
+               for record in read_jsonl(path) if "epoch_seconds" in record]
+    return round(float(sum(seconds)), 1) if seconds else measured
 
 
 def _genotype_file(rule):
@@ -201,8 +218,10 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                                               random_candidates=random_candidates,
                                               bn_recalibration_batches=bn_recalibration_batches,
                                               verbose=verbose)
-            row = ablation_row(spec, result, config, seconds)
+            row = ablation_row(spec, result, config, _search_seconds(run_dir, seconds))
             write_json_atomic(row_path, row)
+        # Rows written before search_seconds summed every process's epochs.
+        row["search_seconds"] = _search_seconds(run_dir, row["search_seconds"])
         if retrain_rule is not None:
             row = _rule_row(run_dir, row, retrain_rule)
         if ablation != "gap" and "retrain_test_accuracy" in row:
