@@ -113,7 +113,7 @@ def test_another_rule_s_cell_is_retrained_from_the_same_search(tmp_path):
     """--retrain_rule=darts: DATA's search is run once; its top-2 ("darts"
     rule) cell is retrained beside it, in its own row, directory and table,
     leaving the search's own row as it was."""
-    retrain = RetrainSettings(layers=3, init_channels=4, epochs=1, batch_size=32, train_size=300)
+    retrain = RetrainSettings(layers=3, init_channels=4, epochs=2, batch_size=32, train_size=300)
     rows, _ = _tiny(tmp_path, "seeds", methods=["data"], retrain=retrain)
     searched = json.loads((tmp_path / "runs" / "data_M4_seed0" / "ablation_row.json").read_text())
     rule_rows, summary = _tiny(tmp_path, "seeds", methods=["data"], retrain=retrain,
@@ -126,6 +126,12 @@ def test_another_rule_s_cell_is_retrained_from_the_same_search(tmp_path):
     assert row["search_seconds"] == rows[0]["search_seconds"]
     assert (run / "retrain_darts").is_dir() and (run / "ablation_row_darts.json").exists()
     assert 0.0 <= row["retrain_test_accuracy"] <= 1.0
+    # Validation every epoch, the test split once, after the last.
+    epochs = [json.loads(line) for line in
+              (run / "retrain_darts" / "metrics.jsonl").read_text().splitlines()]
+    assert [("valid_accuracy" in e, "test_accuracy" in e) for e in epochs] == [
+        (True, False), (True, True)]
+    assert epochs[-1]["test_accuracy"] == row["retrain_test_accuracy"]
     assert list(summary["by_method"]) == ["data_darts_rule"]
     with open(tmp_path / "seeds_darts_rule.csv") as handle:
         assert [t["method"] for t in csv.DictReader(handle)] == ["data_darts_rule"]

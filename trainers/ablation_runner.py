@@ -75,10 +75,12 @@ def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
     model.build((None,) + dataset.image_shape)
     config = TrainConfig(epochs=retrain.epochs, learning_rate=retrain.learning_rate,
                          drop_path_prob=0.0, auxiliary_weight=0.0, seed=seed)
-    results = run_training(model, inputs.train, inputs.eval_sets(), config, run_dir,
-                           steps_per_epoch=inputs.steps_per_epoch,
+    # The test split is evaluated once, after the last epoch; validation every epoch.
+    results = run_training(model, inputs.train, inputs.eval_sets(include_test=False), config,
+                           run_dir, steps_per_epoch=inputs.steps_per_epoch,
                            image_shape=dataset.image_shape, select_on="valid",
-                           verbose=verbose, global_batch_size=retrain.batch_size)
+                           verbose=verbose, global_batch_size=retrain.batch_size,
+                           final_eval_sets=inputs.test_set())
     final = results["final"]
     return {"parameters": count_parameters(model),
             "multiply_adds": count_multiply_adds(model, dataset.image_shape),
