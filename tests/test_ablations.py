@@ -84,8 +84,7 @@ def test_gap_ablation_on_digits(tmp_path, capsys):
         # The search's cost is its epochs' wall-clock, whichever process ran them.
         epochs = [json.loads(line) for line in
                   (tmp_path / "runs" / row["run"] / "metrics.jsonl").read_text().splitlines()]
-        assert row["search_seconds"] == pytest.approx(sum(e["epoch_seconds"] for e in epochs),
-                                                      abs=0.05)
+        assert row["search_seconds"] == round(sum(e["epoch_seconds"] for e in epochs), 1)
     assert summary["by_method"]["darts"]["mean"] == pytest.approx(rows[1]["gap"])
     with open(tmp_path / "gap.csv") as handle:
         table = list(csv.DictReader(handle))
@@ -140,6 +139,36 @@ def test_another_rule_s_cell_is_retrained_from_the_same_search(tmp_path):
     with pytest.raises(ValueError, match="random search has no derivation rules"):
         _tiny(tmp_path, "seeds", methods=["data", "random"], retrain=retrain,
               retrain_rule="darts")
+    with pytest.raises(ValueError, match="darts's own genotype.json is already its darts-rule"):
+        _tiny(tmp_path, "seeds", methods=["data", "darts"], retrain=retrain,
+              retrain_rule="darts")
+    assert row["child_valid_accuracy"] is None and row["gap"] is None   # not this cell's
+
+
+def test_a_bad_retrain_rule_is_refused_before_anything_is_written(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainers.ablations", "--ablation=gap", "--retrain_rule=darts",
+         "--dataset=digits", f"--model_dir={tmp_path / 'ab'}"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "ablations: error: --retrain_rule applies to the num_samples and seeds ablations (they "
+        "retrain); got ablation 'gap'.")
+    assert not (tmp_path / "ab").exists() or not os.listdir(tmp_path / "ab")
+
+
+def test_one_search_serves_the_seeds_and_the_m_tables(tmp_path, capsys):
+    """DATA with M=2 searched for the seeds table (labelled data_M2) is read
+    back, not searched again, by the M table, which names it by its M."""
+    retrain = RetrainSettings(layers=3, init_channels=4, epochs=1, batch_size=32, train_size=300)
+    seeds_rows, _ = _tiny(tmp_path, "seeds", methods=["data_M2"], retrain=retrain)
+    capsys.readouterr()
+    m_rows, summary = _tiny(tmp_path, "num_samples", m_values=[2], retrain=retrain, verbose=1)
+    assert "data_M2_seed0: searched earlier with the same settings" in capsys.readouterr().out
+    assert seeds_rows[0]["method"] == "data_M2" and m_rows[0]["method"] == "data"
+    assert {k: v for k, v in m_rows[0].items() if k != "method"} == {
+        k: v for k, v in seeds_rows[0].items() if k != "method"}
+    assert summary["by_M"][0]["M"] == 2
 
 
 def test_seeds_ablation_command_retrains_and_aggregates(tmp_path):

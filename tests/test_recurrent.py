@@ -253,6 +253,15 @@ def test_a_bfloat16_policy_is_refused_by_the_language_model_trainers(ptb_dir, tm
         "search_ptb: error: --dtype_policy=mixed_bfloat16: the recurrent language models "
         "compute in float32 only; drop the flag.")
     assert not (tmp_path / "run").exists()
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainers.train_ptb", f"--data_dir={ptb_dir}",
+         f"--genotype={tmp_path / 'never_read.json'}",   # refused before it is read
+         f"--model_dir={tmp_path / 'train'}", "--dtype_policy=mixed_bfloat16"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "--dtype_policy=mixed_bfloat16: the recurrent language models compute in float32 only; "
+        "drop the flag."), proc.stderr[-2000:]
+    assert not (tmp_path / "train").exists()
 
 
 def test_random_search_selects_the_lowest_validation_perplexity(ptb_dir, tmp_path):

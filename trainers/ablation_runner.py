@@ -20,7 +20,7 @@ from datanas.engine.run_identity import (FORMAT_VERSION, RunRefused, begin_run,
 from datanas.engine.run_lock import release_run_lock
 from datanas.spaces.darts_cnn.genotype import load_genotype
 
-__all__ = ["run_ablation"]
+__all__ = ["run_ablation", "ablation_specs"]
 
 
 def _spec_shape(spec, shape):
@@ -127,7 +127,8 @@ def _rule_row(run_dir, search_row, rule):
     path = os.path.join(run_dir, f"ablation_row_{rule}.json")
     if os.path.exists(path):
         with open(path) as handle:
-            return json.load(handle)
+            return {**json.load(handle), "method": f"{search_row['method']}_{rule}_rule",
+                    "search_seconds": search_row["search_seconds"]}
     genotype = load_genotype(os.path.join(run_dir, _genotype_file(rule)))
     retrain_keys = ("parameters", "multiply_adds", "retrain_valid_accuracy",
                     "retrain_test_accuracy", "test_examples", "retrain_seconds",
@@ -143,6 +144,43 @@ def _check_same_retrain(run_dir, row, retrain):
         raise RunRefused(f"{run_dir} was retrained with other settings: " + "; ".join(
             f"{key}: run {old!r}, now {new!r}" for key, old, new in differences)
             + ". Use a new output directory for another retraining budget.")
+
+
+def ablation_specs(ablation, *, base_config, shape, methods=None, m_values=None, seeds=(0,),
+                   retrain=None, lambda_values=(1.0, 0.75, 0.5, 0.25), retrain_rule=None):
+    """The searches of an ablation (see run_ablation for the arguments), every
+    setting checked before anything runs or is written.
+
+    Raises:
+      ValueError: one line naming the bad setting.
+    """
+    from datanas.search.runs import resolve_method  # pylint: disable=import-outside-toplevel
+
+    methods = list(methods or ("data", "darts", "gdas"))
+    m_values = list(m_values or range(1, len(shape.primitives) + 1))
+    if ablation in ("num_samples", "seeds", "cost_lambda") and retrain is None:
+        raise ValueError(f"the {ablation} ablation retrains every derived network; pass "
+                         "RetrainSettings.")
+    specs = plan_runs(ablation, methods=methods, num_samples=shape.num_samples,
+                      m_values=m_values, seeds=list(seeds),
+                      lambda_values=list(lambda_values or ()),
+                      cost=shape.cost if shape.cost not in (None, "none") else "params")
+    if retrain_rule is None:
+        return specs
+    if ablation not in ("num_samples", "seeds"):
+        raise ValueError(f"--retrain_rule applies to the num_samples and seeds ablations "
+                         f"(they retrain); got ablation {ablation!r}.")
+    for spec in specs:
+        name = spec.label or spec.method
+        if spec.method == "random":
+            raise ValueError("--retrain_rule: random search has no derivation rules (it keeps "
+                             "its best cell); drop random from --methods.")
+        _, config = resolve_method(spec.method, base_config, _spec_shape(spec, shape))
+        if config.derivation == retrain_rule:
+            raise ValueError(f"--retrain_rule={retrain_rule}: {name}'s own genotype.json is "
+                             f"already its {retrain_rule}-rule cell (the ablation without "
+                             f"--retrain_rule retrains it); drop {name} from --methods.")
+    return specs
 
 
 def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, methods=None,
@@ -177,33 +215,22 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
     Returns:
       (rows, summary).
     """
-    methods = list(methods or ("data", "darts", "gdas"))
-    m_values = list(m_values or range(1, len(shape.primitives) + 1))
-    if ablation in ("num_samples", "seeds", "cost_lambda") and retrain is None:
-        raise ValueError(f"the {ablation} ablation retrains every derived network; pass "
-                         "RetrainSettings.")
-    if retrain_rule is not None:
-        if ablation not in ("num_samples", "seeds"):
-            raise ValueError(f"--retrain_rule applies to the num_samples and seeds ablations "
-                             f"(they retrain); got ablation {ablation!r}.")
-        if "random" in methods and ablation == "seeds":
-            raise ValueError("--retrain_rule: random search has no derivation rules (it keeps "
-                             "its best cell); drop random from --methods.")
+    specs = ablation_specs(ablation, base_config=base_config, shape=shape, methods=methods,
+                           m_values=m_values, seeds=seeds, retrain=retrain,
+                           lambda_values=lambda_values, retrain_rule=retrain_rule)
     table = ablation_table_name(ablation, retrain_rule)
     row_file = "ablation_row.json" if retrain_rule is None else f"ablation_row_{retrain_rule}.json"
-    specs = plan_runs(ablation, methods=methods, num_samples=shape.num_samples,
-                      m_values=m_values, seeds=list(seeds),
-                      lambda_values=list(lambda_values or ()),
-                      cost=shape.cost if shape.cost not in (None, "none") else "params")
     os.makedirs(output_dir, exist_ok=True)
     rows = []
     for index, spec in enumerate(specs):
         run_dir = os.path.join(output_dir, "runs", spec.name)
         row_path = os.path.join(run_dir, "ablation_row.json")
         # A run is reused only if every setting that shapes it is the same.
+        # The label is how a table names the run ("data_M7" in the seeds table,
+        # plain M=7 in the M table): one search serves both.
         plan = plan_run(run_dir, _run_identity(spec, dataset, base_config, shape, data,
                                                random_candidates, bn_recalibration_batches),
-                        result_file="ablation_row.json")
+                        result_file="ablation_row.json", ignored=("run.label",))
         row = None
         if plan.status == "finished":
             with open(row_path) as handle:
@@ -222,8 +249,13 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                                               verbose=verbose)
             row = ablation_row(spec, result, config, _search_seconds(run_dir, seconds))
             write_json_atomic(row_path, row)
-        # Rows written before search_seconds summed every process's epochs.
-        row["search_seconds"] = _search_seconds(run_dir, row["search_seconds"])
+        # Rows written before search_seconds summed every process's epochs are
+        # corrected in place (nothing else in them changes).
+        seconds = _search_seconds(run_dir, row["search_seconds"])
+        if seconds != row["search_seconds"]:
+            row["search_seconds"] = seconds
+            write_json_atomic(row_path, row)
+        row["method"] = spec.label or spec.method   # this table's name for the run
         if retrain_rule is not None:
             row = _rule_row(run_dir, row, retrain_rule)
         if ablation != "gap" and "retrain_test_accuracy" in row:

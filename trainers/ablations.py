@@ -44,7 +44,7 @@ def main(argv):
     from datanas.analysis.ablations import (RetrainSettings, SearchData, ablation_table_name,
                                             parse_method)
     from datanas.engine.run_identity import check_output_dir
-    from trainers.ablation_runner import run_ablation
+    from trainers.ablation_runner import ablation_specs, run_ablation
 
     try:
         flags_core.threads_from_flags(FLAGS)
@@ -77,6 +77,12 @@ def main(argv):
     # One output directory may hold several ablations (they share runs): each
     # writes its own flag files; every run below has its own identity.
     table = ablation_table_name(FLAGS.ablation, FLAGS.retrain_rule)
+    try:   # every setting checked before the flag files are written
+        ablation_specs(FLAGS.ablation, base_config=base_config, shape=shape,
+                       methods=FLAGS.methods, m_values=m_values, seeds=seeds, retrain=retrain,
+                       lambda_values=lambda_values, retrain_rule=FLAGS.retrain_rule)
+    except ValueError as error:
+        sys.exit(f"ablations: error: {error}")
     flags_core.write_flags(FLAGS, FLAGS.model_dir, prefix=f"{table}.")
     try:
         with flags_core.run_errors("ablations"):   # SIGTERM: one line, exit 143

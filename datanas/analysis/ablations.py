@@ -137,11 +137,15 @@ def ablation_table_name(ablation, retrain_rule=None):
 
 def rule_row(row, rule, genotype):
     """The search `row` restated for the genotype its `rule` derived: the
-    method gets a ``_<rule>_rule`` suffix, the cell columns are that cell's."""
+    method gets a ``_<rule>_rule`` suffix, the cell columns are that cell's,
+    and the inherited-weight child columns (measured for the method's own
+    cell) are left empty; the supernet's column stays."""
     pairs = [len(node) for node in genotype.normal]
     return {**row, "method": f"{row['method']}_{rule}_rule", "derivation": rule,
             "skip_connects_normal": genotype.num_skip_connects("normal"),
-            "pairs_per_node_normal": float(np.mean(pairs))}
+            "pairs_per_node_normal": float(np.mean(pairs)),
+            "child_valid_accuracy": None, "child_valid_accuracy_recalibrated_bn": None,
+            "gap": None, "gap_recalibrated_bn": None}
 
 
 def ablation_row(spec, result, config, seconds):

@@ -63,18 +63,20 @@ def _normalise(identity):
     return json.loads(json.dumps(identity, default=str))
 
 
-def identity_differences(saved, current, added_defaults=None):
+def identity_differences(saved, current, added_defaults=None, ignored=()):
     """[(key, saved value, current value)] of every differing setting.
 
     `added_defaults`: {flattened key: value} of settings introduced after
     `saved` was written; a key missing from `saved` counts as that value.
+    `ignored`: flattened keys that do not change a result (e.g. a name shown
+    in tables) and are not compared.
     """
     before, now = _flatten(_normalise(saved)), _flatten(_normalise(current))
     for key, value in _normalise(added_defaults or {}).items():
         if key in now:
             before.setdefault(key, value)
     return [(key, before.get(key), now.get(key)) for key in sorted(set(before) | set(now))
-            if before.get(key) != now.get(key)]
+            if key not in ignored and before.get(key) != now.get(key)]
 
 
 def _writable(directory):
@@ -128,7 +130,7 @@ def check_output_dir(path, flag="--model_dir", allow_inside=None):
 
 
 def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("epochs",),
-             added_defaults=None):
+             added_defaults=None, ignored=()):
     """Decides what to do with `model_dir` for a run of `identity` (nothing written).
 
     Args:
@@ -140,6 +142,7 @@ def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("ep
       added_defaults: {flattened key ("settings.<name>"): value} of settings
         added after older run directories were written, with the value those
         runs used: a directory without the key still resumes.
+      ignored: flattened keys not compared (see identity_differences).
     Raises:
       RunRefused: naming each difference, or why the directory is unusable.
     """
@@ -159,7 +162,7 @@ def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("ep
                          "was changed).")
     with open(path) as handle:
         saved = json.load(handle)
-    differences = identity_differences(saved, identity, added_defaults)
+    differences = identity_differences(saved, identity, added_defaults, ignored)
     budget = [d for d in differences if d[0].rsplit(".", 1)[-1] in budget_keys]
     others = [d for d in differences if d not in budget]
     if others:
