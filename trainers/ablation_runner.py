@@ -122,19 +122,21 @@ def _genotype_file(rule):
 
 
 def _rule_row(run_dir, search_row, rule):
-    """The row of `rule`'s genotype: read back when retrained earlier, else
-    the search row restated for that genotype (datanas.analysis.ablations)."""
-    path = os.path.join(run_dir, f"ablation_row_{rule}.json")
-    if os.path.exists(path):
-        with open(path) as handle:
-            return {**json.load(handle), "method": f"{search_row['method']}_{rule}_rule",
-                    "search_seconds": search_row["search_seconds"]}
-    genotype = load_genotype(os.path.join(run_dir, _genotype_file(rule)))
+    """The row of `rule`'s genotype: the search row restated for that cell
+    (datanas.analysis.ablations.rule_row), with its retraining's columns when
+    it was retrained earlier."""
     retrain_keys = ("parameters", "multiply_adds", "retrain_valid_accuracy",
                     "retrain_test_accuracy", "test_examples", "retrain_seconds",
                     "retrain_settings")
-    return rule_row({k: v for k, v in search_row.items() if k not in retrain_keys}, rule,
-                    genotype)
+    genotype = load_genotype(os.path.join(run_dir, _genotype_file(rule)))
+    row = rule_row({k: v for k, v in search_row.items() if k not in retrain_keys}, rule,
+                   genotype)
+    path = os.path.join(run_dir, f"ablation_row_{rule}.json")
+    if os.path.exists(path):
+        with open(path) as handle:
+            saved = json.load(handle)
+        row.update({k: saved[k] for k in retrain_keys if k in saved})
+    return row
 
 
 def _check_same_retrain(run_dir, row, retrain):
