@@ -8,6 +8,11 @@ from datanas.tasks.base import Task
 __all__ = ["ClassificationTask"]
 
 
+def _at_least_float32(logits):
+    """bfloat16/float16 logits as float32; float32 and float64 unchanged."""
+    return logits if logits.dtype.size >= 4 else tf.cast(logits, tf.float32)
+
+
 class ClassificationTask(Task):
     """Integer labels, logits over `num_classes`.
 
@@ -34,13 +39,13 @@ class ClassificationTask(Task):
     def log_metrics(self):
         return ("loss", "accuracy", f"top{self.top_k}", "error")
 
-    # Losses and sums are float32 whatever the model's compute dtype: a
-    # bfloat16 cross-entropy keeps ~3 significant digits, and in_top_k has no
-    # bfloat16 kernel.
+    # Losses and sums are at least float32 whatever the model's compute dtype:
+    # a bfloat16 cross-entropy keeps ~3 significant digits, and in_top_k has no
+    # bfloat16 kernel; float64 models (gradient checks) keep float64.
 
     def per_example_loss(self, targets, outputs):
         labels = tf.cast(targets, tf.int32)
-        outputs = tf.cast(outputs, tf.float32)
+        outputs = _at_least_float32(outputs)
         if not self.label_smoothing:
             return keras.losses.sparse_categorical_crossentropy(labels, outputs, from_logits=True)
         return keras.losses.categorical_crossentropy(
@@ -58,7 +63,7 @@ class ClassificationTask(Task):
 
     def eval_sums(self, targets, outputs):
         labels = tf.cast(targets, tf.int32)
-        outputs = tf.cast(outputs, tf.float32)
+        outputs = _at_least_float32(outputs)
         top_k = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, outputs, self._k), tf.float32))
         return {"loss": tf.cast(tf.reduce_sum(self.per_example_loss(targets, outputs)), tf.float32),
                 "accuracy": self._correct(targets, outputs), f"top{self.top_k}": top_k}
