@@ -136,6 +136,8 @@ def _rule_row(run_dir, search_row, rule):
         with open(path) as handle:
             saved = json.load(handle)
         row.update({k: saved[k] for k in retrain_keys if k in saved})
+        if row != saved:   # written by an earlier version: its search columns corrected
+            write_json_atomic(path, row)
     return row
 
 
