@@ -136,6 +136,14 @@ def test_another_rule_s_cell_is_retrained_from_the_same_search(tmp_path):
         assert [t["method"] for t in csv.DictReader(handle)] == ["data_darts_rule"]
     again, _ = _tiny(tmp_path, "seeds", methods=["data"], retrain=retrain, retrain_rule="darts")
     assert again == rule_rows   # read back, not retrained
+    # A row of an earlier version (the method's own child columns) is corrected in place.
+    stale = {**json.loads((run / "ablation_row_darts.json").read_text()),
+             "child_valid_accuracy": 0.5}
+    (run / "ablation_row_darts.json").write_text(json.dumps(stale))
+    assert _tiny(tmp_path, "seeds", methods=["data"], retrain=retrain,
+                 retrain_rule="darts")[0] == rule_rows
+    assert json.loads((run / "ablation_row_darts.json").read_text())["child_valid_accuracy"] \
+        is None
     with pytest.raises(ValueError, match="random search has no derivation rules"):
         _tiny(tmp_path, "seeds", methods=["data", "random"], retrain=retrain,
               retrain_rule="darts")
