@@ -117,8 +117,12 @@ def _search_seconds(run_dir, measured):
     return round(float(sum(seconds)), 1) if seconds else measured
 
 
-def _genotype_file(rule):
-    return "genotype.json" if rule is None else f"genotype_{rule}.json"
+def _rule_files(rule):
+    """(genotype file, row file, retraining directory) of a derivation rule's
+    cell in a search run; None = the method's own cell."""
+    if rule is None:
+        return "genotype.json", "ablation_row.json", "retrain"
+    return f"genotype_{rule}.json", f"ablation_row_{rule}.json", f"retrain_{rule}"
 
 
 def _rule_row(run_dir, search_row, rule):
@@ -128,10 +132,11 @@ def _rule_row(run_dir, search_row, rule):
     retrain_keys = ("parameters", "multiply_adds", "retrain_valid_accuracy",
                     "retrain_test_accuracy", "test_examples", "retrain_seconds",
                     "retrain_settings")
-    genotype = load_genotype(os.path.join(run_dir, _genotype_file(rule)))
+    genotype_file, row_file, _ = _rule_files(rule)
+    genotype = load_genotype(os.path.join(run_dir, genotype_file))
     row = rule_row({k: v for k, v in search_row.items() if k not in retrain_keys}, rule,
                    genotype)
-    path = os.path.join(run_dir, f"ablation_row_{rule}.json")
+    path = os.path.join(run_dir, row_file)
     if os.path.exists(path):
         with open(path) as handle:
             saved = json.load(handle)
@@ -223,7 +228,7 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                            m_values=m_values, seeds=seeds, retrain=retrain,
                            lambda_values=lambda_values, retrain_rule=retrain_rule)
     table = ablation_table_name(ablation, retrain_rule)
-    row_file = "ablation_row.json" if retrain_rule is None else f"ablation_row_{retrain_rule}.json"
+    genotype_file, row_file, retrain_dir = _rule_files(retrain_rule)
     os.makedirs(output_dir, exist_ok=True)
     rows = []
     for index, spec in enumerate(specs):
@@ -251,12 +256,11 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                                               random_candidates=random_candidates,
                                               bn_recalibration_batches=bn_recalibration_batches,
                                               verbose=verbose)
-            row = ablation_row(spec, result, config, _search_seconds(run_dir, seconds))
-            write_json_atomic(row_path, row)
-        # Rows written before search_seconds summed every process's epochs are
-        # corrected in place (nothing else in them changes).
+            row = ablation_row(spec, result, config, seconds)
+        # A new row, or one written before search_seconds summed every
+        # process's epochs (corrected in place; nothing else changes).
         seconds = _search_seconds(run_dir, row["search_seconds"])
-        if seconds != row["search_seconds"]:
+        if plan.status != "finished" or seconds != row["search_seconds"]:
             row["search_seconds"] = seconds
             write_json_atomic(row_path, row)
         row["method"] = spec.label or spec.method   # this table's name for the run
@@ -269,10 +273,9 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                 print(f"[{index + 1}/{len(specs)}] retrain {spec.name}: {retrain.layers} cells, "
                       f"C={retrain.init_channels}, {retrain.epochs} epoch(s)", flush=True)
             start = time.time()
-            genotype = load_genotype(os.path.join(run_dir, _genotype_file(retrain_rule)))
+            genotype = load_genotype(os.path.join(run_dir, genotype_file))
             row.update(_retrain(genotype, dataset, retrain, spec.seed,
-                                os.path.join(run_dir, "retrain" if retrain_rule is None
-                                             else f"retrain_{retrain_rule}"), verbose))
+                                os.path.join(run_dir, retrain_dir), verbose))
             row["retrain_seconds"] = round(time.time() - start, 1)
             row["retrain_settings"] = dataclasses.asdict(retrain)
             write_json_atomic(os.path.join(run_dir, row_file), row)
