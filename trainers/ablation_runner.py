@@ -57,7 +57,15 @@ def _search(spec, dataset, base_config, shape, data, run_dir, *, random_candidat
     return result, config, time.time() - start
 
 
+# The columns a retraining adds to a row (_retrain writes exactly these).
+RETRAIN_COLUMNS = ("parameters", "multiply_adds", "retrain_valid_accuracy",
+                   "retrain_test_accuracy", "test_examples", "retrain_seconds",
+                   "retrain_settings")
+
+
 def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
+    """Retrains `genotype` from scratch at the `retrain` budget: its
+    RETRAIN_COLUMNS."""
     import keras  # pylint: disable=import-outside-toplevel
 
     from data_tf.train_inputs import make_train_inputs  # pylint: disable=import-outside-toplevel
@@ -65,6 +73,7 @@ def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
     from datanas.spaces.darts_cnn.networks import NetworkCIFAR  # pylint: disable=import-outside-toplevel
     from datanas.training.trainer import TrainConfig, run_training  # pylint: disable=import-outside-toplevel
 
+    start = time.time()
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     inputs = make_train_inputs(dataset, batch_size=retrain.batch_size,
@@ -82,11 +91,14 @@ def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
                            verbose=verbose, global_batch_size=retrain.batch_size,
                            final_eval_sets=inputs.test_set())
     final = results["final"]
-    return {"parameters": count_parameters(model),
-            "multiply_adds": count_multiply_adds(model, dataset.image_shape),
-            "retrain_valid_accuracy": final["valid_accuracy"],
-            "retrain_test_accuracy": final["test_accuracy"],
-            "test_examples": inputs.sizes()["test"]}
+    columns = {"parameters": count_parameters(model),
+               "multiply_adds": count_multiply_adds(model, dataset.image_shape),
+               "retrain_valid_accuracy": final["valid_accuracy"],
+               "retrain_test_accuracy": final["test_accuracy"],
+               "test_examples": inputs.sizes()["test"],
+               "retrain_seconds": round(time.time() - start, 1),
+               "retrain_settings": dataclasses.asdict(retrain)}
+    return {key: columns[key] for key in RETRAIN_COLUMNS}
 
 
 def _run_identity(spec, dataset, base_config, shape, data, random_candidates,
@@ -129,18 +141,15 @@ def _rule_row(run_dir, search_row, rule):
     """The row of `rule`'s genotype: the search row restated for that cell
     (datanas.analysis.ablations.rule_row), with its retraining's columns when
     it was retrained earlier."""
-    retrain_keys = ("parameters", "multiply_adds", "retrain_valid_accuracy",
-                    "retrain_test_accuracy", "test_examples", "retrain_seconds",
-                    "retrain_settings")
     genotype_file, row_file, _ = _rule_files(rule)
     genotype = load_genotype(os.path.join(run_dir, genotype_file))
-    row = rule_row({k: v for k, v in search_row.items() if k not in retrain_keys}, rule,
+    row = rule_row({k: v for k, v in search_row.items() if k not in RETRAIN_COLUMNS}, rule,
                    genotype)
     path = os.path.join(run_dir, row_file)
     if os.path.exists(path):
         with open(path) as handle:
             saved = json.load(handle)
-        row.update({k: saved[k] for k in retrain_keys if k in saved})
+        row.update({k: saved[k] for k in RETRAIN_COLUMNS if k in saved})
         if row != saved:   # written by an earlier version: its search columns corrected
             write_json_atomic(path, row)
     return row
@@ -272,12 +281,9 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
             if verbose:
                 print(f"[{index + 1}/{len(specs)}] retrain {spec.name}: {retrain.layers} cells, "
                       f"C={retrain.init_channels}, {retrain.epochs} epoch(s)", flush=True)
-            start = time.time()
             genotype = load_genotype(os.path.join(run_dir, genotype_file))
             row.update(_retrain(genotype, dataset, retrain, spec.seed,
                                 os.path.join(run_dir, retrain_dir), verbose))
-            row["retrain_seconds"] = round(time.time() - start, 1)
-            row["retrain_settings"] = dataclasses.asdict(retrain)
             write_json_atomic(os.path.join(run_dir, row_file), row)
         release_run_lock(run_dir)   # done: another process may read or extend it
         rows.append(row)
