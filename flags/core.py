@@ -22,6 +22,7 @@ __all__ = ["define_preset_flag", "TRAIN_PRESETS", "define_run_flags", "define_im
            "train_config_from_flags", "threads_from_flags", "quiet_logging", "prepare_run",
            "prepare_training_run", "prepare_search_run",
            "run_errors", "run_identity", "check_layers", "trainer_flag_values", "NOT_IDENTITY",
+           "ADDED_WITH_DEFAULT", "added_defaults",
            "search_config_from_flags", "strategy_from_flags", "SEARCH_PRESETS"]
 
 # Presets fill in flags the user did not set on the command line.
@@ -436,6 +437,12 @@ NOT_IDENTITY = ("model_dir", "data_dir", "export_dir", "extend_run", "preset",
 ADDED_WITH_DEFAULT = {"dtype_policy": "float32", "random_candidates": 8, "random_epochs": None}
 
 
+def added_defaults():
+    """ADDED_WITH_DEFAULT as `plan_run(added_defaults=...)` takes it: keyed by
+    the setting's path in a run identity."""
+    return {f"settings.{k}": v for k, v in ADDED_WITH_DEFAULT.items()}
+
+
 def trainer_flag_values(flag_values):
     """{name: value} of the trainer's own and datanas' flags (not absl/TF's)."""
     values = {}
@@ -504,7 +511,7 @@ def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, stra
         return False
     plan = plan_run(flag_values.model_dir, run_identity(flag_values, trainer, inputs),
                     result_file=result_file, extend=flag_values.extend_run,
-                    added_defaults={f"settings.{k}": v for k, v in ADDED_WITH_DEFAULT.items()})
+                    added_defaults=added_defaults())
     if plan.status == "finished":
         _report_finished(plan, result_file)
         return True

@@ -68,7 +68,7 @@ def test_run_directories_from_before_the_flag_resume_as_float32_runs(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "run_identity.json").write_text(json.dumps(older))
-    added = {f"settings.{k}": v for k, v in flags_core.ADDED_WITH_DEFAULT.items()}
+    added = flags_core.added_defaults()   # what prepare_run passes
     now = flags_core.run_identity(_flags(epochs=3, dtype_policy="float32"), "t", {})
     assert now["settings"]["dtype_policy"] == "float32"
     assert plan_run(str(run), now, result_file="r.json", added_defaults=added).status == "resume"
