@@ -127,6 +127,31 @@ def test_the_trainer_writes_the_chosen_genotype_then_refuses_another(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_the_shipped_card_is_what_its_shipped_run_files_say(monkeypatch):
+    """docs/results/fashion_mnist.json is recomputed from the run files shipped
+    beside it (candidates' searches and proxies, the final retraining, every
+    earlier attempt): no figure typed in or left stale, the cell chosen on
+    validation, its genotype file the chosen proxy's cell, under 1M parameters."""
+    from datanas.analysis.result_card import proxied_genotype
+
+    monkeypatch.chdir(ROOT)   # the card's paths are relative to the repository
+    with open("docs/results/fashion_mnist.json") as f:
+        card = json.load(f)
+    with open("docs/results/fashion_mnist_candidates.json") as f:
+        candidates = [Candidate(**entry) for entry in json.load(f)]
+    ranked = rank_candidates(candidates)
+    earlier = [{"name": a["name"], "run_dir": f"docs/results/fashion_mnist_{a['name']}"}
+               for a in card["earlier_attempts"]]
+    recomputed = result_card("docs/results/fashion_mnist_final", ranked, card["genotype"],
+                             dataset="fashion_mnist", command=card["command"],
+                             published=card["published_baselines"], earlier_attempts=earlier)
+    assert recomputed == card
+    chosen = next(c for c in candidates if c.name == card["selected"])
+    with open(card["genotype"]) as f:
+        assert json.load(f) == proxied_genotype(chosen)
+    assert card["parameters"] < 1_000_000
+
+
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian dataset-fashion-mnist not installed")
 def test_the_accuracy_check_serves_as_the_trainer_evaluates(tmp_path, capsys, load_example):
     from data_tf.image_datasets import load_image_dataset
