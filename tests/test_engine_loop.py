@@ -8,13 +8,15 @@ last good checkpoint still resumes; result files are readable by others.
 
 import json
 import os
+import signal
 import stat
+import threading
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from datanas.engine.loop import NonFiniteError, Program, RunState, run_loop
+from datanas.engine.loop import NonFiniteError, Program, RunPreempted, RunState, run_loop
 from datanas.engine.run_files import write_json_atomic
 
 
@@ -55,6 +57,28 @@ class LinearProgram(Program):
 
 class Stop(Exception):
     pass
+
+
+class SignalledProgram(LinearProgram):
+    """Sends itself SIGTERM inside its `signal_in_call`-th train_step of this
+    process, before the step's work (as if during the first step's graph
+    build) and keeps working in Python afterwards."""
+
+    def __init__(self, signal_in_call):
+        super().__init__()
+        self.signal_in_call, self.calls = signal_in_call, 0
+
+    def train_step(self, index):
+        self.calls += 1
+        if self.calls == self.signal_in_call:
+            os.kill(os.getpid(), signal.SIGTERM)
+            sum(range(10000))   # the interpreter runs the handler here
+        return super().train_step(index)
+
+
+needs_main_thread = pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="signal handlers are installed from the main thread only")
 
 
 def test_resume_after_any_step_matches_uninterrupted(tmp_path):
@@ -104,3 +128,50 @@ def test_result_files_are_readable_like_normal_files(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask
+
+
+@needs_main_thread
+def test_sigterm_before_the_first_step_finishes_stops_at_once_and_loses_nothing(tmp_path):
+    """A stop during the first step (the graph build) needs no checkpoint:
+    the loop stops inside the step, not after it, and the run resumes from
+    where it was to the uninterrupted result."""
+    reference = LinearProgram()
+    run_loop(reference, str(tmp_path / "ref"), verbose=0)
+    directory = str(tmp_path / "run")
+    fresh = SignalledProgram(signal_in_call=1)
+    with pytest.raises(RunPreempted, match="first step.*no checkpoint yet.*rerun") as stop:
+        run_loop(fresh, directory, verbose=0, checkpoint_every_steps=1)
+    assert "\n" not in str(stop.value)
+    assert int(fresh.state.step.numpy()) == 0, "the step ran although the stop came first"
+    assert tf.train.latest_checkpoint(os.path.join(directory, "checkpoints")) is None
+
+    # killed between steps 5 and 6, then stopped during the resumed process's first step
+    first = LinearProgram()
+    original = first.train_step
+
+    def killed_after_step_5(index):
+        if int(first.state.step.numpy()) == 5:
+            raise Stop()
+        return original(index)
+
+    first.train_step = killed_after_step_5
+    with pytest.raises(Stop):
+        run_loop(first, directory, verbose=0, checkpoint_every_steps=1)
+    resumed = SignalledProgram(signal_in_call=1)
+    with pytest.raises(RunPreempted, match="checkpoint at step 5 is kept"):
+        run_loop(resumed, directory, verbose=0, checkpoint_every_steps=1)
+    assert tf.train.latest_checkpoint(os.path.join(directory, "checkpoints")).endswith("ckpt-5")
+
+    final = LinearProgram()
+    assert run_loop(final, directory, verbose=0).resumed_from_step == 5
+    np.testing.assert_array_equal(final.weights.numpy(), reference.weights.numpy())
+
+
+@needs_main_thread
+def test_sigterm_after_a_finished_step_checkpoints_it_first(tmp_path):
+    directory = str(tmp_path / "run")
+    program = SignalledProgram(signal_in_call=3)
+    with pytest.raises(RunPreempted, match="checkpoint saved at step 3"):
+        run_loop(program, directory)   # no step checkpoints: the stop saves step 3
+    assert tf.train.latest_checkpoint(os.path.join(directory, "checkpoints")).endswith("ckpt-3")
+    assert run_loop(LinearProgram(), directory, verbose=0).resumed_from_step == 3

@@ -10,7 +10,9 @@ driven by ``run_loop``.  The loop owns what every run needs:
   ``checkpoint_every_steps`` and at every epoch end, restored only into an
   identical state (``restore_exactly``);
 * SIGTERM (cluster preemption): checkpoint at the next step boundary, then
-  ``RunPreempted``;
+  ``RunPreempted``; before the process's first step has finished (the
+  graph build, minutes for a large supernet) there is nothing new to save,
+  so it stops at once with ``RunPreempted``;
 * ``metrics.jsonl`` (one line per epoch; lines written after the last
   checkpoint are dropped on resume), TensorBoard scalars (and the program's
   own ``summaries``), a progress bar;
@@ -144,10 +146,20 @@ class LoopResult:
 
 
 class _TerminationFlag:
-    """Records SIGTERM (cluster preemption) instead of dying mid-step."""
+    """Records SIGTERM (cluster preemption) instead of dying mid-step.
+
+    While ``stop_at_once`` holds a message (set while nothing would be lost:
+    before the process's first step has finished), the handler raises
+    ``RunPreempted`` with it instead.  Python runs the handler when control
+    returns to the interpreter, i.e. during tracing at once and after a C++
+    graph optimisation has finished; ``raised`` stays the fallback if the
+    exception is swallowed on the way (the next step boundary acts on it).
+    """
 
     def __init__(self):
         self.raised = False
+        self.stop_at_once = None
+        self.stopped_at_once = None
         self._previous = None
 
     def __enter__(self):
@@ -158,10 +170,17 @@ class _TerminationFlag:
     def _handle(self, signum, frame):
         del signum, frame
         self.raised = True
+        if self.stop_at_once is not None:
+            self.stopped_at_once, self.stop_at_once = self.stop_at_once, None
+            raise RunPreempted(self.stopped_at_once)
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, traceback):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
+        if exc_type is not None and issubclass(exc_type, RunPreempted) and self.stopped_at_once:
+            # raised inside a tf.function's tracing, the message arrives wrapped
+            # in the traced code's stack; the user needs the one line
+            raise RunPreempted(self.stopped_at_once) from None
 
 
 def _completed_history(metrics_path, epochs_completed):
@@ -236,6 +255,11 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
     steps_per_epoch = program.steps_per_epoch
     with _TerminationFlag() as terminated:
+        terminated.stop_at_once = (
+            f"SIGTERM before this process finished its first step (the graph build): nothing "
+            f"new to save in {model_dir} ("
+            + (f"its checkpoint at step {resumed_from} is kept" if manager.latest_checkpoint
+               else "no checkpoint yet") + "); rerun the same command to resume.")
         for epoch in range(int(state.epochs_completed.numpy()), program.epochs):
             settings = program.begin_epoch(epoch)
             done = int(state.step.numpy()) - epoch * steps_per_epoch
@@ -250,6 +274,7 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
             count = done
             for batch in program.batches(epoch, done):
                 metrics = {k: float(v) for k, v in program.train_step(batch).items()}
+                terminated.stop_at_once = None   # a finished step: save it before stopping
                 bad = [k for k, v in metrics.items() if not math.isfinite(v)]
                 if bad:
                     raise NonFiniteError(
