@@ -1,6 +1,7 @@
-"""Every command the README shows names a real entry point and real flags.
+"""Every command the README (and docs/) shows names a real entry point and real flags.
 
-Each ``python -m module ...`` / ``python script.py ...`` of README.md is run
+Each ``python -m module ...`` / ``python script.py ...`` of README.md and of
+the Markdown pages under docs/ is run
 with its own arguments followed by a help flag: the entry point must exist,
 parse the given values (absl checks types, enums and bounds before the help
 flag exits) and define every ``--flag`` the command uses.  Nothing is
@@ -19,16 +20,25 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
 _COMMAND = re.compile(r"python (-m [\w.]+|[\w/]+\.py)((?:[ \t]+[^\s`#;|&]+)*)")
 
 
-def readme_commands():
-    """(entry point, [arguments]) of every command in README.md, in order."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
-        text = re.sub(r"\\\n\s*", " ", handle.read())      # shell line continuations
+def _documents():
+    """README.md, then every Markdown page under docs/ (their commands are the same promise)."""
+    pages = [os.path.join(ROOT, "README.md")]
+    for directory, _, names in sorted(os.walk(os.path.join(ROOT, "docs"))):
+        pages += [os.path.join(directory, n) for n in sorted(names) if n.endswith(".md")]
+    return pages
+
+
+def readme_commands(pages=None):
+    """(entry point, [arguments]) of every command in `pages` (default README.md), in order."""
     commands = []
-    for match in _COMMAND.finditer(text):
-        entry, args = match.group(1), match.group(2).split()
-        if entry == "-m pytest":
-            continue
-        commands.append((entry, [a for a in args if a != "..."]))
+    for page in pages or [os.path.join(ROOT, "README.md")]:
+        with open(page, encoding="utf-8") as handle:
+            text = re.sub(r"\\\n\s*", " ", handle.read())      # shell line continuations
+        for match in _COMMAND.finditer(text):
+            entry, args = match.group(1), match.group(2).split()
+            if entry == "-m pytest":
+                continue
+            commands.append((entry, [a for a in args if a != "..."]))
     return commands
 
 
@@ -46,7 +56,7 @@ def test_the_readme_shows_the_commands_of_every_trainer():
     assert trainers <= entries, sorted(trainers - entries)
 
 
-@pytest.mark.parametrize("entry,args", readme_commands(),
+@pytest.mark.parametrize("entry,args", readme_commands(_documents()),
                          ids=lambda value: value if isinstance(value, str) else " ".join(value))
 def test_readme_command_parses_and_uses_only_defined_flags(entry, args):
     if entry.startswith("-m "):
