@@ -175,3 +175,27 @@ def test_sigterm_after_a_finished_step_checkpoints_it_first(tmp_path):
         run_loop(program, directory)   # no step checkpoints: the stop saves step 3
     assert tf.train.latest_checkpoint(os.path.join(directory, "checkpoints")).endswith("ckpt-3")
     assert run_loop(LinearProgram(), directory, verbose=0).resumed_from_step == 3
+
+
+@needs_main_thread
+def test_a_stop_swallowed_during_the_first_step_still_checkpoints_at_the_boundary(tmp_path):
+    """If code inside the first step catches the handler's exception (as
+    tracing code may), the flag still stops the run at the next step
+    boundary, and the message says the checkpoint was saved."""
+    program = LinearProgram()
+    original = program.train_step
+
+    def swallowing_first_step(index):
+        if int(program.state.step.numpy()) == 0:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                sum(range(10000))
+            except RunPreempted:
+                pass
+        return original(index)
+
+    program.train_step = swallowing_first_step
+    directory = str(tmp_path / "run")
+    with pytest.raises(RunPreempted, match="checkpoint saved at step 1"):
+        run_loop(program, directory, verbose=0)
+    assert tf.train.latest_checkpoint(os.path.join(directory, "checkpoints")).endswith("ckpt-1")

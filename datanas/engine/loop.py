@@ -274,7 +274,9 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
             count = done
             for batch in program.batches(epoch, done):
                 metrics = {k: float(v) for k, v in program.train_step(batch).items()}
-                terminated.stop_at_once = None   # a finished step: save it before stopping
+                # a finished step: from now on a stop saves it first (and a stop
+                # raised during the step but swallowed on the way is void)
+                terminated.stop_at_once = terminated.stopped_at_once = None
                 bad = [k for k, v in metrics.items() if not math.isfinite(v)]
                 if bad:
                     raise NonFiniteError(
