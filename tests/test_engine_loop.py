@@ -199,3 +199,27 @@ def test_a_stop_swallowed_during_the_first_step_still_checkpoints_at_the_boundar
     with pytest.raises(RunPreempted, match="checkpoint saved at step 1"):
         run_loop(program, directory, verbose=0)
     assert tf.train.latest_checkpoint(os.path.join(directory, "checkpoints")).endswith("ckpt-1")
+
+
+@needs_main_thread
+def test_a_stop_during_tf_function_tracing_gives_the_one_line_message(tmp_path):
+    """Raised while a tf.function traces (a search's graph build), the stop
+    arrives wrapped in autograph's 'in user code' stack; the loop re-raises
+    its own one line."""
+    program = LinearProgram()
+    original = program.train_step
+
+    @tf.function
+    def build(x):
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(10000))
+        return x
+
+    def traced_first_step(index):
+        build(tf.constant(0.0))
+        return original(index)
+
+    program.train_step = traced_first_step
+    with pytest.raises(RunPreempted, match="first step.*no checkpoint yet") as stop:
+        run_loop(program, str(tmp_path / "run"), verbose=0)
+    assert "\n" not in str(stop.value) and "user code" not in str(stop.value)
