@@ -12,6 +12,7 @@ import pytest
 from datanas.analysis.ablations import (RetrainSettings, SearchData, plan_runs, plot_ablation,
                                         summarize)
 from trainers.ablation_runner import run_ablation
+from datanas.engine.run_lock import acquire_run_lock, release_run_lock
 from datanas.search.config import SearchConfig
 from datanas.search.runs import SupernetShape
 
@@ -186,13 +187,14 @@ def test_seeds_ablation_command_retrains_and_aggregates(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     out = tmp_path / "ab"
-    proc = subprocess.run(
-        [sys.executable, "-m", "trainers.ablations", "--ablation=seeds", "--methods=random",
-         "--seeds=0,1", "--random_candidates=2", "--dataset=digits", "--train_size=500",
-         "--batch_size=32", "--epochs=2", "--layers=3", "--init_channels=4", "--nodes=2",
-         f"--primitives={','.join(PRIMITIVES)}", "--retrain_layers=3", "--retrain_channels=4",
-         "--retrain_epochs=1", f"--model_dir={out}"],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+    command = [
+        sys.executable, "-m", "trainers.ablations", "--seeds=0,1", "--ablation=seeds",
+        "--methods=random", "--random_candidates=2", "--dataset=digits", "--train_size=500",
+        "--batch_size=32", "--epochs=2", "--layers=3", "--init_channels=4", "--nodes=2",
+        f"--primitives={','.join(PRIMITIVES)}", "--retrain_layers=3", "--retrain_channels=4",
+        "--retrain_epochs=1", f"--model_dir={out}"]
+    proc = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "seeds: 2 run(s); CSV, PNG and summary in" in proc.stdout
     with open(out / "seeds.csv") as handle:
@@ -206,6 +208,20 @@ def test_seeds_ablation_command_retrains_and_aggregates(tmp_path):
     assert summary["by_method"]["random"]["std"] == pytest.approx(np.std(values, ddof=1))
     assert (out / "seeds.png").read_bytes()[:8] == PNG_SIGNATURE
     assert json.loads((out / "seeds.flags.json").read_text())["seeds"] == ["0", "1"]
+    table_files = {name: (out / name).read_bytes() for name in (
+        "seeds.csv", "seeds_summary.json", "seeds.flags.json", "seeds.flagfile.txt")}
+    # A rerun asking for a third seed that another live process is writing is
+    # refused there: the table of seeds 0-1 and its flag record stay as they were
+    # (the flags are written with the table, never before it).
+    os.makedirs(out / "runs" / "random_seed2")
+    acquire_run_lock(str(out / "runs" / "random_seed2"))
+    try:
+        proc = subprocess.run(command[:3] + ["--seeds=0,1,2"] + command[4:],
+                              cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+    finally:
+        release_run_lock(str(out / "runs" / "random_seed2"))
+    assert proc.returncode != 0 and "is being written by" in proc.stderr, proc.stderr[-2000:]
+    assert {name: (out / name).read_bytes() for name in table_files} == table_files
     with pytest.raises(ValueError, match="RetrainSettings"):
         _tiny(tmp_path / "other", "seeds", methods=["data"])
 

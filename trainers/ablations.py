@@ -7,9 +7,10 @@
         --seeds=0,1,2 --preset=ablation --model_dir=/tmp/ab_seeds
 
 Every search is a normal search run under --model_dir/runs/<name> (rerunning
-the command resumes: finished runs are read back).  Writes <ablation>.csv,
-<ablation>.png and <ablation>_summary.json into --model_dir
-(<ablation>_<rule>_rule.* with --retrain_rule).
+the command resumes: finished runs are read back).  When every run is done,
+writes <ablation>.csv, <ablation>.png, <ablation>_summary.json and the
+command's flags (<ablation>.flags.json, <ablation>.flagfile.txt) into
+--model_dir (<ablation>_<rule>_rule.* with --retrain_rule).
 """
 
 import sys
@@ -75,15 +76,14 @@ def main(argv):
     if applied:
         print(f"Preset {FLAGS.preset}: {applied}", flush=True)
     # One output directory may hold several ablations (they share runs): each
-    # writes its own flag files; every run below has its own identity.
+    # writes its own table and flag files; every run below has its own identity.
     table = ablation_table_name(FLAGS.ablation, FLAGS.retrain_rule)
-    try:   # every setting checked before the flag files are written
+    try:   # every setting checked before anything runs
         ablation_specs(FLAGS.ablation, base_config=base_config, shape=shape,
                        methods=FLAGS.methods, m_values=m_values, seeds=seeds, retrain=retrain,
                        lambda_values=lambda_values, retrain_rule=FLAGS.retrain_rule)
     except ValueError as error:
         sys.exit(f"ablations: error: {error}")
-    flags_core.write_flags(FLAGS, FLAGS.model_dir, prefix=f"{table}.")
     try:
         with flags_core.run_errors("ablations"):   # SIGTERM: one line, exit 143
             rows, summary = run_ablation(
@@ -94,6 +94,11 @@ def main(argv):
                 lambda_values=lambda_values, retrain_rule=FLAGS.retrain_rule)
     except (ValueError, ImportError) as error:
         sys.exit(f"ablations: error: {error}")
+    # Written with the table, not before it: <table>.csv/.png/_summary.json and
+    # <table>.flags.json/.flagfile.txt always describe the same command (a
+    # stopped or refused rerun, or a process given a subset of the seeds that
+    # does not finish, leaves the finished table's record as it was).
+    flags_core.write_flags(FLAGS, FLAGS.model_dir, prefix=f"{table}.")
     print(f"\n{table}: {len(rows)} run(s); CSV, PNG and summary in {FLAGS.model_dir}")
     for key, value in summary.items():
         print(f"  {key}: {value}")
