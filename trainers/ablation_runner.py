@@ -137,12 +137,11 @@ def _rule_files(rule):
     return f"genotype_{rule}.json", f"ablation_row_{rule}.json", f"retrain_{rule}"
 
 
-def _rule_row(run_dir, search_row, rule):
-    """The row of `rule`'s genotype: the search row restated for that cell
+def _rule_row(run_dir, search_row, rule, genotype):
+    """The row of `rule`'s `genotype`: the search row restated for that cell
     (datanas.analysis.ablations.rule_row), with its retraining's columns when
     it was retrained earlier."""
-    genotype_file, row_file, _ = _rule_files(rule)
-    genotype = load_genotype(os.path.join(run_dir, genotype_file))
+    _, row_file, _ = _rule_files(rule)
     row = rule_row({k: v for k, v in search_row.items() if k not in RETRAIN_COLUMNS}, rule,
                    genotype)
     path = os.path.join(run_dir, row_file)
@@ -273,15 +272,18 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
             row["search_seconds"] = seconds
             write_json_atomic(row_path, row)
         row["method"] = spec.label or spec.method   # this table's name for the run
+        genotype = None   # this table's cell: read once, when a row or a retraining needs it
         if retrain_rule is not None:
-            row = _rule_row(run_dir, row, retrain_rule)
+            genotype = load_genotype(os.path.join(run_dir, genotype_file))
+            row = _rule_row(run_dir, row, retrain_rule, genotype)
         if ablation != "gap" and "retrain_test_accuracy" in row:
             _check_same_retrain(run_dir, row, retrain)
         if ablation != "gap" and "retrain_test_accuracy" not in row:
             if verbose:
                 print(f"[{index + 1}/{len(specs)}] retrain {spec.name}: {retrain.layers} cells, "
                       f"C={retrain.init_channels}, {retrain.epochs} epoch(s)", flush=True)
-            genotype = load_genotype(os.path.join(run_dir, genotype_file))
+            if genotype is None:
+                genotype = load_genotype(os.path.join(run_dir, genotype_file))
             row.update(_retrain(genotype, dataset, retrain, spec.seed,
                                 os.path.join(run_dir, retrain_dir), verbose))
             write_json_atomic(os.path.join(run_dir, row_file), row)
