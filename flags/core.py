@@ -205,8 +205,8 @@ def define_ablation_flags():
                            "resource-aware sampling at several lam (--lambda_values, --cost).")
     absl_flags.mark_flag_as_required("ablation")
     absl_flags.DEFINE_list("methods", ["data", "darts", "gdas"],
-                           "Methods compared (gap: data/darts/gdas; seeds: also random, and "
-                           "data_M<m> for DATA with M=m beside --M, e.g. data,data_M7).")
+                           "Methods compared (gap: data/darts/gdas; seeds: also random; both "
+                           "take data_M<m> for DATA with M=m beside --M, e.g. data,data_M7).")
     absl_flags.DEFINE_list("M_values", None, "num_samples ablation: M values (default 1..K).")
     absl_flags.DEFINE_list("seeds", ["0"], "Seeds (seeds ablation: one run per method and seed).")
     absl_flags.DEFINE_list("lambda_values", ["1.0", "0.75", "0.5", "0.25"],

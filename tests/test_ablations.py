@@ -44,6 +44,13 @@ def test_plans():
     assert gap[0].name == sweep[0].name.replace("M1", "M4") == "data_M4_seed3"
     assert seeds[0].name == "data_M4_seed0"
     assert len({(r.method, r.num_samples, r.seed) for r in gap + sweep}) == len(gap + sweep)
+    # The paper's Table 8 row is DATA M=7: the gap table names it as the seeds table does,
+    # and reads back the seeds table's search of it.
+    gap_m7 = plan_runs("gap", methods=["data_M7"], num_samples=4, m_values=None, seeds=[0])
+    assert [(r.name, r.method, r.num_samples, r.label) for r in gap_m7] == [
+        ("data_M7_seed0", "data", 7, "data_M7")]
+    assert gap_m7 == plan_runs("seeds", methods=["data_M7"], num_samples=4, m_values=None,
+                               seeds=[0])
     with pytest.raises(ValueError, match="'random'"):
         plan_runs("gap", methods=["random"], num_samples=4, m_values=None, seeds=[0])
     with pytest.raises(ValueError, match="ablation must be one of"):

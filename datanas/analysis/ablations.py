@@ -78,6 +78,10 @@ def parse_method(token, num_samples):
                      "data_M<m> (DATA with M=m, e.g. data_M7).")
 
 
+#: Methods with a supernet, whose search/child gap Table 8 measures.
+GAP_METHODS = ("data", "darts", "gdas")
+
+
 def plan_runs(ablation, *, methods, num_samples, m_values, seeds, lambda_values=None,
               cost="params"):
     """The searches an ablation needs (names are stable run directories)."""
@@ -92,9 +96,6 @@ def plan_runs(ablation, *, methods, num_samples, m_values, seeds, lambda_values=
                         num_samples, seeds[0], cost_lambda=float(lam))
                 for lam in lambda_values]
 
-    def samples_of(method):
-        return 1 if method == "gdas" else num_samples
-
     def name(method, samples, seed):
         # Shared names let the ablations reuse each other's searches when they
         # write into the same directory (e.g. gap's DATA run is seeds' seed 0).
@@ -103,12 +104,10 @@ def plan_runs(ablation, *, methods, num_samples, m_values, seeds, lambda_values=
         return f"{method}_seed{seed}"
 
     if ablation == "gap":
-        unknown = [m for m in methods if m not in ("data", "darts", "gdas")]
+        unknown = [m for m in methods if parse_method(m, num_samples)[0] not in GAP_METHODS]
         if unknown:
             raise ValueError(f"the gap ablation compares supernet and child of gradient-based "
-                             f"methods (data, darts, gdas); got {unknown}.")
-        return [RunSpec(name(m, samples_of(m), s), m, samples_of(m), s)
-                for m in methods for s in seeds]
+                             f"methods ({', '.join(GAP_METHODS)}, or data_M<m>); got {unknown}.")
     if ablation == "num_samples":
         if not m_values or any(m < 1 for m in m_values):
             raise ValueError(f"M values must be integers >= 1, got {m_values}.")
