@@ -194,13 +194,15 @@ def test_seeds_ablation_command_retrains_and_aggregates(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     out = tmp_path / "ab"
-    command = [
-        sys.executable, "-m", "trainers.ablations", "--seeds=0,1", "--ablation=seeds",
-        "--methods=random", "--random_candidates=2", "--dataset=digits", "--train_size=500",
-        "--batch_size=32", "--epochs=2", "--layers=3", "--init_channels=4", "--nodes=2",
-        f"--primitives={','.join(PRIMITIVES)}", "--retrain_layers=3", "--retrain_channels=4",
-        "--retrain_epochs=1", f"--model_dir={out}"]
-    proc = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True,
+    def command(seeds):
+        return [
+            sys.executable, "-m", "trainers.ablations", "--ablation=seeds", "--methods=random",
+            f"--seeds={seeds}", "--random_candidates=2", "--dataset=digits", "--train_size=500",
+            "--batch_size=32", "--epochs=2", "--layers=3", "--init_channels=4", "--nodes=2",
+            f"--primitives={','.join(PRIMITIVES)}", "--retrain_layers=3", "--retrain_channels=4",
+            "--retrain_epochs=1", f"--model_dir={out}"]
+
+    proc = subprocess.run(command("0,1"), cwd=ROOT, env=ENV, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "seeds: 2 run(s); CSV, PNG and summary in" in proc.stdout
@@ -223,8 +225,8 @@ def test_seeds_ablation_command_retrains_and_aggregates(tmp_path):
     os.makedirs(out / "runs" / "random_seed2")
     acquire_run_lock(str(out / "runs" / "random_seed2"))
     try:
-        proc = subprocess.run(command[:3] + ["--seeds=0,1,2"] + command[4:],
-                              cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(command("0,1,2"), cwd=ROOT, env=ENV, capture_output=True,
+                              text=True, timeout=900)
     finally:
         release_run_lock(str(out / "runs" / "random_seed2"))
     assert proc.returncode != 0 and "is being written by" in proc.stderr, proc.stderr[-2000:]
