@@ -108,10 +108,13 @@ def test_skip_connect_is_identity_at_stride_1():
 
 @pytest.mark.parametrize("skip", SKIP_MECHANISMS)
 @pytest.mark.parametrize("stride", [1, 2])
-def test_unselected_ops_are_not_executed_at_runtime(stride, skip):
-    """An unselected op leaves its batch-norm statistics untouched (with
-    skip="examples" it runs on zero examples; with "cond" not at all)."""
-    edge = built_edge(stride, skip=skip)
+@pytest.mark.parametrize("gradient", ["sampled", "full"])
+def test_unselected_ops_run_only_under_the_full_gradient(stride, skip, gradient):
+    """Under gradient="sampled" an unselected op leaves its batch-norm
+    statistics untouched (with skip="examples" it runs on zero examples;
+    with "cond" not at all); under "full" it runs forward on the batch, as
+    every op does in the authors' supernet."""
+    edge = built_edge(stride, skip=skip, gradient=gradient)
     x = make_input(6, seed=1)
     fn = tf.function(lambda inputs, code: edge(inputs, code, training=True))
     with_bn = {k for k, p in enumerate(CONV_PRIMITIVES) if p not in NO_BN[stride]}
@@ -124,7 +127,8 @@ def test_unselected_ops_are_not_executed_at_runtime(stride, skip):
         fn(x, code_of(names))
         after = moving_stats(edge)
         selected = {CONV_PRIMITIVES.index(n) for n in names}
-        assert changed_ops(before, after) == selected & with_bn, names
+        expected = selected & with_bn if gradient == "sampled" else with_bn
+        assert changed_ops(before, after) == expected, names
     assert fn.experimental_get_tracing_count() == 1
 
 
@@ -273,7 +277,7 @@ def test_get_config_round_trip():
 def test_xla_jit_compile(training):
     require_xla()
     edge = MixedEdge(C, 2, primitives=["none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"],
-                     skip="cond")
+                     skip="cond", gradient="sampled")
     x = make_input(7, seed=8)
     edge(x, tf.zeros([4]), training=False)
     fn = tf.function(lambda v, w: edge(v, w, training=training), jit_compile=True)

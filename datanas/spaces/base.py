@@ -53,8 +53,12 @@ class SearchSpace(abc.ABC):
 
     @abc.abstractmethod
     def build_supernet(self, settings, *, num_outputs, input_shape, weighting, mode,
-                       num_samples, scope, temperature, seed):
-        """A built supernet (see the module docstring)."""
+                       num_samples, scope, temperature, seed, egs_gradient="full",
+                       edge_combine="mean"):
+        """A built supernet (see the module docstring).  ``egs_gradient``:
+        whether undrawn ops are computed forward only ("full") or not at all
+        ("sampled"); ``edge_combine``: whether an edge averages ("mean") or
+        adds ("sum") the ops its code selects."""
 
     @abc.abstractmethod
     def derive(self, supernet, rule, seed):

@@ -9,16 +9,25 @@ op) pairs of the node (DATA); under ``"edge"`` each input has its own.
   1-(1-p)^M is >= 0.5);
 * ``pairs_from_code``: its (op, input) pairs, 'none' dropped; a node left
   empty gets its most probable non-none pair;
+* ``node_sample_code`` / ``most_probable_selection``: the DATA authors'
+  derivations, both over the node's *flattened* (input, op) distribution
+  whatever the search scope -- M EGS draws at temperature 1 (their
+  ``gentype_gumbel``: ``W.view(1, -1)``, so at most M pairs per node), and
+  their deterministic ``infer_prob`` (``model_infer.py``): the i <= M most
+  probable pairs whose exact selection by M draws is the most probable;
 * ``top_edge_pairs``: the DARTS rule -- the `edges` inputs with the largest
   non-none probability, each with its argmax non-none op (2 per node in the
   convolutional cell, 1 in the recurrent cell).
 """
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
 __all__ = ["selection_probabilities", "distribution_entropies", "inclusion_probabilities", "node_code",
-           "pairs_from_code", "top_edge_pairs", "check_finite"]
+           "pairs_from_code", "top_edge_pairs", "check_finite", "node_sample_code",
+           "exact_selection_probability", "most_probable_selection"]
 
 
 def _softmax(values, axis=-1):
@@ -60,6 +69,47 @@ def node_code(estimator, logits, scope, rule, seed):
     else:
         code = estimator.deterministic_code(values)
     return np.asarray(code.numpy()).reshape(logits.shape)
+
+
+def node_sample_code(estimator, logits, seed):
+    """Binary code ``[inputs, K]`` of M EGS draws (the estimator's M, at its
+    temperature; the code's value does not depend on it) over one softmax of
+    the node's flattened logits: at most M ones in the whole node."""
+    values = tf.constant(np.asarray(logits).reshape(-1), tf.float32)
+    code = estimator.sample(values, seed=tf.constant(seed, tf.int64))
+    return np.asarray(code.numpy()).reshape(np.shape(logits))
+
+
+def exact_selection_probability(probs, num_samples):
+    """P(M i.i.d. draws from a categorical distribution select exactly the
+    options whose probabilities are `probs`: each at least once, nothing
+    else) = sum over subsets T of them of (-1)^(|S|-|T|) p(T)^M.  This is the
+    authors' ``get_binary_prob`` (a sum over compositions of M), by
+    inclusion-exclusion; 0 when there are more options than draws."""
+    probs = [float(p) for p in probs]
+    size = len(probs)
+    if size == 0 or size > num_samples:
+        return 0.0
+    terms = []
+    for mask in range(1, 1 << size):
+        total = sum(probs[i] for i in range(size) if mask >> i & 1)
+        sign = -1.0 if (size - bin(mask).count("1")) % 2 else 1.0
+        terms.append(sign * total ** num_samples)
+    return max(math.fsum(terms), 0.0)
+
+
+def most_probable_selection(probs, num_samples):
+    """The authors' ``infer_prob``: flat indices of the i most probable
+    options, i in 1..M chosen so that M draws selecting exactly them is the
+    most probable outcome among these M candidates (ties: the smaller i)."""
+    flat = np.asarray(probs, np.float64).reshape(-1)
+    order = np.argsort(-flat, kind="stable")
+    best, best_size = -1.0, 1
+    for size in range(1, min(num_samples, flat.size) + 1):
+        value = exact_selection_probability(flat[order[:size]], num_samples)
+        if value > best:
+            best, best_size = value, size
+    return order[:best_size]
 
 
 def _most_probable_pair(probs, primitives):

@@ -115,20 +115,23 @@ class SearchCell(DagCell):
       primitives: candidate op names; the order defines the code layout.
       mode: "sparse" or "dense" MixedEdges.
       skip: how sparse edges skip unselected ops ("examples" or "cond").
+      gradient: what sparse edges compute for an undrawn op: "full"
+        (forward only, its bit gets its gradient) or "sampled" (nothing).
 
     Call: ``cell((s0, s1), node_weights, training)`` with one ``[j + 2, K]``
     weight matrix per intermediate node.
     """
 
     def __init__(self, channels, reduction, reduction_prev, num_nodes=4,
-                 primitives=CONV_PRIMITIVES, mode="sparse", skip="cond", **kwargs):
+                 primitives=CONV_PRIMITIVES, mode="sparse", skip="cond", gradient="full",
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_nodes, self.primitives, self.mode = num_nodes, tuple(primitives), mode
-        self.skip = skip
+        self.skip, self.gradient = skip, gradient
         sources = [list(range(node + 2)) for node in range(num_nodes)]
         layers = [[MixedEdge(channels, 2 if reduction and source < 2 else 1, self.primitives,
                              mode=mode, affine=False, search=True, skip=skip,
-                             name=f"edge_{source}_to_{node + 2}")
+                             gradient=gradient, name=f"edge_{source}_to_{node + 2}")
                    for source in node_sources]
                   for node, node_sources in enumerate(sources)]
         self._init_dag(channels, reduction, reduction_prev, sources, layers,
@@ -147,7 +150,8 @@ class SearchCell(DagCell):
 
     def get_config(self):
         return {**super().get_config(), "num_nodes": self.num_nodes,
-                "primitives": list(self.primitives), "mode": self.mode, "skip": self.skip}
+                "primitives": list(self.primitives), "mode": self.mode, "skip": self.skip,
+                "gradient": self.gradient}
 
 
 @keras.saving.register_keras_serializable(package="datanas")

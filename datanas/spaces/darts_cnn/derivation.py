@@ -1,9 +1,18 @@
 """Turning learned architecture logits into a genotype (paper Section 4).
 
-Three rules, all reading the per-node logit matrices ``[j + 2, K]`` of a
+Five rules, all reading the per-node logit matrices ``[j + 2, K]`` of a
 SearchNetwork (row i = edge from node i, column k = op k):
 
-* ``"sample"`` (DATA): draw the cell with the *same* EGS estimator and scope
+* ``"node_sample"`` (DATA's default, the authors' ``gentype_gumbel``): per
+  node, M EGS draws at temperature 1 over ONE softmax of the node's
+  flattened (input, op) logits, whatever the search scope; 'none' dropped,
+  so at most M pairs per node.  A node left with no pair gets its most
+  probable non-none pair (the authors' code would leave it empty).
+* ``"node_infer"`` (the authors' deterministic ``infer_prob``,
+  ``model_infer.py``): per node, the i <= M most probable pairs of the
+  flattened distribution, i chosen so that M draws selecting exactly them is
+  most probable; 'none' dropped, with the same fallback.
+* ``"sample"`` (the per-scope draw): draw the cell with the *same* EGS estimator and scope
   that were used during search, so the validated network is a sample of the
   searched distribution.  'none' bits are dropped; a node left with no input
   gets its most probable non-none (input, op) pair.
@@ -20,13 +29,14 @@ import tensorflow as tf
 
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, Genotype
 from datanas.estimators import EnsembleGumbelSoftmax
-from datanas.spaces.node_rules import (check_finite, inclusion_probabilities, node_code,
-                                       pairs_from_code, selection_probabilities, top_edge_pairs)
+from datanas.spaces.node_rules import (check_finite, inclusion_probabilities, most_probable_selection,
+                                       node_code, node_sample_code, pairs_from_code,
+                                       selection_probabilities, top_edge_pairs)
 
 __all__ = ["DERIVATION_RULES", "RULE_ALIASES", "canonical_rule", "derive_genotype", "architecture_probabilities",
            "genotype_to_weights", "logits_of"]
 
-DERIVATION_RULES = ("sample", "inclusion", "darts")
+DERIVATION_RULES = ("node_sample", "node_infer", "sample", "inclusion", "darts")
 #: Earlier names of rules, still accepted.
 RULE_ALIASES = {"most_likely": "inclusion"}
 
@@ -80,7 +90,7 @@ def derive_genotype(logits, *, rule, scope, num_samples, primitives, seed=0, con
       scope: "edge" or "node"; must be the scope used in search.
       num_samples: M of the EGS estimator used in search.
       primitives: op names matching the last logit axis.
-      seed: integer seed of the EGS sample (rule "sample").
+      seed: integer seed of the EGS sample (rules "sample", "node_sample").
       concat: output nodes; default all intermediate nodes.
     """
     rule = canonical_rule(rule)
@@ -97,6 +107,16 @@ def derive_genotype(logits, *, rule, scope, num_samples, primitives, seed=0, con
             if rule == "darts":
                 nodes.append(top_edge_pairs(probs, primitives, edges=2))
                 continue
+            if rule in ("node_sample", "node_infer"):
+                flat = selection_probabilities(node_logits, "node")
+                if rule == "node_sample":
+                    code = node_sample_code(egs, node_logits, [seed, kind_index * 1000 + node])
+                else:
+                    code = np.zeros(flat.size)
+                    code[most_probable_selection(flat, num_samples)] = 1.0
+                    code = code.reshape(flat.shape)
+                nodes.append(pairs_from_code(code, flat, primitives))
+                continue
             code = node_code(egs, node_logits, scope, rule, [seed, kind_index * 1000 + node])
             nodes.append(pairs_from_code(code, probs, primitives))
         cells[kind] = nodes
@@ -106,9 +126,12 @@ def derive_genotype(logits, *, rule, scope, num_samples, primitives, seed=0, con
                     reduce=cells["reduce"], reduce_concat=concat)
 
 
-def genotype_to_weights(genotype, primitives, num_nodes):
-    """Binary edge weights {kind: [array [j+2, K]]} that make a SearchNetwork
-    compute exactly the cells of `genotype` (the child inside the supernet)."""
+def genotype_to_weights(genotype, primitives, num_nodes, edge_combine="sum"):
+    """Edge weights {kind: [array [j+2, K]]} that make a SearchNetwork
+    compute exactly the cells of `genotype` (the child inside the supernet):
+    binary, each row divided by its number of non-none ones for
+    ``edge_combine="mean"`` (the authors' ``genotype2weight``), as the
+    supernet's own codes are."""
     index = {name: k for k, name in enumerate(primitives)}
     out = {}
     for kind in CELL_KINDS:
@@ -124,6 +147,11 @@ def genotype_to_weights(genotype, primitives, num_nodes):
                     raise ValueError(f"genotype op {op!r} is not among the network's primitives "
                                      f"({', '.join(primitives)}).")
                 matrix[source, index[op]] = 1.0
+            if edge_combine == "mean":
+                matrix /= np.maximum(matrix[:, [name != "none" for name in primitives]]
+                                     .sum(axis=1, keepdims=True), 1.0)
+            elif edge_combine != "sum":
+                raise ValueError(f"edge_combine must be 'mean' or 'sum'; got {edge_combine!r}.")
             weights.append(tf.constant(matrix))
         out[kind] = weights
     return out

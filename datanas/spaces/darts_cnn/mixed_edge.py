@@ -3,10 +3,11 @@
 An edge is called with its input and a weight vector over the K ops:
 
 * ``mode="sparse"`` (DATA/EGS, GDAS): the weights are a binary code (with
-  straight-through gradients).  An op whose bit is 0 computes nothing, so the
-  cost of a search step follows the sampled child network, not the whole
-  supernet.  The op output is multiplied by its (exactly 1.0) bit so the
-  gradient reaches the code.  How an op is skipped (``skip``):
+  straight-through gradients; divided by its count of non-``none`` ones when
+  the edge averages its selected ops), so an op whose weight is 0 needs no
+  backward pass, and under ``gradient="sampled"`` not even a forward one
+  (below).  The op output is multiplied by its weight so the gradient
+  reaches the code.  How an op with weight 0 is branched around (``skip``):
 
   - ``"cond"`` (default): each op in its own ``tf.cond`` branch; an
     untaken branch costs almost nothing at run time, but every branch and
@@ -22,6 +23,19 @@ An edge is called with its input and a weight vector over the K ops:
     an empty batch (``ops.py``).
 * ``mode="dense"`` (DARTS): every op is computed and mixed with the (soft)
   weights.  Used by the DARTS baseline and by the benchmarks.
+
+What a sparse edge does with an op whose bit is 0 (``gradient``):
+
+* ``"full"`` (default; the DATA authors' gradient): the op is computed
+  forward only, as ``bit * stop_gradient(op(x))``.  Its value is 0, exactly as
+  in the authors' ``MixedOp`` (every op times its 0/1 weight), and its bit
+  gets the same straight-through gradient ``<dL/dy, op(x)>``; its weights
+  and its input get none (a 0 weight gives them none in the authors' sum
+  either), so no backward pass runs through undrawn ops.  A step costs the
+  forward pass of every op plus the backward pass of the drawn ones.
+* ``"sampled"`` (the fast variant): the op is not computed at all, so its
+  bit's gradient is 0 and the step costs the sampled child.  Undrawn ops'
+  logits then move only through the softmax coupling with the drawn ones.
 
 Executed eagerly (the host-driven search step, ``execution="host"``), a
 sparse edge reads its code on the host and calls only the selected ops, each
@@ -42,9 +56,11 @@ from datanas.engine.tracking import LayerList
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 from datanas.spaces.darts_cnn.ops import build_conv_op
 
-__all__ = ["MixedEdge", "EDGE_MODES", "SKIP_MECHANISMS"]
+__all__ = ["MixedEdge", "EDGE_MODES", "SKIP_MECHANISMS", "EGS_GRADIENTS"]
 
 EDGE_MODES = ("sparse", "dense")
+#: What a sparse edge computes for an undrawn op (module docstring).
+EGS_GRADIENTS = ("full", "sampled")
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,6 +87,8 @@ class MixedEdge(keras.layers.Layer):
         weight belongs to ``primitives[k]``.
       mode: "sparse" (skip ops whose weight is 0) or "dense" (compute all).
       skip: how sparse mode skips an op: "examples" or "cond" (see above).
+      gradient: what sparse mode computes for an op whose bit is 0: "full"
+        (forward only, so its bit gets its gradient) or "sampled" (nothing).
       affine: learnable BN scale/offset inside ops (False during search).
       search: search-time op variants (BN after pooling).
 
@@ -81,8 +99,12 @@ class MixedEdge(keras.layers.Layer):
     """
 
     def __init__(self, channels, stride=1, primitives=CONV_PRIMITIVES, mode="sparse",
-                 affine=False, search=True, skip="cond", **kwargs):
+                 affine=False, search=True, skip="cond", gradient="full", **kwargs):
         super().__init__(**kwargs)
+        if gradient not in EGS_GRADIENTS:
+            raise ValueError(f"MixedEdge gradient must be one of {EGS_GRADIENTS}, "
+                             f"got {gradient!r}.")
+        self.gradient = gradient
         if mode not in EDGE_MODES:
             raise ValueError(f"MixedEdge mode must be one of {EDGE_MODES}, got {mode!r}.")
         if skip not in SKIP_MECHANISMS:
@@ -148,6 +170,8 @@ class MixedEdge(keras.layers.Layer):
         materialised for an unselected op.
         """
         batch = tf.shape(inputs)[0]
+        if self.gradient == "full":
+            return self._sum_with_forward_only_undrawn(inputs, weights, training, batch)
         parts, selected = [], []
         for k, op in zip(self._op_positions, self.ops):
             on = tf.cast(tf.not_equal(weights[k], 0.0), tf.int32)
@@ -159,14 +183,35 @@ class MixedEdge(keras.layers.Layer):
         total.set_shape(self.compute_output_shape(inputs.shape))
         return total
 
+    def _sum_with_forward_only_undrawn(self, inputs, weights, training, batch):
+        """The ``skip="examples"`` form of ``gradient="full"``: every op runs
+        on all examples, a drawn op differentiably and an undrawn one under
+        ``stop_gradient`` (the other call of each op gets an empty batch)."""
+        outputs = []
+        for k, op in zip(self._op_positions, self.ops):
+            on = tf.cast(tf.not_equal(weights[k], 0.0), tf.int32)
+            drawn = op(inputs[:batch * on], training=training)
+            undrawn = tf.stop_gradient(op(inputs[:batch * (1 - on)], training=training))
+            outputs.append(weights[k] * tf.concat([drawn, undrawn], axis=0))
+        total = tf.add_n(outputs)
+        total.set_shape(self.compute_output_shape(inputs.shape))
+        return total
+
     def _call_selected(self, inputs, weights, training):
         """Eager execution: the code is read on the host and only the ops
         with a non-zero weight run (all of them in dense mode)."""
         code = weights.numpy()
+        forward_only = self.mode == "sparse" and self.gradient == "full"
         selected = [(k, op) for k, op in zip(self._op_positions, self.ops)
-                    if self.mode == "dense" or code[k] != 0]
+                    if self.mode == "dense" or forward_only or code[k] != 0]
         scales = tf.unstack(weights) if selected else []   # one op, not one slice per op
-        outputs = [call_layer(op, inputs, training, scale=scales[k]) for k, op in selected]
+        outputs = []
+        for k, op in selected:
+            if self.mode == "sparse" and code[k] == 0:
+                # Undrawn under gradient="full": value 0, gradient to the bit only.
+                outputs.append(scales[k] * tf.stop_gradient(call_layer(op, inputs, training)))
+            else:
+                outputs.append(call_layer(op, inputs, training, scale=scales[k]))
         if not outputs:
             return self._zeros(inputs)
         return tf.add_n(outputs) if len(outputs) > 1 else outputs[0]
@@ -190,6 +235,12 @@ class MixedEdge(keras.layers.Layer):
             def skip_op():
                 return self._zeros(inputs)
 
+            def forward_only(op=op, weight=weight):
+                return weight * tf.stop_gradient(op(inputs, training=training))
+
+            if self.gradient == "full":
+                skip_op = forward_only
+
             outputs.append(tf.cond(tf.not_equal(weight, 0.0), run_op, skip_op))
         if not outputs:
             return self._zeros(inputs)
@@ -203,4 +254,5 @@ class MixedEdge(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "stride": self.stride,
                 "primitives": list(self.primitives), "mode": self.mode,
-                "affine": self.affine, "search": self.search, "skip": self.skip}
+                "affine": self.affine, "search": self.search, "skip": self.skip,
+                "gradient": self.gradient}

@@ -89,14 +89,16 @@ class DartsCNNSpace(SearchSpace):
     settings_class = SupernetShape
 
     def build_supernet(self, settings, *, num_outputs, input_shape, weighting, mode,
-                       num_samples, scope, temperature, seed):
+                       num_samples, scope, temperature, seed, egs_gradient="full",
+                       edge_combine="mean"):
         model = SearchNetwork(num_outputs, init_channels=settings.init_channels,
                               num_cells=settings.num_cells, num_nodes=settings.num_nodes,
                               egs_scope=scope, primitives=settings.primitives,
                               num_samples=num_samples, weighting=weighting, mode=mode,
                               temperature=temperature, seed=seed,
                               skip=settings.sparse_skip or "cond",
-                              cost_lambda=settings.resolved_cost_lambda)
+                              cost_lambda=settings.resolved_cost_lambda,
+                              egs_gradient=egs_gradient, edge_combine=edge_combine)
         model.build((None,) + tuple(input_shape))
         model.cost_metric, model.cost_tables = None, None
         if settings.cost not in (None, "none"):
@@ -135,7 +137,7 @@ class DartsCNNSpace(SearchSpace):
         return budgets
 
     def derive(self, supernet, rule, seed):
-        """The genotype `rule` derives; with budgets, the "sample" rule
+        """The genotype `rule` derives; with budgets, a sampling rule
         resamples (seeds seed + 1, ...; at most BUDGET_TRIES draws) until the
         final network fits, else keeps the cheapest draw.  What happened is
         recorded in ``supernet.budget_derivations[rule]`` (result files)."""
@@ -148,7 +150,7 @@ class DartsCNNSpace(SearchSpace):
         budgets = getattr(supernet, "budgets", None)
         if not budgets:
             return draw(seed)
-        tries = BUDGET_TRIES if rule == "sample" else 1
+        tries = BUDGET_TRIES if rule in ("sample", "node_sample") else 1
         best = None
         for attempt in range(tries):
             genotype = draw(seed + attempt)
@@ -173,7 +175,9 @@ class DartsCNNSpace(SearchSpace):
                 for metric, (_, fixed, tables) in supernet.budgets.items()}
 
     def child_weights(self, supernet, genotype):
-        return derivation.genotype_to_weights(genotype, supernet.primitives, supernet.num_nodes)
+        combine = supernet.edge_combine if supernet.weighting == "egs" else "sum"
+        return derivation.genotype_to_weights(genotype, supernet.primitives, supernet.num_nodes,
+                                              edge_combine=combine)
 
     def random_genotype(self, supernet, rng):
         return sample_uniform_genotype(rng, supernet.num_nodes, supernet.primitives)

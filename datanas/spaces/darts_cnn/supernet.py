@@ -9,12 +9,19 @@ of a kind shares them, as in DARTS.
 How logits become edge weights (``weighting``):
 
 * ``"egs"`` (DATA): binary codes sampled by the EnsembleGumbelSoftmax layer
-  with ``num_samples`` = M.  ``egs_scope="edge"`` samples one code per edge
-  (paper Eq. 4); ``egs_scope="node"`` samples one code over all
-  (input, op) pairs entering a node (DATA's option: the authors' code
-  samples per edge during search and groups a node's pairs when deriving).
-  DARTS and GDAS have one distribution per edge.
-  With ``mode="sparse"`` only the ops whose bit is 1 are computed.
+  with ``num_samples`` = M.  ``egs_scope="edge"`` (default) samples one code
+  per edge (paper Eq. 4, and the authors' ``gumbel_sample_weight``, one draw
+  per row of the logits); ``egs_scope="node"`` samples one code over all
+  (input, op) pairs entering a node (an option; the authors group a node's
+  pairs only when deriving the cell).  DARTS and GDAS have one distribution
+  per edge.  With ``mode="sparse"`` only the ops whose bit is 1 are trained;
+  ``egs_gradient`` says whether undrawn ops are computed forward only
+  (``"full"``, the authors' gradient) or not at all (``"sampled"``); see
+  ``mixed_edge.py``.
+  ``edge_combine="mean"`` (default) divides every edge's code by its number
+  of non-``none`` ones, with the gradient through that division, so an edge
+  outputs the mean of its selected ops (the authors' ``gumbel_sample``, and
+  their ``genotype2weight`` for a given cell); ``"sum"`` adds them.
 * ``"softmax"`` (DARTS): continuous softmax weights, all ops computed.
 
 Resource-aware search (``cost_lambda`` < 1, EGS only): the estimator samples
@@ -40,13 +47,27 @@ from datanas.spaces.darts_cnn.backbone import (CifarStem, build_cell_stack, chec
                                                reduction_cell_indices, stack_cells)
 from datanas.spaces.darts_cnn.cells import SearchCell
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, check_primitives
-from datanas.spaces.darts_cnn.mixed_edge import SKIP_MECHANISMS
+from datanas.spaces.darts_cnn.mixed_edge import EGS_GRADIENTS, SKIP_MECHANISMS
 from datanas.spaces.resource_aware import ResourceAwareSampling
 
-__all__ = ["SearchNetwork", "EGS_SCOPES", "WEIGHTINGS", "reduction_cell_indices",
-           "node_sampling_seed"]
+__all__ = ["SearchNetwork", "EGS_SCOPES", "EDGE_COMBINES", "EGS_GRADIENTS", "WEIGHTINGS",
+           "reduction_cell_indices", "node_sampling_seed", "combine_edge_code"]
 
 EGS_SCOPES = ("edge", "node")
+#: How an edge combines the ops its code selects (module docstring).
+EDGE_COMBINES = ("mean", "sum")
+
+
+def combine_edge_code(code, primitives, edge_combine):
+    """`code` ``[inputs, K]`` with every row divided by its number of
+    non-``none`` ones (at least 1) for ``edge_combine="mean"``; unchanged for
+    ``"sum"``.  Differentiable: the division's gradient reaches the code."""
+    _check_choice("edge_combine", edge_combine, EDGE_COMBINES)
+    if edge_combine == "sum":
+        return code
+    mask = tf.constant([0.0 if name == "none" else 1.0 for name in primitives], code.dtype)
+    count = tf.reduce_sum(code * mask, axis=-1, keepdims=True)
+    return code / tf.maximum(count, tf.ones_like(count))
 
 
 def _check_choice(name, value, allowed):
@@ -76,7 +97,11 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
       stem_multiplier: stem has ``stem_multiplier * C`` channels.
       primitives: candidate ops (the last logit axis follows this order).
       num_samples: M of the EGS estimator.
-      egs_scope: "edge" or "node" (see module docstring).
+      egs_scope: "edge" (default) or "node" (see module docstring).
+      egs_gradient: "full" (default: undrawn ops forward only, every bit gets
+        its gradient) or "sampled" (undrawn ops not computed).
+      edge_combine: "mean" (default: an edge averages its selected ops) or
+        "sum"; applies to EGS codes, not to DARTS' softmax.
       weighting: "egs" or "softmax".
       mode: "sparse" (skip ops with a zero weight) or "dense".
       skip: how sparse edges skip an op: "cond" (a ``tf.cond`` per op; the
@@ -99,8 +124,9 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
 
     def __init__(self, num_classes, init_channels=16, num_cells=8, num_nodes=4,
                  stem_multiplier=3, primitives=CONV_PRIMITIVES, num_samples=4,
-                 egs_scope="node", weighting="egs", mode="sparse", temperature=5.0,
-                 arch_init_scale=1e-3, seed=None, skip="cond", cost_lambda=1.0, **kwargs):
+                 egs_scope="edge", weighting="egs", mode="sparse", temperature=5.0,
+                 arch_init_scale=1e-3, seed=None, skip="cond", cost_lambda=1.0,
+                 egs_gradient="full", edge_combine="mean", **kwargs):
         super().__init__(**kwargs)
         check_int("num_classes", num_classes, 2)
         check_int("init_channels", init_channels, 2)
@@ -114,7 +140,9 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
         _check_choice("weighting", weighting, WEIGHTINGS)
         _check_choice("mode", mode, ("sparse", "dense"))
         _check_choice("skip", skip, SKIP_MECHANISMS)
-        self.skip = skip
+        _check_choice("egs_gradient", egs_gradient, EGS_GRADIENTS)
+        _check_choice("edge_combine", edge_combine, EDGE_COMBINES)
+        self.skip, self.egs_gradient, self.edge_combine = skip, egs_gradient, edge_combine
         self._init_cost_lambda(cost_lambda, weighting)
         if weighting == "softmax" and mode == "sparse":
             raise ValueError("weighting='softmax' gives every op a non-zero weight; use mode='dense'.")
@@ -133,7 +161,7 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
                                  reduction_prev: SearchCell(
                                      channels, reduction, reduction_prev, num_nodes,
                                      self.primitives, mode=mode, skip=skip,
-                                     name=f"cell_{index}"))
+                                     gradient=egs_gradient, name=f"cell_{index}"))
         self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
         self.classifier = keras.layers.Dense(num_classes, name="classifier")
 
@@ -244,7 +272,10 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
                     out = self.estimator.sample(values, seed=node_seed)
                 else:
                     out = self.estimator.deterministic_code(values)
-                per_node.append(tf.reshape(out, tf.shape(logits)) if flat else out)
+                out = tf.reshape(out, tf.shape(logits)) if flat else out
+                if self.weighting == "egs":
+                    out = combine_edge_code(out, self.primitives, self.edge_combine)
+                per_node.append(out)
             weights[kind] = per_node
         return weights
 
@@ -268,4 +299,5 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
                 "egs_scope": self.egs_scope, "weighting": self.weighting, "mode": self.mode,
                 "temperature": 5.0 if temperature is None else float(temperature.numpy()),
                 "arch_init_scale": self.arch_init_scale, "seed": self.seed, "skip": self.skip,
-                "cost_lambda": self.cost_lambda}
+                "cost_lambda": self.cost_lambda, "egs_gradient": self.egs_gradient,
+                "edge_combine": self.edge_combine}
