@@ -15,7 +15,8 @@ from absl import flags as absl_flags
 from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 
 __all__ = ["define_preset_flag", "TRAIN_PRESETS", "define_run_flags", "define_image_data_flags",
-           "define_search_flags", "define_ablation_flags", "define_train_flags",
+           "define_search_flags", "define_egs_flags", "egs_options_from_flags",
+           "define_ablation_flags", "define_train_flags",
            "define_cifar_train_flags",
            "define_distribution_flags", "define_random_search_flags", "define_thread_flags",
            "apply_preset", "write_flags",
@@ -115,22 +116,46 @@ def define_cost_flags():
                             "only (default with a cost: 0.5, the preprint's).")
 
 
+def define_egs_flags():
+    """--egs_gradient and --edge_combine: how EGS codes enter the supernet, in
+    every search space (search_cifar and search_ptb share this definition)."""
+    absl_flags.DEFINE_enum("egs_gradient", None, ["full", "sampled"],
+                           "EGS methods: 'full' computes undrawn ops forward only, so every "
+                           "bit of the code gets its straight-through gradient (the DATA "
+                           "authors'); 'sampled' does not compute them (cheaper; what runs "
+                           "before this flag did). Default: the method's (full for data, "
+                           "sampled for gdas, which refuses full, and snas_like); darts and "
+                           "random refuse the flag.")
+    absl_flags.DEFINE_enum("edge_combine", None, ["mean", "sum"],
+                           "EGS methods: an edge divides its code by its number of non-none "
+                           "ones ('mean', the DATA authors'; default) or adds the selected "
+                           "ops ('sum', what runs before this flag did). darts and random "
+                           "refuse the flag.")
+
+
 def define_search_flags():
     """Search-space, estimator and optimiser flags of the search trainers."""
     define_preset_flag(SEARCH_PRESETS)
-    absl_flags.DEFINE_enum("method", "data", ["data", "gdas", "darts", "random"],
-                           "data: EGS with M samples (this package); gdas: Gumbel-Softmax "
-                           "(M=1), argmax derivation; darts: softmax mixing of all ops, "
-                           "held-out architecture steps, top-2 derivation; random: uniform "
-                           "cells trained for equal budgets, best on validation.")
+    absl_flags.DEFINE_enum("method", "data", ["data", "gdas", "snas_like", "darts", "random"],
+                           "data: EGS with M samples, joint steps, per-edge codes divided by "
+                           "their ones, every op's gradient, node_sample derivation (the DATA "
+                           "authors' search); gdas: GDAS -- one hard Gumbel op per edge (M=1), "
+                           "weights on the training split and logits on a held-out split, "
+                           "temperature 10 -> 0.1, top-2 argmax derivation; snas_like: GDAS' "
+                           "one-hot sample with DATA's joint steps and 5 -> 1 temperature (what "
+                           "gdas ran before); darts: softmax mixing of all ops, held-out "
+                           "architecture steps, top-2 derivation; random: uniform cells trained "
+                           "for equal budgets, best on validation.")
     absl_flags.DEFINE_integer("M", 4, "EGS sampling times M (1 = Gumbel-Softmax).", lower_bound=1)
     absl_flags.DEFINE_enum("space", "darts_cnn", ["darts_cnn"],
                            "Search space (datanas.spaces registry).")
     absl_flags.DEFINE_enum("egs_scope", None, ["node", "edge"],
-                           "Scope of one architecture distribution: per node over its (input, "
-                           "op) pairs (DATA's default; the grouping the authors' derivation "
-                           "uses) or per edge over its ops (paper Eq. 4; the only scope of "
-                           "darts and gdas, which refuse 'node').")
+                           "Scope of one architecture distribution: per edge over its ops "
+                           "(default; paper Eq. 4, the authors' search; the only scope of "
+                           "darts, gdas and snas_like, which refuse 'node') or per node over "
+                           "its (input, op) pairs (DATA's option; the grouping the authors' "
+                           "derivation uses).")
+    define_egs_flags()
     define_cost_flags()
     absl_flags.DEFINE_integer("max_params", None, "Budget: parameters of the final network "
                               "(--final_layers cells, --final_init_channels); the expected cost "
@@ -161,13 +186,18 @@ def define_search_flags():
     absl_flags.DEFINE_enum("search_mode", None, ["joint", "alternate"],
                            "joint: weights and architecture on the same batch (paper Eq. 6); "
                            "alternate: architecture on a held-out half of the training split. "
-                           "Default: the method's (alternate for darts, joint otherwise).")
-    absl_flags.DEFINE_enum("derivation", None, ["sample", "inclusion", "most_likely", "darts"],
-                           "How the final genotype is derived (all rules are written): sample "
-                           "= an EGS draw; inclusion = every (input, op) whose inclusion "
+                           "Default: the method's (alternate for darts and gdas, joint "
+                           "otherwise).")
+    absl_flags.DEFINE_enum("derivation", None, ["node_sample", "node_infer", "sample",
+                                                "inclusion", "most_likely", "darts"],
+                           "How the final genotype is derived (all rules are written): "
+                           "node_sample = per node, M EGS draws over the node's (input, op) "
+                           "probabilities, at most M pairs (the DATA authors'); node_infer = "
+                           "the authors' deterministic rule; sample = an EGS draw per "
+                           "distribution; inclusion = every (input, op) whose inclusion "
                            "probability is >= 0.5 (most_likely is its old name); darts = top-2 "
-                           "edges by per-edge weight. Default: the method's (sample for data, "
-                           "darts otherwise).")
+                           "edges by per-edge weight. Default: the method's (node_sample for "
+                           "data, darts otherwise).")
     absl_flags.DEFINE_enum("darts_order", "1", ["1", "2"],
                            "DARTS architecture gradient: first order, or second order "
                            "(unrolled weights, finite-difference Hessian).")
@@ -193,8 +223,10 @@ def define_search_flags():
     absl_flags.DEFINE_integer("arch_warmup_epochs", None, "Epochs at the start whose "
                               "architecture learning rate is 0 (weights warm up on children "
                               "of the initial distribution; default 0).", lower_bound=0)
-    absl_flags.DEFINE_float("initial_temperature", 5.0, "EGS temperature at the first epoch.")
-    absl_flags.DEFINE_float("final_temperature", 1.0, "EGS temperature at the last epoch.")
+    absl_flags.DEFINE_float("initial_temperature", None, "EGS temperature at the first epoch "
+                            "(default: the method's: 10 for gdas, 5 otherwise).")
+    absl_flags.DEFINE_float("final_temperature", None, "EGS temperature at the last epoch "
+                            "(default: the method's: 0.1 for gdas, 1 otherwise).")
 
 
 def define_ablation_flags():
@@ -287,9 +319,9 @@ def search_config_from_flags(flag_values):
         arch_warmup_epochs=flag_values.arch_warmup_epochs,
         initial_temperature=flag_values.initial_temperature,
         final_temperature=flag_values.final_temperature, seed=flag_values.seed,
-        execution=flag_values.execution or "auto")
+        execution=flag_values.execution or "auto", **egs_options_from_flags(flag_values))
     num_samples = flag_values.M
-    if flag_values.method == "gdas" and not flag_values["M"].present:
+    if flag_values.method in ("gdas", "snas_like") and not flag_values["M"].present:
         num_samples = 1   # GDAS/SNAS draw one op; an explicit other --M is an error later
     settings_class = get_space(flag_values.space).settings_class
     shape = settings_class(num_cells=flag_values.layers, init_channels=flag_values.init_channels,
@@ -304,6 +336,24 @@ def search_config_from_flags(flag_values):
     if flag_values.primitives:
         shape = dataclasses.replace(shape, primitives=tuple(flag_values.primitives))
     return config, shape
+
+
+#: Flags that shape EGS codes only (methods.EGS_METHODS).
+EGS_FLAGS = ("egs_gradient", "edge_combine")
+
+
+def egs_options_from_flags(flag_values):
+    """{egs_gradient, edge_combine} of the search flags (None: the method's);
+    refused for a --method that samples no EGS code (darts, random)."""
+    from datanas.search.methods import EGS_METHODS  # pylint: disable=import-outside-toplevel
+
+    values = {name: flag_values[name].value for name in EGS_FLAGS}
+    given = [f"--{name}={value}" for name, value in values.items() if value is not None]
+    method = flag_values.method
+    if given and method not in EGS_METHODS:
+        raise ValueError(f"{' '.join(given)}: method {method!r} samples no EGS code (these "
+                         f"flags apply to {', '.join(EGS_METHODS)}); drop them.")
+    return values
 
 
 def train_config_from_flags(flag_values):
@@ -435,6 +485,10 @@ NOT_IDENTITY = ("model_dir", "data_dir", "export_dir", "extend_run", "preset",
 #: the value every older run used: a run directory whose identity lacks one
 #: resumes when the flag has that value.
 ADDED_WITH_DEFAULT = {"dtype_policy": "float32", "random_candidates": 8, "random_epochs": None}
+# egs_gradient / edge_combine, added later, are
+# datanas.engine.run_identity.ADDED_SETTINGS (they also hold in the ablation
+# runner's identities): an older run counts as egs_gradient=sampled,
+# edge_combine=sum.
 
 
 def added_defaults():
@@ -483,6 +537,19 @@ def run_identity(flag_values, trainer, inputs):
 
     settings = {k: v for k, v in sorted(trainer_flag_values(flag_values).items())
                 if k not in NOT_IDENTITY}
+    # pylint: disable=import-outside-toplevel
+    from datanas.search.methods import EGS_METHODS, SEARCH_METHODS, method_temperatures
+    method = settings.get("method")
+    if method in SEARCH_METHODS and "initial_temperature" in settings:
+        # The temperatures the run anneals: unset ones are the method's
+        # (runs before the method chose them recorded 5 -> 1 for every method).
+        settings["initial_temperature"], settings["final_temperature"] = method_temperatures(
+            method, settings["initial_temperature"], settings["final_temperature"])
+    if method is not None and method not in EGS_METHODS:
+        # They shape EGS codes only: a darts or random run (refused with
+        # them) is the same run as before they existed.
+        for name in EGS_FLAGS:
+            settings.pop(name, None)
     return {"format": FORMAT_VERSION, "trainer": trainer, "settings": settings, "inputs": inputs}
 
 
@@ -525,7 +592,8 @@ def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, stra
 #: Result file of a search run, and the files kept under attempt names when a
 #: finished search is extended (--extend_run).
 SEARCH_RESULT_FILE = "search_result.json"
-SEARCH_RESULT_FILES = (SEARCH_RESULT_FILE, "genotype.json", "genotype_sample.json",
+SEARCH_RESULT_FILES = (SEARCH_RESULT_FILE, "genotype.json", "genotype_node_sample.json",
+                       "genotype_node_infer.json", "genotype_sample.json",
                        "genotype_inclusion.json", "genotype_darts.json",
                        "arch_probabilities.json")
 

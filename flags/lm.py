@@ -73,8 +73,11 @@ def _define_cell_flags(default_hidden):
 def define_lm_search_flags():
     """Recurrent search: method, estimator, cell size, optimisers."""
     flags_core.define_preset_flag(LM_SEARCH_PRESETS)
-    absl_flags.DEFINE_enum("method", "data", ["data", "gdas", "darts", "random"],
-                           "data: EGS with M samples; gdas: Gumbel-Softmax (M=1); darts: "
+    absl_flags.DEFINE_enum("method", "data", ["data", "gdas", "snas_like", "darts", "random"],
+                           "data: EGS with M samples, joint steps; gdas: GDAS -- one hard "
+                           "Gumbel op per edge (M=1), logits on a held-out split, temperature "
+                           "10 -> 0.1; snas_like: that sample with DATA's joint steps and "
+                           "5 -> 1; darts: "
                            "softmax mixing, held-out architecture steps; random: the best "
                            "of --random_candidates uniform cells on validation perplexity.")
     flags_core.define_random_search_flags()
@@ -97,8 +100,11 @@ def define_lm_search_flags():
                             "(default: the method's: 1e-3 for darts and gdas as in their "
                             "papers, 0 for data, whose smaller gradient the decay outweighs; "
                             "README 'Does the architecture learn?').", lower_bound=0)
-    absl_flags.DEFINE_float("initial_temperature", 5.0, "EGS temperature at the first epoch.")
-    absl_flags.DEFINE_float("final_temperature", 1.0, "EGS temperature at the last epoch.")
+    absl_flags.DEFINE_float("initial_temperature", None, "EGS temperature at the first epoch "
+                            "(default: the method's: 10 for gdas, 5 otherwise).")
+    absl_flags.DEFINE_float("final_temperature", None, "EGS temperature at the last epoch "
+                            "(default: the method's: 0.1 for gdas, 1 otherwise).")
+    flags_core.define_egs_flags()
     flags_core.define_cost_flags()
 
 
@@ -178,9 +184,10 @@ def lm_search_config_from_flags(flag_values):
         grad_clip=flag_values.grad_clip, arch_learning_rate=flag_values.arch_learning_rate,
         arch_weight_decay=flag_values.arch_weight_decay,
         initial_temperature=flag_values.initial_temperature,
-        final_temperature=flag_values.final_temperature, seed=flag_values.seed)
+        final_temperature=flag_values.final_temperature, seed=flag_values.seed,
+        **flags_core.egs_options_from_flags(flag_values))
     num_samples = flag_values.M
-    if flag_values.method == "gdas" and not flag_values["M"].present:
+    if flag_values.method in ("gdas", "snas_like") and not flag_values["M"].present:
         num_samples = 1
     shape = RecurrentShape(
         num_nodes=flag_values.nodes, hidden_size=flag_values.hidden_size,

@@ -27,11 +27,20 @@ from datanas.engine.run_files import write_json_atomic
 from datanas.engine.run_lock import LOCK_FILE, acquire_run_lock
 
 __all__ = ["IDENTITY_FILE", "FORMAT_VERSION", "RunRefused", "RunPlan", "check_output_dir",
-           "plan_run", "begin_run", "identity_differences"]
+           "plan_run", "begin_run", "identity_differences", "ADDED_SETTINGS"]
 
 IDENTITY_FILE = "run_identity.json"
 #: Version of the run-directory format (checkpoint layout, file names).
 FORMAT_VERSION = 2
+
+#: Settings added after run directories already existed, by name, with the
+#: value every older run used; they hold wherever the name is the last part
+#: of a flattened key (a trainer's ``settings.<name>``, the ablation runner's
+#: ``search.<name>``).  An identity without the key counts as that value, so
+#: an older run resumes or is read back only by a command that asks for what
+#: it ran.  EGS supernets before these settings skipped undrawn ops
+#: ("sampled") and added an edge's selected ops ("sum").
+ADDED_SETTINGS = {"egs_gradient": "sampled", "edge_combine": "sum"}
 
 
 class RunRefused(ValueError):
@@ -67,7 +76,8 @@ def identity_differences(saved, current, added_defaults=None, ignored=()):
     """[(key, saved value, current value)] of every differing setting.
 
     `added_defaults`: {flattened key: value} of settings introduced after
-    `saved` was written; a key missing from `saved` counts as that value.
+    `saved` was written; a key missing from `saved` counts as that value
+    (so do keys ending in a name of ADDED_SETTINGS).
     `ignored`: flattened keys that do not change a result (e.g. a name shown
     in tables) and are not compared.
     """
@@ -75,6 +85,10 @@ def identity_differences(saved, current, added_defaults=None, ignored=()):
     for key, value in _normalise(added_defaults or {}).items():
         if key in now:
             before.setdefault(key, value)
+    for key in now:
+        name = key.rsplit(".", 1)[-1]
+        if name in ADDED_SETTINGS:
+            before.setdefault(key, ADDED_SETTINGS[name])
     return [(key, before.get(key), now.get(key)) for key in sorted(set(before) | set(now))
             if key not in ignored and before.get(key) != now.get(key)]
 

@@ -6,15 +6,19 @@ logits: Adam 3e-4, betas (0.5, 0.999) (DARTS' search settings, which the
 DATA paper follows); L2 weight decay of the logits: the method's (None,
 filled in by datanas.search.runs.resolve_method; DARTS and GDAS 1e-3 as in
 their papers, DATA 0 -- datanas.search.methods.ARCH_WEIGHT_DECAY says why).  The EGS temperature
-anneals linearly over epochs (5 -> 1 by default); the architecture learning rate
-is 0 for the first ``arch_warmup_epochs`` epochs.
+anneals linearly over epochs, from the method's (None, filled in by
+resolve_method: 5 -> 1 for DATA, 10 -> 0.1 for GDAS; 5 -> 1 without a
+method) or the given values; the architecture learning rate is 0 for the
+first ``arch_warmup_epochs`` epochs.  ``egs_gradient`` and ``edge_combine``
+record the EGS supernet's settings (None: the method's, filled in by
+resolve_method; see datanas.search.methods).
 """
 
 import dataclasses
 import math
 
-__all__ = ["SEARCH_MODES", "EXECUTIONS", "SearchConfig", "temperature_at",
-           "arch_learning_rate_at"]
+__all__ = ["SEARCH_MODES", "EXECUTIONS", "EGS_GRADIENTS", "EDGE_COMBINES", "SearchConfig",
+           "temperature_at", "arch_learning_rate_at", "DEFAULT_TEMPERATURES"]
 
 SEARCH_MODES = ("joint", "alternate")
 # How steps run: "graph" compiles each step (the whole supernet) as one
@@ -23,6 +27,15 @@ SEARCH_MODES = ("joint", "alternate")
 # supports it, the strategy is not a TPU one and the run is short enough for
 # the saved build time to outweigh the slower steps (search/searcher.py).
 EXECUTIONS = ("auto", "host", "graph")
+# SearchNetwork's choices (datanas.spaces.darts_cnn.supernet), repeated here
+# so that a config is checked without importing TensorFlow: "full" computes
+# undrawn ops forward only (every code bit gets its straight-through
+# gradient), "sampled" skips them; "mean" divides an edge's code by its
+# number of non-none ones, "sum" adds the selected ops.
+EGS_GRADIENTS = ("full", "sampled")
+EDGE_COMBINES = ("mean", "sum")
+#: (initial, final) temperature of a config used without a method.
+DEFAULT_TEMPERATURES = (5.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +59,10 @@ class SearchConfig:
     # warm-up of PC-DARTS / DARTS+).  None (= 0) keeps the identities of runs
     # made before this setting.
     arch_warmup_epochs: int | None = None
-    initial_temperature: float = 5.0
-    final_temperature: float = 1.0
+    # None: the method's (datanas.search.methods.TEMPERATURES, filled in by
+    # runs.resolve_method); DEFAULT_TEMPERATURES without a method.
+    initial_temperature: float | None = None
+    final_temperature: float | None = None
     search_mode: str = "joint"
     derivation: str = "sample"
     unrolled: bool = False
@@ -56,6 +71,9 @@ class SearchConfig:
     hessian_radius: float = 0.01
     seed: int = 0
     execution: str = "auto"
+    # None: the method's (filled in by runs.resolve_method); EGS methods only.
+    egs_gradient: str | None = None
+    edge_combine: str | None = None
 
     def __post_init__(self):
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -63,6 +81,8 @@ class SearchConfig:
         for name in ("learning_rate", "arch_learning_rate", "initial_temperature",
                      "final_temperature", "grad_clip", "hessian_radius"):
             value = getattr(self, name)
+            if value is None and name.endswith("_temperature"):
+                continue
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}.")
         for name in ("learning_rate_min", "weight_decay", "arch_weight_decay"):
@@ -84,6 +104,10 @@ class SearchConfig:
         if self.execution not in EXECUTIONS:
             raise ValueError(f"execution must be one of {', '.join(EXECUTIONS)}; "
                              f"got {self.execution!r}.")
+        for name, choices in (("egs_gradient", EGS_GRADIENTS), ("edge_combine", EDGE_COMBINES)):
+            value = getattr(self, name)
+            if value is not None and value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
         if self.unrolled and self.search_mode != "alternate":
             raise ValueError("unrolled (second-order) architecture steps need "
                              "search_mode='alternate' (a held-out architecture split); got "
@@ -101,11 +125,18 @@ class SearchConfig:
 
 
 def temperature_at(config, epoch):
-    """Linear annealing from initial to final temperature over the epochs."""
+    """Linear annealing from initial to final temperature over the epochs:
+    ``initial - (initial - final) * epoch / (epochs - 1)``, set once per
+    epoch (GDAS' schedule, xautodl exps/NAS-Bench-201-algos/GDAS.py).  None
+    temperatures (no method resolved them) are DEFAULT_TEMPERATURES."""
+    initial = DEFAULT_TEMPERATURES[0] if config.initial_temperature is None \
+        else config.initial_temperature
+    final = DEFAULT_TEMPERATURES[1] if config.final_temperature is None \
+        else config.final_temperature
     if config.epochs == 1:
-        return config.final_temperature
+        return final
     fraction = min(max(epoch / (config.epochs - 1), 0.0), 1.0)
-    return config.initial_temperature + fraction * (config.final_temperature - config.initial_temperature)
+    return initial + fraction * (final - initial)
 
 
 

@@ -7,7 +7,8 @@ data, optimisers and budgets.  The space is chosen by name.
 
 import dataclasses
 
-from datanas.search.methods import method_arch_weight_decay, method_scope, method_settings
+from datanas.search.methods import (DEFAULT_DERIVATION, EGS_METHODS, method_arch_weight_decay, method_scope,
+                                    method_settings, method_temperatures)
 from datanas.search.random_search import run_random_search
 from datanas.search.run import run_search
 from datanas.spaces import get_space
@@ -30,25 +31,43 @@ def resolve_method(method, config, shape, *, space="darts_cnn", search_mode=None
     """(supernet settings, SearchConfig) of `method`, without building anything.
 
     `config` is a SearchConfig whose estimator-related fields are replaced by
-    the method's settings (explicit `search_mode`/`derivation` win).  For
-    "random", `config.epochs` becomes the epochs per candidate.  `shape` is
-    the space's settings (``space.settings_class``); its ``egs_scope`` None
+    the method's settings (explicit `search_mode`/`derivation` win, and so
+    do the config's own temperatures, logit decay, egs_gradient and
+    edge_combine where they are not None).  One config may serve several
+    methods (the ablation runner's): its egs_gradient and edge_combine apply
+    to the EGS methods only (methods.EGS_METHODS).  For "random",
+    `config.epochs` becomes the epochs per candidate.  `shape` is the
+    space's settings (``space.settings_class``); its ``egs_scope`` None
     means the method's default.
     """
     space = get_space(space) if isinstance(space, str) else space
     if method == "random":
         network = {"weighting": "egs", "mode": "sparse", "num_samples": shape.num_samples,
                    "scope": method_scope("random", shape.egs_scope)}
+        initial, final = method_temperatures("random", config.initial_temperature,
+                                             config.final_temperature)
         config = dataclasses.replace(
             config, search_mode="joint", unrolled=False,
             arch_weight_decay=method_arch_weight_decay("random", config.arch_weight_decay),
+            initial_temperature=initial, final_temperature=final,
             epochs=random_epochs_per_candidate(config.epochs, random_candidates, random_epochs))
         return network, config
+    if derivation is None and DEFAULT_DERIVATION[method] not in space.derivation_rules:
+        # A space without per-node rules (the recurrent one) derives DATA's
+        # cell by its own EGS draw.
+        derivation = "sample"
+    egs = {}
+    if method in EGS_METHODS:
+        egs = dict(egs_gradient=config.egs_gradient, edge_combine=config.edge_combine)
     settings = method_settings(method, num_samples=shape.num_samples, search_mode=search_mode,
                                derivation=derivation, darts_order=darts_order,
                                scope=shape.egs_scope,
-                               arch_weight_decay=config.arch_weight_decay)
-    config = dataclasses.replace(config, **settings.config)
+                               arch_weight_decay=config.arch_weight_decay,
+                               initial_temperature=config.initial_temperature,
+                               final_temperature=config.final_temperature, **egs)
+    # A method without EGS codes records none (a shared config's are not its).
+    config = dataclasses.replace(config, **{"egs_gradient": None, "edge_combine": None,
+                                            **settings.config})
     return settings.network, dataclasses.replace(
         config, derivation=space.canonical_rule(config.derivation))
 
