@@ -3,7 +3,9 @@
     python -m benchmarks.search_step                 # 8 cells, C=16, batch 32, 32x32x3
     python -m benchmarks.search_step --variants=egs4,dense --steps=10
 
-Variants: ``egsM`` (joint DATA step, sparse EGS with M samples), ``dense``
+Variants: ``egsM`` (joint DATA step, sparse EGS with M samples and the
+authors' gradient: undrawn ops forward only), ``egsM-sampled`` (the fast
+variant: undrawn ops not computed), ``dense``
 (the same step with DARTS softmax mixing, every op computed), a ``-host``
 suffix on either (``egs4-host``, ``dense-host``: the host-driven step, see
 ``datanas/search/searcher.py``; without it the step is the compiled graph),
@@ -35,9 +37,10 @@ import time
 from absl import app
 from absl import flags as absl_flags
 
-absl_flags.DEFINE_list("variants", ["egs1", "egs4", "egs7", "dense", "child", "egs1-host",
-                                    "egs4-host", "egs7-host", "dense-host"],
-                       "egsM (sparse EGS with M samples), dense (DARTS softmax mixing), "
+absl_flags.DEFINE_list("variants", ["egs1", "egs4", "egs7", "egs1-sampled", "egs4-sampled",
+                                    "egs7-sampled", "dense", "child"],
+                       "egsM (sparse EGS with M samples, the authors' full gradient), "
+                       "egsM-sampled (undrawn ops not computed), dense (DARTS softmax mixing), "
                        "either with -host (host-driven step; default: compiled graph), "
                        "darts2 (second-order DARTS), child (sampled child network alone).")
 absl_flags.DEFINE_integer("layers", 8, "Cells (at least 3: two of them reduction cells).", lower_bound=3)
@@ -115,11 +118,13 @@ def _search_step(variant, images, labels):
         kwargs = dict(weighting="softmax", mode="dense")
         config = SearchConfig(epochs=1, search_mode="alternate", unrolled=True,
                               derivation="darts", execution=execution)
-    elif variant.startswith("egs") and variant[3:].isdigit():
-        kwargs = dict(num_samples=int(variant[3:]))
+    elif variant.startswith("egs") and variant[3:].split("-")[0].isdigit() and (
+            variant[3:].split("-")[1:] in ([], ["sampled"])):
+        number, *gradient = variant[3:].split("-")
+        kwargs = dict(num_samples=int(number), egs_gradient=gradient[0] if gradient else "full")
     else:
-        raise app.UsageError(f"unknown variant {variant!r}; use egsM (e.g. egs4), dense "
-                             "(either optionally with -host), darts2 or child.")
+        raise app.UsageError(f"unknown variant {variant!r}; use egsM or egsM-sampled (e.g. "
+                             "egs4), dense (each optionally with -host), darts2 or child.")
     model = SearchNetwork(10, init_channels=FLAGS.init_channels, num_cells=FLAGS.layers,
                           seed=0, **kwargs)
     model.build(tuple(images.shape))

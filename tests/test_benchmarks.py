@@ -26,9 +26,9 @@ def _run(args):
 def test_search_step_benchmark_measures_every_variant(tmp_path):
     output = tmp_path / "step.json"
     stdout = _run(["benchmarks.search_step", "--layers=3", *TINY, "--warmup=1", "--steps=2",
-                   "--variants=child,egs2-host", f"--output={output}"])
+                   "--variants=child,egs2-host,egs2-sampled-host", f"--output={output}"])
     results = json.loads(output.read_text())
-    assert [r["variant"] for r in results] == ["child", "egs2-host"]
+    assert [r["variant"] for r in results] == ["child", "egs2-host", "egs2-sampled-host"]
     for r in results:
         assert r["build_and_first_step_s"] > 0 and r["median_step_s"] > 0
         assert r["peak_rss_steps_gb"] > 0.1 and r["resident_between_steps_gb"] > 0.1
