@@ -21,22 +21,35 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_method_defaults():
     data = method_settings("data", num_samples=4)
+    # DATA as its authors search: per-edge codes divided by their ones, every
+    # op's gradient, node_sample derivation.
     assert data.network == {"weighting": "egs", "mode": "sparse", "num_samples": 4,
-                            "scope": "node"}
-    assert data.config == {"search_mode": "joint", "unrolled": False, "derivation": "sample",
-                           "arch_weight_decay": 0.0}
+                            "scope": "edge", "egs_gradient": "full", "edge_combine": "mean"}
+    assert data.config == {"search_mode": "joint", "unrolled": False,
+                           "derivation": "node_sample", "arch_weight_decay": 0.0,
+                           "initial_temperature": 5.0, "final_temperature": 1.0,
+                           "egs_gradient": "full", "edge_combine": "mean"}
     gdas = method_settings("gdas", num_samples=1)
     assert gdas.network["num_samples"] == 1 and gdas.config["derivation"] == "darts"
     darts = method_settings("darts")
-    assert darts.network["weighting"] == "softmax" and darts.network["mode"] == "dense"
+    assert darts.network == {"weighting": "softmax", "mode": "dense", "num_samples": 4,
+                             "scope": "edge"}   # no EGS code: no egs_gradient/edge_combine
     assert darts.config == {"search_mode": "alternate", "unrolled": False, "derivation": "darts",
-                            "arch_weight_decay": 1e-3}
+                            "arch_weight_decay": 1e-3, "initial_temperature": 5.0,
+                            "final_temperature": 1.0}
     assert method_settings("darts", darts_order=2).config["unrolled"] is True
     # Explicit choices override the method's defaults.
     assert method_settings("data", derivation="darts", search_mode="alternate",
-                           arch_weight_decay=1e-4).config == {
+                           arch_weight_decay=1e-4, egs_gradient="sampled", edge_combine="sum",
+                           scope="node", initial_temperature=2.0).config == {
         "search_mode": "alternate", "unrolled": False, "derivation": "darts",
-        "arch_weight_decay": 1e-4}
+        "arch_weight_decay": 1e-4, "initial_temperature": 2.0, "final_temperature": 1.0,
+        "egs_gradient": "sampled", "edge_combine": "sum"}
+    # The joint hybrid gdas ran before is kept by name.
+    hybrid = method_settings("snas_like", num_samples=1)
+    assert hybrid.config["search_mode"] == "joint"
+    assert (hybrid.config["initial_temperature"], hybrid.config["final_temperature"]) == (5, 1)
+    assert hybrid.network["egs_gradient"] == "sampled"
 
 
 def test_each_method_keeps_its_own_logit_decay_unless_one_is_set():
@@ -70,6 +83,12 @@ def test_each_method_keeps_its_own_logit_decay_unless_one_is_set():
     (dict(method="darts", scope="node"), "one distribution per edge"),
     (dict(method="gdas", num_samples=1, scope="node"), "one distribution per edge"),
     (dict(method="data", scope="cell"), "'cell'"),
+    (dict(method="snas_like", num_samples=4), "M=4"),
+    (dict(method="data", egs_gradient="all"), "egs_gradient must be one of full, sampled; "
+                                              "got 'all'"),
+    (dict(method="data", edge_combine="max"), "edge_combine must be one of mean, sum; got"),
+    (dict(method="gdas", num_samples=1, egs_gradient="full"), "only the selected op"),
+    (dict(method="darts", edge_combine="sum"), "method 'darts' samples none"),
     (dict(method="random"), "random_search"),
 ])
 def test_method_conflicts_are_named(kwargs, message):
@@ -98,12 +117,14 @@ def test_uniform_genotypes_cover_the_space_uniformly():
 
 def test_baselines_keep_one_distribution_per_edge():
     # DARTS (Eq. 2) and SNAS/GDAS: a softmax / one-hot sample over each edge's
-    # ops; DATA keeps its node scope by default and may use edges.
+    # ops; DATA searches per edge by default (its authors') and may use nodes.
     for method, samples in (("darts", 4), ("gdas", 1)):
         assert method_settings(method, num_samples=samples).network["scope"] == "edge"
         assert method_settings(method, num_samples=samples, scope="edge").network["scope"] == \
             "edge"
     assert method_settings("data", scope="edge").network["scope"] == "edge"
+    assert method_settings("data").network["scope"] == "edge"
+    assert method_settings("data", scope="node").network["scope"] == "node"
 
 
 def test_candidates_are_a_function_of_the_seed():
@@ -182,6 +203,10 @@ def test_search_trainer_rejects_conflicting_method_flags(tmp_path):
     proc = _trainer(tmp_path, "--method=darts", "--egs_scope=node")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "one distribution per edge" in proc.stderr
+    proc = _trainer(tmp_path, "--method=darts", "--egs_gradient=full")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "--egs_gradient=full" in proc.stderr and "'darts'" in proc.stderr
+    assert not (tmp_path / "run").exists()   # refused before anything is written
     proc = _trainer(tmp_path, "--primitives=none,conv_9x9")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "conv_9x9" in proc.stderr and "sep_conv_3x3" in proc.stderr
@@ -192,7 +217,9 @@ def test_search_trainer_rejects_conflicting_method_flags(tmp_path):
 @pytest.mark.parametrize("method_args, expected", [
     (("--method=darts",), {"search_mode": "alternate", "unrolled": False,
                            "derivation": "darts"}),
-    (("--method=gdas",), {"search_mode": "joint", "unrolled": False, "derivation": "darts"}),
+    (("--method=gdas",), {"search_mode": "alternate", "unrolled": False, "derivation": "darts",
+                          "initial_temperature": 10.0, "final_temperature": 0.1,
+                          "egs_gradient": "sampled"}),
 ])
 def test_search_trainer_runs_baselines(tmp_path, method_args, expected):
     pytest.importorskip("sklearn")
@@ -207,3 +234,21 @@ def test_search_trainer_runs_baselines(tmp_path, method_args, expected):
     assert final["derivation"] == "darts"
     # DARTS derivation: two inputs per node (node 2 has exactly two candidates).
     assert all(len(pairs) == 2 for pairs in load_genotype(run).reduce)
+
+
+def test_runs_before_egs_gradient_and_edge_combine_count_as_sampled_and_sum():
+    """An identity written before the two settings existed is read as what
+    those runs did (undrawn ops skipped, selected ops added), in a trainer's
+    identity and in the ablation runner's alike."""
+    from datanas.engine.run_identity import identity_differences  # pylint: disable=import-outside-toplevel
+
+    old = {"settings": {"method": "data"}, "search": {"epochs": 2}}
+    as_before = {"settings": {"method": "data", "egs_gradient": "sampled",
+                              "edge_combine": "sum"},
+                 "search": {"epochs": 2, "egs_gradient": "sampled", "edge_combine": "sum"}}
+    assert identity_differences(old, as_before) == []
+    now = {"settings": {"method": "data", "egs_gradient": None, "edge_combine": None},
+           "search": {"epochs": 2, "egs_gradient": "full", "edge_combine": "mean"}}
+    assert identity_differences(old, now) == [
+        ("search.edge_combine", "sum", "mean"), ("search.egs_gradient", "sampled", "full"),
+        ("settings.edge_combine", "sum", None), ("settings.egs_gradient", "sampled", None)]
