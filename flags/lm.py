@@ -4,7 +4,7 @@ Defaults follow the DATA paper where it says something (12 nodes, M=4,
 PTB: embedding = hidden = 850, batch 64; WT2: 700, weight decay 5e-7, hidden
 dropout 0.15) and DARTS' recurrent code for the rest (search: 300 units,
 batch 256, SGD 20, clip 0.25, weight decay 5e-7, architecture Adam 3e-3 with
-decay 1e-3; training: SGD 20 with NT-ASGD, weight decay 8e-7, the dropouts).
+betas (0.9, 0.999) and decay 1e-3; training: SGD 20 with NT-ASGD, weight decay 8e-7, the dropouts).
 Library code never reads flags: these functions turn them into configs.
 """
 
@@ -182,6 +182,9 @@ def lm_search_config_from_flags(flag_values):
         learning_rate_min=flag_values.learning_rate, momentum=0.0,
         weight_decay=5e-7 if weight_decay is None else weight_decay,
         grad_clip=flag_values.grad_clip, arch_learning_rate=flag_values.arch_learning_rate,
+        # DARTS rnn/architect.py: torch.optim.Adam with its default betas
+        # (0.9, 0.999), unlike the CNN search's (0.5, 0.999).
+        arch_beta_1=0.9, arch_beta_2=0.999,
         arch_weight_decay=flag_values.arch_weight_decay,
         initial_temperature=flag_values.initial_temperature,
         final_temperature=flag_values.final_temperature, seed=flag_values.seed,

@@ -20,7 +20,8 @@ from datanas.spaces import get_space
 from datanas.spaces.darts_rnn.cells import RecurrentCell, SearchRecurrentCell
 from datanas.spaces.darts_rnn.genotype import (DARTS_RNN, GenotypeError, RecurrentGenotype,
                                               load_recurrent_genotype)
-from datanas.spaces.darts_rnn.language_model import RNNLanguageModel, RNNSearchModel
+from datanas.spaces.darts_rnn.language_model import (RNNLanguageModel, RNNSearchModel,
+                                                     combine_edge_code)
 from datanas.tasks import LanguageModelingTask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,9 +74,11 @@ def _manual_cell(cell, x, h):
     w_init = cell.w_init.numpy()
     states = [highway(h, np.concatenate([x, h], -1) @ w_init, "tanh")]
     for position, pairs in enumerate(cell.genotype.recurrent):
-        terms = [highway(states[s], states[s] @ cell.edge_map(position + 1, s).numpy(), n)
-                 for n, s in pairs]
-        states.append(np.mean(terms, axis=0))
+        w = cell.node_map(position + 1).numpy()          # one map per node, every input
+        sources = sorted({s for _, s in pairs})
+        states.append(np.mean([np.mean([highway(states[s], states[s] @ w, n)
+                                        for n, t in pairs if t == s], axis=0)
+                               for s in sources], axis=0))
     return np.mean([states[i] for i in cell.genotype.concat], axis=0)
 
 
@@ -83,11 +86,14 @@ def test_found_cell_is_a_keras_rnn_cell_that_reloads_from_json(tmp_path):
     """The genotype JSON -> RecurrentCell -> keras.layers.RNN in someone's functional
     model; the outputs follow the cell's equations and survive a .keras round trip."""
     genotype = RecurrentGenotype.from_json(
-        RecurrentGenotype([[("tanh", 0)], [("relu", 1), ("identity", 0)],
+        RecurrentGenotype([[("tanh", 0)], [("relu", 1), ("identity", 0), ("tanh", 0)],
                            [("sigmoid", 2)]], [1, 2, 3]).to_json())
     inputs = keras.Input((5, 3))
     rnn = keras.layers.RNN(RecurrentCell(genotype, 4, seed=1), return_sequences=True)
     model = keras.Model(inputs, keras.layers.Dense(2)(rnn(inputs)))
+    # One map per node (DARTS), whatever the node's number of pairs: W_0 + 3.
+    assert sorted(v.name for v in rnn.cell.weights) == ["w_init", "w_node1", "w_node2",
+                                                        "w_node3"]
     x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
     sequence = keras.Model(inputs, rnn.output)(x).numpy()
     cell, h = rnn.cell, np.zeros((2, 4), np.float32)
@@ -99,8 +105,9 @@ def test_found_cell_is_a_keras_rnn_cell_that_reloads_from_json(tmp_path):
     np.testing.assert_allclose(keras.saving.load_model(path)(x), model(x), rtol=1e-6)
 
 
-def _search_cell(mode="sparse", units=6, nodes=3):
-    cell = SearchRecurrentCell(units, nodes, PRIMITIVES, mode=mode, seed=3)
+def _search_cell(mode="sparse", units=6, nodes=3, egs_gradient="full"):
+    cell = SearchRecurrentCell(units, nodes, PRIMITIVES, mode=mode, seed=3,
+                               egs_gradient=egs_gradient)
     cell.build((None, units))
     return cell
 
@@ -116,8 +123,22 @@ def _codes(pairs_per_node, nodes=3):
     return weights
 
 
-def test_search_cell_sparse_equals_dense_for_a_binary_code():
-    sparse, dense = _search_cell("sparse"), _search_cell("dense")
+def test_search_cell_has_one_map_per_node_and_one_batch_norm():
+    """DARTS' search cell: ``_Ws[i]`` per node (not per (node, input) edge) and
+    one ``BatchNorm1d`` for every node: 1 + nodes maps, one pair of statistics."""
+    cell = _search_cell(nodes=4)
+    assert sorted(v.name for v in cell.trainable_variables) == [
+        "w_init", "w_node1", "w_node2", "w_node3", "w_node4"]
+    assert [tuple(v.shape) for v in cell.non_trainable_variables] == [(6,), (6,)]
+    moments = tf.random.stateless_uniform([7, 5, 2, 6], seed=[1, 2])
+    cell.update_moving_statistics(moments, momentum=0.5)
+    np.testing.assert_allclose(cell.moving_mean.numpy(),
+                               0.5 * tf.reduce_mean(moments[:, :, 0], axis=[0, 1]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("egs_gradient", ["full", "sampled"])
+def test_search_cell_sparse_equals_dense_for_a_binary_code(egs_gradient):
+    sparse, dense = _search_cell("sparse", egs_gradient=egs_gradient), _search_cell("dense")
     dense.set_weights(sparse.get_weights())
     rng = np.random.default_rng(1)
     x, h = (tf.constant(rng.normal(size=(5, 6)), tf.float32) for _ in range(2))
@@ -128,32 +149,118 @@ def test_search_cell_sparse_equals_dense_for_a_binary_code():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_unselected_pairs_are_not_computed():
-    """An edge none of whose activations is selected runs no linear map: its W
-    gets no gradient, and its matmul is absent from what a traced step executes."""
-    cell = _search_cell("sparse")
-    rng = np.random.default_rng(2)
-    x, h = (tf.constant(rng.normal(size=(4, 6)), tf.float32) for _ in range(2))
-    code = _codes([[("tanh", 0)], [("relu", 1)], [("identity", 2), ("tanh", 0)]])
-    probe = tf.constant(rng.normal(size=(4, 6)), tf.float32)
+def _gradients(cell, x, h, code, probe):
+    code = [tf.Variable(c) for c in code]
     with tf.GradientTape() as tape:
         out, _ = cell.step(x, h, code, training=True)
         # (a plain sum of batch-normalised states is constant; weigh them)
         loss = tf.reduce_sum(out * probe)
-    grads = dict(zip([v.path for v in cell.trainable_variables],
-                     tape.gradient(loss, cell.trainable_variables)))
-    used = {"w_node1_from0", "w_node2_from1", "w_node3_from2", "w_node3_from0", "w_init"}
-    for path, grad in grads.items():
-        name = path.split("/")[-1]
-        assert (grad is not None) == (name in used), name
-    # At run time: every tf.cond of an unselected edge takes its zero branch,
-    # so swapping in a code with other edges changes which W receive gradient
-    # without retracing.
+    grads = tape.gradient(loss, cell.trainable_variables + code)
+    names = [v.name for v in cell.trainable_variables]
+    return dict(zip(names, grads)), [np.zeros(c.shape) if g is None else g.numpy()
+                                    for c, g in zip(code, grads[len(names):])]
+
+
+def test_full_gradient_reaches_undrawn_bits_but_not_their_weights():
+    """egs_gradient="full": an undrawn pair runs forward only, so its bit gets
+    <dL/dy, highway> -- the gradient of DARTS' dense sum at the same code --
+    while the maps get exactly the gradient of the sampled child (none at all
+    for node 2, whose pairs are all undrawn).  "sampled" gives undrawn bits 0."""
+    rng = np.random.default_rng(2)
+    x, h, probe = (tf.constant(rng.normal(size=(4, 6)), tf.float32) for _ in range(3))
+    code = _codes([[("tanh", 0)], [], [("identity", 2), ("tanh", 0)]])
+    full, sampled, dense = (_search_cell("sparse", egs_gradient="full"),
+                            _search_cell("sparse", egs_gradient="sampled"), _search_cell("dense"))
+    full_w, full_bits = _gradients(full, x, h, code, probe)
+    sampled_w, sampled_bits = _gradients(sampled, x, h, code, probe)
+    _, dense_bits = _gradients(dense, x, h, code, probe)
+    assert full_w["w_node2"] is None and sampled_w["w_node2"] is None
+    for name, grad in full_w.items():
+        if grad is not None:
+            np.testing.assert_allclose(grad, sampled_w[name], rtol=1e-5, atol=1e-7)
+    for a, b, drawn in zip(full_bits, dense_bits, code):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        undrawn = drawn.numpy() == 0
+        undrawn[:, 0] = False                                   # none has no output
+        undrawn[2:] = False          # s_2 = 0 (node 2 has no pair): tanh/relu(0) = 0
+        assert np.all(np.abs(a[undrawn]) > 0)
+    for bits, drawn in zip(sampled_bits, code):
+        assert np.all(bits[:, 1:][drawn.numpy()[:, 1:] == 0] == 0)
+
+
+def test_sampled_gradient_skips_unselected_edges():
+    """egs_gradient="sampled": an edge none of whose activations is selected
+    runs no matmul; a node without pairs gives its map no gradient, and a code
+    with other edges runs through the same trace."""
+    cell = _search_cell("sparse", egs_gradient="sampled")
+    rng = np.random.default_rng(2)
+    x, h = (tf.constant(rng.normal(size=(4, 6)), tf.float32) for _ in range(2))
+    code = _codes([[("tanh", 0)], [], [("identity", 2), ("tanh", 0)]])
+    grads, _ = _gradients(cell, x, h, code, tf.constant(rng.normal(size=(4, 6)), tf.float32))
+    assert {name for name, grad in grads.items() if grad is not None} == {
+        "w_init", "w_node1", "w_node3"}
     step = tf.function(lambda x, h, *code: cell.step(x, h, list(code), training=True)[0])
     step(x, h, *code)
     other = _codes([[("relu", 0)], [("sigmoid", 0)], [("tanh", 1)]])
     step(x, h, *other)
     assert step.experimental_get_tracing_count() == 1
+
+
+def test_edge_mean_divides_each_edge_code_by_its_selected_activations():
+    """edge_combine="mean" (default): a (node, input) edge with two selected
+    activations outputs their mean (the DATA authors' gumbel_sample divides by
+    the count); "sum" adds them; none does not count; softmax weights are
+    left alone.  Both names are in the config."""
+    code = tf.constant([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 1, 1, 1]], tf.float32)
+    mean = combine_edge_code(code, PRIMITIVES, "mean").numpy()
+    np.testing.assert_allclose(mean, [[0.5, 0.5, 0.5, 0, 0], [1, 0, 0, 0, 0],
+                                      [0, 0, 1 / 3, 1 / 3, 1 / 3]], rtol=1e-6)
+    np.testing.assert_array_equal(combine_edge_code(code, PRIMITIVES, "sum"), code)
+    model = RNNSearchModel(30, hidden_size=8, num_nodes=3, num_samples=4, state_rows=4, seed=1)
+    assert (model.get_config()["egs_gradient"], model.get_config()["edge_combine"]) == (
+        "full", "mean")
+    for weights in model.edge_weights(True, seed=tf.constant([3, 4], tf.int64)):
+        sums = weights.numpy()[:, 1:].sum(axis=1)
+        assert np.all((np.abs(sums - 1) < 1e-6) | (sums == 0)), weights
+    summed = RNNSearchModel.from_config({**model.get_config(), "edge_combine": "sum",
+                                         "egs_gradient": "sampled"})
+    assert summed.cell.egs_gradient == "sampled"
+    genotype = RecurrentGenotype([[("tanh", 0)], [("tanh", 1), ("relu", 1)],
+                                  [("relu", 0), ("sigmoid", 2)]], (1, 2, 3))
+    space = get_space("darts_rnn")
+    assert space.child_weights(model, genotype)[1].numpy()[1, 1] == 0.5
+    assert space.child_weights(summed, genotype)[1].numpy()[1, 1] == 1.0
+    softmax = RNNSearchModel(30, hidden_size=8, num_nodes=2, weighting="softmax",
+                             mode="dense", egs_scope="edge", state_rows=4, seed=1)
+    np.testing.assert_allclose(tf.reduce_sum(softmax.edge_weights(False)[1], axis=1), [1, 1],
+                               rtol=1e-6)
+    for kwargs, message in (({"edge_combine": "avg"}, "edge_combine must be one of mean, sum"),
+                            ({"egs_gradient": "all"}, "egs_gradient must be one of full, "
+                                                      "sampled")):
+        with pytest.raises(ValueError, match=message):
+            RNNSearchModel(30, hidden_size=8, num_nodes=2, state_rows=4, **kwargs)
+
+
+def test_final_network_parameters_at_the_paper_sizes():
+    """One map per node: a cell of N nodes has (2H) x 2H (W_0) + N x H x 2H
+    weights whatever its pairs, plus the tied embedding/decoder V x H and the
+    bias V.  At the paper's PTB size (H = 850, V = 10000) DARTS' 8-node cell
+    gives the 23 M of Table 3; DATA's 12 nodes give 28.7 M."""
+    def expected(vocab, hidden, nodes):
+        return vocab * hidden + vocab + 2 * hidden * 2 * hidden + nodes * hidden * 2 * hidden
+
+    def trainable(model):
+        return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+    several = RecurrentGenotype([[("tanh", 0), ("relu", 0)]] + [
+        [("relu", i), ("sigmoid", 0), ("identity", i - 1)] for i in range(1, 12)],
+        tuple(range(1, 13)))
+    assert len(several.edges()) == 33        # (one map per edge would be 33 maps)
+    data = RNNLanguageModel(several, 10000, hidden_size=850, seed=0)
+    assert trainable(data) == expected(10000, 850, 12)
+    darts = RNNLanguageModel(DARTS_RNN, 10000, hidden_size=850, seed=0)
+    assert trainable(darts) == expected(10000, 850, 8)
+    assert round(trainable(darts) / 1e6) == 23
 
 
 # -- the language model --------------------------------------------------------------------------
@@ -210,8 +317,8 @@ def test_search_model_derivation_and_child_weights():
     sample = space.derive(model, "sample", seed=5)
     assert sample == space.derive(model, "sample", seed=5)
     weights = space.child_weights(model, sample)
-    for position, pairs in enumerate(sample.recurrent):
-        assert weights[position].numpy().sum() == len(pairs)
+    for position, pairs in enumerate(sample.recurrent):   # each used edge averages
+        assert weights[position].numpy().sum() == pytest.approx(len({s for _, s in pairs}))
     assert set(space.describe(sample)) >= {"op_counts", "identity_pairs", "pairs_per_node"}
 
 
@@ -301,6 +408,10 @@ def test_tiny_search_writes_a_valid_recurrent_genotype(searched):
     assert result["child_valid_perplexity_inherited_weights"] > 1.0
     probabilities = json.loads((model_dir / "arch_probabilities.json").read_text())
     assert len(probabilities["recurrent"]) == 3
+    config = json.loads((model_dir / "search_config.json").read_text())
+    # DARTS rnn/architect.py: Adam's default betas; EGS defaults in the identity.
+    assert (config["search"]["arch_beta_1"], config["search"]["arch_beta_2"]) == (0.9, 0.999)
+    assert (config["model"]["egs_gradient"], config["model"]["edge_combine"]) == ("full", "mean")
 
 
 def test_killed_search_resumes_to_the_same_recurrent_genotype(searched, ptb_dir, tmp_path):

@@ -58,25 +58,30 @@ def _profiled_madds(cell):
     return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops / 2
 
 
-def test_params_table_matches_the_counted_parameters_of_single_pair_cells():
-    terms = costs.cell_costs(UNITS, PRIMITIVES, "params")
+def test_params_cost_is_refused_every_cell_of_n_nodes_has_the_same_parameters():
+    """One map per node (DARTS): the parameters do not depend on the choices,
+    so a params credit would steer nothing; asking for it is one line."""
+    rng = np.random.default_rng(0)
+    counts = {count_parameters(_built_cell(_random_genotype(rng, 4, max_pairs=3)))
+              for _ in range(4)}
+    assert counts == {(UNITS + UNITS) * 2 * UNITS + 4 * UNITS * 2 * UNITS}
+    with pytest.raises(ValueError) as error:
+        RecurrentShape(num_nodes=2, hidden_size=UNITS, cost="params", cost_lambda=0.5)
+    assert str(error.value) == (
+        "cost='params': every recurrent cell of N nodes has the same parameters (W_0 and one "
+        "map per node, as in DARTS), so no choice changes them; use one of madds, latency.")
+
+
+def test_madds_table_charges_each_choice_its_edge_product():
+    terms = costs.cell_costs(UNITS, PRIMITIVES, "madds")
     tables = costs.cost_tables(terms, PRIMITIVES, 4)
     assert [t.shape for t in tables] == [(1, 5), (2, 5), (3, 5), (4, 5)]
     assert all(np.all(t[:, 0] == 0) for t in tables)          # none is free
-    assert np.all(tables[2][:, 1:] == 2 * UNITS * UNITS)       # W of the edge, [units, 2 units]
-    rng = np.random.default_rng(0)
-    for _ in range(4):
-        genotype = _random_genotype(rng, 4)
-        from_table = terms.fixed + sum(tables[position][source, PRIMITIVES.index(name)]
-                                       for position, pairs in enumerate(genotype.recurrent)
-                                       for name, source in pairs)
-        assert from_table == count_parameters(_built_cell(genotype))
-    # Several activations on one edge share its map: the table charges each
-    # the whole map, the cell's cost charges it once (= the counted cell).
+    assert np.all(tables[2][:, 1:] == 2 * UNITS * UNITS + 0.5 * UNITS + 2 * UNITS)
+    # Several activations on one edge share its product: the table charges
+    # each the whole product, the cell's cost charges it once.
     shared = RecurrentGenotype([[("tanh", 0), ("relu", 0)], [("sigmoid", 1)]], (1, 2))
-    counted = count_parameters(_built_cell(shared))
-    assert costs.cell_cost(shared, terms) == counted
-    assert terms.fixed + 3 * 2 * UNITS * UNITS == counted + 2 * UNITS * UNITS
+    assert costs.genotype_cost(shared, terms) == 2 * terms.map + 3 * 2 * UNITS
 
 
 def test_madds_terms_match_the_profiled_cell():
@@ -90,15 +95,15 @@ def test_madds_terms_match_the_profiled_cell():
 
 def test_supernet_samples_from_the_mixed_distribution():
     lam = 0.4
-    model = _supernet(cost="params", cost_lambda=lam)
+    model = _supernet(cost="madds", cost_lambda=lam)
     assert model.cost_lambda == lam and len(model.credit_variables) == 3
     logits = tf.random.stateless_normal((3, 5), seed=[3, 4])
     model.arch_logits[2].assign(logits)
-    # p = lam * softmax + (1 - lam) * credit, the credit from the params table.
+    # p = lam * softmax + (1 - lam) * credit, the credit from the madds table.
     credit = efficiency_credit(np.asarray(model.cost_tables[2]).reshape(-1))
     p = lam * tf.nn.softmax(tf.reshape(logits, [-1])).numpy() + (1 - lam) * credit
     np.testing.assert_allclose(np.exp(model.sampling_logits(2).numpy()), p, rtol=1e-5)
-    assert credit[0] > 10 * credit[1]                     # none is free, the maps are not
+    assert credit[0] > 10 * credit[1]                     # none is free, the matmuls are not
 
     draws = 1500
     sample = tf.function(lambda seed: model.edge_weights(True, seed)[2])
@@ -123,22 +128,22 @@ def test_supernet_samples_from_the_mixed_distribution():
     np.testing.assert_array_equal(deterministic, wanted.astype(np.float32))
 
 
-def test_lower_lambda_lowers_the_expected_params_of_sampled_children():
+def test_lower_lambda_lowers_the_expected_madds_of_sampled_children():
     expected, sampled = [], []
     for lam in (1.0, 0.75, 0.5, 0.25):
-        model = _supernet(num_nodes=4, cost="params", cost_lambda=lam)
+        model = _supernet(num_nodes=4, cost="madds", cost_lambda=lam)
         for position, variable in enumerate(model.architecture_variables):
             variable.assign(tf.random.stateless_normal(variable.shape, seed=[1, position]))
         genotype = DARTS_RNN_SPACE.derive(model, "sample", 0)
         cost = DARTS_RNN_SPACE.resource_summary(model, genotype)["cost"]
-        assert cost["metric"] == "params" and cost["cost_lambda"] == lam
+        assert cost["metric"] == "madds" and cost["cost_lambda"] == lam
         assert cost["derived_child_cost"] == costs.genotype_cost(genotype, model.cost_terms)
         expected.append(cost["expected_child_cost"])
         sampled.append(np.mean([costs.genotype_cost(DARTS_RNN_SPACE.derive(model, "sample", s),
                                                     model.cost_terms) for s in range(60)]))
     assert all(a > b for a, b in zip(expected, expected[1:])), expected
     assert sampled[-1] < 0.8 * sampled[0], sampled
-    # The expectation is exact: a map counted once per used edge.
+    # The expectation is exact: a matmul counted once per used edge.
     assert abs(sampled[0] - expected[0]) < 0.15 * expected[0], (sampled[0], expected[0])
 
 
@@ -168,7 +173,7 @@ def test_checkpoint_and_config_keep_a_measured_latency_credit(tmp_path):
 
 def test_bad_settings_give_one_clear_error():
     # (lambda/cost values: tests/test_costs.py, for every space's settings)
-    shape = RecurrentShape(num_nodes=2, hidden_size=UNITS, state_rows=4, cost="params",
+    shape = RecurrentShape(num_nodes=2, hidden_size=UNITS, state_rows=4, cost="madds",
                            cost_lambda=0.5)
     with pytest.raises(ValueError) as error:
         build_search("darts", 20, None, SearchConfig(epochs=1), shape, space="darts_rnn")
@@ -189,17 +194,18 @@ def test_search_ptb_with_a_cost(ptb_dir, tmp_path):
         [sys.executable, "-m", "trainers.search_ptb", f"--data_dir={ptb_dir}",
          f"--model_dir={model_dir}", "--epochs=1", "--nodes=2", f"--hidden_size={UNITS}",
          "--batch_size=8", "--bptt=8", "--train_tokens=1500", "--eval_batch_size=4",
-         "--seed=1", "--M=2", "--cost=params", "--cost_lambda=0.25"],
+         "--seed=1", "--M=2", "--cost=madds", "--cost_lambda=0.25"],
         cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True,
         text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Resource-aware sampling: cost=params, lambda=0.25" in proc.stdout
+    assert "Resource-aware sampling: cost=madds, lambda=0.25" in proc.stdout
     result = json.loads((model_dir / "search_result.json").read_text())["cost"]
     genotype = RecurrentGenotype.from_dict(json.loads((model_dir / "genotype.json").read_text()))
-    terms = costs.cell_costs(UNITS, PRIMITIVES, "params")
+    terms = costs.cell_costs(UNITS, PRIMITIVES, "madds")
     assert result["derived_child_cost"] == costs.genotype_cost(genotype, terms)
-    assert result["metric"] == "params" and result["cost_lambda"] == 0.25
-    assert 0 < result["expected_child_cost"] < 3 * terms.map
+    assert result["metric"] == "madds" and result["cost_lambda"] == 0.25
+    # below every edge's product and every pair's own term (3 edges, 12 pairs)
+    assert 0 < result["expected_child_cost"] < 3 * terms.map + 12 * terms.own["tanh"]
     credit_none = 10 / (10 + 4 / 1.1)
     for node in json.loads((model_dir / "arch_probabilities.json").read_text())["recurrent"]:
         none_mass = sum(row[0] for row in node["p"])

@@ -82,7 +82,7 @@ def main(argv):
     if getattr(model, "cost_metric", None):
         print(f"Resource-aware sampling: cost={model.cost_metric}, lambda={model.cost_lambda} "
               f"(p = lambda * softmax(logits) + (1 - lambda) * efficiency credit; a choice "
-              f"costs its edge's linear map, {model.cost_terms.map:.4g}, plus its own "
+              f"costs its input times its node's map, {model.cost_terms.map:.4g}, plus its own "
               f"highway term).", flush=True)
     with flags_core.run_errors("search_ptb"):
         run_method_search(FLAGS.method, model, inputs, config, FLAGS.model_dir,

@@ -1,22 +1,23 @@
 """What each (input, activation) choice of the recurrent cell costs.
 
-The recurrent cell's choices (``cells.py``): an (activation f, input j)
-pair of node i computes the highway term ``s_j + sigmoid(c) * (f(g) - s_j)``
-with ``[c, g] = s_j W_{i,j}``.  The linear map ``W_{i,j}`` [units, 2 units]
-belongs to the *edge* (i, j) and is shared by every activation chosen on it;
-the highway term belongs to the pair.  Costs of one cell:
+The recurrent cell's choices (``cells.py``): node i has one linear map
+``W_i`` [units, 2 units] (DARTS), multiplied by each input ``s_j`` the node
+takes; an (activation f, input j) pair computes the highway term
+``s_j + sigmoid(c) * (f(g) - s_j)`` with ``[c, g] = s_j W_i``.  The product
+``s_j W_i`` belongs to the *edge* (i, j) and is shared by every activation
+chosen on it; the highway term belongs to the pair.  Costs of one cell:
 
     cell = fixed + (output nodes) * output + (edges with a pair) * map + (pairs) * pair
 
-* ``params``: map = 2 units^2 (the weights of W_{i,j}); pair = 0; fixed =
-  W_0, (input + units) * 2 units; output = 0.
 * ``madds``: multiply-adds of one token (one row of the batch), counted
   like the trainers' model statistics (the TF profiler's float operations
-  / 2): map = 2 units^2 (the matmul); pair = 2 units (subtract, multiply
-  and add of the highway term, plus its share of the node's mean: the
-  mean of n pairs is n - 1 adds and a division); fixed = W_0's matmul and
-  the first node's highway term; output = units / 2 (the mean over the
-  output nodes, h_t).  Activations (tanh, sigmoid, ...) are not counted.
+  / 2): map = 2 units^2 (the edge's matmul) + units / 2 (its share of the
+  node's mean over its inputs: J inputs are J - 1 adds and a division);
+  pair = 2 units (subtract, multiply and add of the highway term, plus its
+  share of its edge's mean: the mean of n pairs is n - 1 adds and a
+  division); fixed = W_0's matmul and the first node's highway term; output
+  = units / 2 (the mean over the output nodes, h_t).  Activations (tanh,
+  sigmoid, ...) are not counted.
 * ``latency``: median seconds on the current device of ``LATENCY_BATCH``
   rows (shared with the conv space), over ``LATENCY_CHAIN`` chained steps
   (each step's output is the next step's input, so nothing is cached),
@@ -25,20 +26,23 @@ the highway term belongs to the pair.  Costs of one cell:
   Measured, so it varies slightly between runs; the search's checkpoint
   keeps the credit derived from the first measurement.  fixed and output
   are not measured (0).
+* ``params`` is refused (``check_recurrent_cost``): every cell of N nodes
+  has W_0 and N node maps whatever its choices (a genotype's node has at
+  least one pair), so no choice changes the parameters.
 
-``none`` costs nothing (no map runs for an edge whose only bits are none).
+``none`` costs nothing (no matmul runs for an edge whose only bits are none).
 
 The per-choice table ``cost_tables`` (one ``[inputs, K]`` matrix per node,
 in the layout of the architecture logits) charges every non-none activation
 the WHOLE map of its edge plus its own term: what that activation costs when
-it is the only one on its edge (an activation alone needs the map).  The
+it is the only one on its edge (an activation alone needs the matmul).  The
 efficiency credit is computed from this table.  It over-counts when several
 activations share an edge; ``expected_child_cost`` and ``genotype_cost``
 do not: they charge a map once per edge that has at least one pair (the
 probability of that, for a sampled child).  Every edge has the same shape,
-so every non-none entry of a node's table has the same params / madds:
-the credit then favours ``none`` (fewer pairs, fewer maps), not one
-activation over another; latency also separates the activations.
+so every non-none entry of a node's table has the same madds: the credit
+then favours ``none`` (fewer pairs, fewer matmuls), not one activation over
+another; latency also separates the activations.
 """
 
 import dataclasses
@@ -51,8 +55,23 @@ from datanas.spaces.node_rules import inclusion_probabilities, selection_probabi
 from datanas.spaces.resource_aware import (COST_METRICS, LATENCY_BATCH, median_seconds,
                                            scope_credit_table)
 
-__all__ = ["COST_METRICS", "LATENCY_CHAIN", "CellCosts", "cell_costs", "cost_tables",
+__all__ = ["COST_METRICS", "RECURRENT_COST_METRICS", "check_recurrent_cost", "LATENCY_CHAIN", "CellCosts", "cell_costs", "cost_tables",
            "scope_credit", "expected_child_cost", "genotype_cost", "cell_cost"]
+
+#: The metrics a recurrent cell's choices change (module docstring).
+RECURRENT_COST_METRICS = tuple(m for m in COST_METRICS if m != "params")
+
+
+def check_recurrent_cost(metric):
+    """ValueError (one line) for a cost metric the recurrent choices do not change."""
+    if metric == "params":
+        raise ValueError("cost='params': every recurrent cell of N nodes has the same "
+                         "parameters (W_0 and one map per node, as in DARTS), so no choice "
+                         f"changes them; use one of {', '.join(RECURRENT_COST_METRICS)}.")
+    if metric not in (None, "none") and metric not in RECURRENT_COST_METRICS:
+        raise ValueError(f"cost metric must be one of {', '.join(RECURRENT_COST_METRICS)}; "
+                         f"got {metric!r}.")
+
 
 #: Chained cell steps per latency measurement (one call's overhead is shared out).
 LATENCY_CHAIN = 10
@@ -104,16 +123,11 @@ def _latency_terms(units, activations, seed=0):
 
 def cell_costs(units, primitives, metric, input_dim=None):
     """CellCosts of a cell of `units` units with the activations of `primitives`."""
-    if metric not in COST_METRICS:
-        raise ValueError(f"cost metric must be one of {', '.join(COST_METRICS)}; got {metric!r}.")
+    check_recurrent_cost(metric)
     input_dim = units if input_dim is None else input_dim
     activations = [p for p in primitives if p != "none"]
-    if metric == "params":
-        return CellCosts(metric, units, float(2 * units * units),
-                         {name: 0.0 for name in activations},
-                         float((input_dim + units) * 2 * units))
     if metric == "madds":
-        return CellCosts(metric, units, float(2 * units * units),
+        return CellCosts(metric, units, float(2 * units * units + 0.5 * units),
                          {name: float(2 * units) for name in activations},
                          float((input_dim + units) * 2 * units + 1.5 * units),
                          0.5 * units)

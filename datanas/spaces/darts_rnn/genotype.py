@@ -3,10 +3,11 @@
 A recurrent cell (DARTS/ENAS form, DATA paper Section 4.2) has an initial
 node ``s_0`` computed from the input ``x_t`` and the previous hidden state
 ``h_{t-1}``, followed by ``N`` intermediate nodes ``s_1 .. s_N``.  Node
-``s_{i+1}`` (list position ``i``) is the MEAN of one or more
-``(activation, input)`` pairs with ``input`` in ``0..i``; each pair is a
-highway step ``s_in + c * (act(h) - s_in)`` through its own linear map.
-DARTS keeps one pair per node; DATA's EGS may keep several.  The cell output
+``s_{i+1}`` (list position ``i``) combines one or more ``(activation,
+input)`` pairs with ``input`` in ``0..i``; each pair is a highway step
+``s_in + c * (act(h) - s_in)`` with ``[c, h] = s_in W_{i+1}``, the node's one
+linear map (DARTS); the node averages each input's pairs, then its inputs
+(``cells.py``).  DARTS keeps one pair per node; DATA's EGS may keep several.  The cell output
 ``h_t`` is the mean of the nodes listed in ``concat`` (indices ``1..N``).
 
 On disk (JSON)::
@@ -179,7 +180,7 @@ class RecurrentGenotype:
         return {name: n for name, n in counts.items() if n}
 
     def edges(self):
-        """Distinct (node, input) edges, i.e. the linear maps the cell needs."""
+        """Distinct (node, input) edges: the inputs each node's map multiplies."""
         return sorted({(position + 1, index) for position, node in enumerate(self.recurrent)
                        for _, index in node})
 

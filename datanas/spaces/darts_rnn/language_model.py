@@ -27,16 +27,36 @@ import tensorflow as tf
 
 from datanas.estimators import WEIGHTINGS, make_estimator
 from datanas.spaces.darts_rnn.carried_state import CarriedState, replica_rows
-from datanas.spaces.darts_rnn.cells import RecurrentCell, SearchRecurrentCell
+from datanas.spaces.darts_rnn.cells import EGS_GRADIENTS, RecurrentCell, SearchRecurrentCell
 from datanas.spaces.darts_rnn.genotype import RNN_PRIMITIVES, check_rnn_primitives
 from datanas.spaces.resource_aware import ResourceAwareSampling
 
-__all__ = ["RNNSearchModel", "RNNLanguageModel", "DROPOUT_DEFAULTS", "EGS_SCOPES"]
+__all__ = ["RNNSearchModel", "RNNLanguageModel", "DROPOUT_DEFAULTS", "EGS_SCOPES",
+           "EGS_GRADIENTS", "EDGE_COMBINES", "combine_edge_code"]
 
 #: DARTS rnn/train.py and train_search.py defaults.
 DROPOUT_DEFAULTS = {"dropout": 0.75, "dropout_h": 0.25, "dropout_x": 0.75, "dropout_i": 0.2}
 EGS_SCOPES = ("edge", "node")
+#: How a (node, input) edge combines the activations its EGS code selects.
+EDGE_COMBINES = ("mean", "sum")
 _MASK_TAGS = {"dropout_i": 1, "dropout_x": 2, "dropout_h": 3, "dropout": 4}
+
+
+def combine_edge_code(code, primitives, edge_combine):
+    """A node's [inputs, K] code with each row (one (node, input) edge)
+    divided by its number of non-``none`` ones, at least 1, for
+    ``edge_combine="mean"`` (the DATA authors' ``gumbel_sample`` divides a
+    sampled code by that count: an edge outputs the mean of its selected
+    activations); unchanged for ``"sum"``.  The count is not held constant:
+    its gradient reaches the code, as in the authors' division."""
+    if edge_combine not in EDGE_COMBINES:
+        raise ValueError(f"edge_combine must be one of {', '.join(EDGE_COMBINES)}; "
+                         f"got {edge_combine!r}.")
+    if edge_combine == "sum":
+        return code
+    mask = tf.constant([name != "none" for name in primitives], code.dtype)
+    count = tf.reduce_sum(code * mask, axis=-1, keepdims=True)
+    return code / tf.maximum(count, tf.ones_like(count))
 
 
 def _check_rate(name, value):
@@ -194,7 +214,11 @@ class RNNSearchModel(ResourceAwareSampling, _LanguageModel):
 
     Args (besides the language model's): num_nodes (DATA: 12), primitives,
     num_samples (M), egs_scope, weighting ("egs" or "softmax"), mode
-    ("sparse" or "dense"), temperature, arch_init_scale, cost_lambda.
+    ("sparse" or "dense"), temperature, arch_init_scale, cost_lambda,
+    egs_gradient ("full", default: undrawn pairs run forward only so their
+    bits get gradient; "sampled": not computed; ``cells.py``), edge_combine
+    ("mean", default: each (node, input) edge averages the activations its
+    EGS code selects; "sum"; EGS codes only, DARTS' softmax is unchanged).
 
     Resource-aware search (``cost_lambda`` < 1, EGS only; shared with the
     conv supernet, ``datanas.spaces.resource_aware``): the estimator samples
@@ -209,7 +233,8 @@ class RNNSearchModel(ResourceAwareSampling, _LanguageModel):
                  num_samples=4, egs_scope="node", weighting="egs", mode="sparse",
                  temperature=5.0, arch_init_scale=1e-3, dropout=0.75, dropout_h=0.25,
                  dropout_x=0.75, dropout_i=0.2, state_rows=256, seed=None,
-                 bn_momentum=0.1, cost_lambda=1.0, **kwargs):
+                 bn_momentum=0.1, cost_lambda=1.0, egs_gradient="full", edge_combine="mean",
+                 **kwargs):
         super().__init__(vocab_size, hidden_size, dropout=dropout, dropout_h=dropout_h,
                          dropout_x=dropout_x, dropout_i=dropout_i, state_rows=state_rows,
                          seed=seed, **kwargs)
@@ -222,6 +247,10 @@ class RNNSearchModel(ResourceAwareSampling, _LanguageModel):
         if weighting == "softmax" and mode == "sparse":
             raise ValueError("weighting='softmax' gives every pair a non-zero weight; "
                              "use mode='dense'.")
+        if edge_combine not in EDGE_COMBINES:
+            raise ValueError(f"edge_combine must be one of {', '.join(EDGE_COMBINES)}; "
+                             f"got {edge_combine!r}.")
+        self.egs_gradient, self.edge_combine = egs_gradient, edge_combine
         self._init_cost_lambda(cost_lambda, weighting)
         self.primitives = check_rnn_primitives(primitives)
         self.num_nodes, self.num_samples, self.egs_scope = num_nodes, num_samples, egs_scope
@@ -230,7 +259,7 @@ class RNNSearchModel(ResourceAwareSampling, _LanguageModel):
         self.estimator = make_estimator(weighting, num_samples=num_samples,
                                         temperature=temperature, seed=seed, name="estimator")
         self.cell = SearchRecurrentCell(hidden_size, num_nodes, self.primitives, mode=mode,
-                                        seed=seed, name="cell")
+                                        seed=seed, egs_gradient=egs_gradient, name="cell")
         self.cell.build((None, hidden_size))
         initializer = keras.initializers.RandomNormal(stddev=arch_init_scale, seed=seed)
         self.arch_logits = []
@@ -266,8 +295,16 @@ class RNNSearchModel(ResourceAwareSampling, _LanguageModel):
         credit = self.credit[position] if self.cost_lambda < 1.0 else None
         return self._scope_sampling_logits(self.arch_logits[position], credit)
 
+    def combine(self, code):
+        """A node's EGS code as the cell weighs it (``combine_edge_code``);
+        softmax weights unchanged."""
+        if self.weighting != "egs":
+            return code
+        return combine_edge_code(code, self.primitives, self.edge_combine)
+
     def edge_weights(self, stochastic, seed=None):
-        """One weight matrix [i + 1, K] per node (a sample when `stochastic`)."""
+        """One weight matrix [i + 1, K] per node (a sample when `stochastic`),
+        combined per edge (``combine``)."""
         weights = []
         for position, logits in enumerate(self.arch_logits):
             flat = self.egs_scope == "node"
@@ -278,7 +315,7 @@ class RNNSearchModel(ResourceAwareSampling, _LanguageModel):
                 out = self.estimator.sample(values, seed=node_seed)
             else:
                 out = self.estimator.deterministic_code(values)
-            weights.append(tf.reshape(out, tf.shape(logits)) if flat else out)
+            weights.append(self.combine(tf.reshape(out, tf.shape(logits)) if flat else out))
         return weights
 
     def forward(self, inputs, edge_weights, training=False, carry=True):
@@ -305,7 +342,8 @@ class RNNSearchModel(ResourceAwareSampling, _LanguageModel):
                   "primitives": list(self.primitives), "num_samples": self.num_samples,
                   "egs_scope": self.egs_scope, "weighting": self.weighting, "mode": self.mode,
                   "temperature": 5.0 if temperature is None else float(temperature.numpy()),
-                  "arch_init_scale": self.arch_init_scale, "bn_momentum": self.bn_momentum}
+                  "arch_init_scale": self.arch_init_scale, "bn_momentum": self.bn_momentum,
+                  "egs_gradient": self.egs_gradient, "edge_combine": self.edge_combine}
         # Only when set: search_config.json of runs made before resource-aware
         # sampling has no cost_lambda, and a resume compares the two configs.
         if self.cost_lambda < 1.0:

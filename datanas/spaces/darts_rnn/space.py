@@ -50,8 +50,8 @@ class RecurrentShape:
     dropout_i: float = 0.2
     # Rows of the carried hidden state: the largest global batch of any stream.
     state_rows: int = 256
-    # Resource-aware sampling (costs.py): the cost of a choice ("params",
-    # "madds", "latency"; None = off) and lam (None = DEFAULT_COST_LAMBDA).
+    # Resource-aware sampling (costs.py): the cost of a choice ("madds",
+    # "latency"; None = off; "params" is refused: no choice changes them) and lam (None = DEFAULT_COST_LAMBDA).
     # None keeps the identities of runs made before these settings.
     cost: str | None = None
     cost_lambda: float | None = None
@@ -59,6 +59,7 @@ class RecurrentShape:
     def __post_init__(self):
         check_rnn_primitives(self.primitives)
         check_cost_settings(self.cost, self.cost_lambda)
+        costs.check_recurrent_cost(self.cost)
         for name in ("num_nodes", "hidden_size", "num_samples", "state_rows"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -92,7 +93,8 @@ class DartsRNNSpace(SearchSpace):
     settings_class = RecurrentShape
 
     def build_supernet(self, settings, *, num_outputs, input_shape=None, weighting, mode,
-                       num_samples, scope, temperature, seed):
+                       num_samples, scope, temperature, seed, egs_gradient="full",
+                       edge_combine="mean"):
         del input_shape  # token windows of any length
         model = RNNSearchModel(
             num_outputs, hidden_size=settings.hidden_size, num_nodes=settings.num_nodes,
@@ -100,7 +102,8 @@ class DartsRNNSpace(SearchSpace):
             weighting=weighting, mode=mode, temperature=temperature, dropout=settings.dropout,
             dropout_h=settings.dropout_h, dropout_x=settings.dropout_x,
             dropout_i=settings.dropout_i, state_rows=settings.state_rows, seed=seed,
-            cost_lambda=settings.resolved_cost_lambda)
+            cost_lambda=settings.resolved_cost_lambda, egs_gradient=egs_gradient,
+            edge_combine=edge_combine)
         model.cost_metric, model.cost_terms, model.cost_tables = None, None, None
         if settings.cost not in (None, "none"):
             model.cost_metric = settings.cost
@@ -144,7 +147,8 @@ class DartsRNNSpace(SearchSpace):
                     raise ValueError(f"genotype activation {name!r} is not among the search "
                                      f"model's primitives ({', '.join(supernet.primitives)}).")
                 matrix[source, index[name]] = 1.0
-            weights.append(tf.constant(matrix))
+            # As the supernet weighs a sampled code (per-edge mean or sum).
+            weights.append(supernet.combine(tf.constant(matrix)))
         return weights
 
     def random_genotype(self, supernet, rng):
@@ -178,7 +182,8 @@ class DartsRNNSpace(SearchSpace):
         return {"op_counts": genotype.op_counts(),
                 "identity_pairs": genotype.op_counts().get("identity", 0),
                 "pairs_per_node": float(np.mean([len(n) for n in genotype.recurrent])),
-                "linear_maps": len(genotype.edges())}
+                "linear_maps": genotype.num_nodes,
+                "node_inputs": len(genotype.edges())}
 
     def resource_summary(self, supernet, genotype):
         terms = getattr(supernet, "cost_terms", None)
@@ -191,9 +196,10 @@ class DartsRNNSpace(SearchSpace):
             "expected_child_cost": expected,
             "derived_child_cost": costs.genotype_cost(genotype, terms),
             "edge_map_cost": terms.map, "activation_costs": dict(terms.own),
-            "note": "the cell's choices: a linear map per (node, input) edge with at least "
-                    "one pair, plus each pair's own highway term (W_0 and the first node, "
-                    "the output mean, embedding and decoder excluded)"}}
+            "note": "the cell's choices: the product of each input with its node's map, "
+                    "per (node, input) edge with at least one pair, plus each pair's own "
+                    "highway term (W_0, the first node, the output mean, embedding and "
+                    "decoder excluded)"}}
 
     def genotype_from_dict(self, data):
         return RecurrentGenotype.from_dict(data)
