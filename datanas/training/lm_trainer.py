@@ -12,10 +12,13 @@ of the weights from that point on (ASGD with t0 = 0, lambda = 0).
 
 ``run_lm_training`` drives ``LanguageModelTrainer`` with the engine's run
 loop (exact mid-epoch resume: the weights, their average, the switch and
-the validation history are all checkpointed), reports validation and test
+the validation history are all checkpointed), reports validation
 perplexity every epoch, keeps the checkpoint of the best VALIDATION
-perplexity, and evaluates the test split of that checkpoint once more as
-the run's result.
+perplexity, and reads the test split ONCE, at the end, from that
+checkpoint (DARTS rnn/train.py: ``save_checkpoint`` when the validation
+loss improves, then "Load the best saved model" and ``evaluate(test_data,
+test_batch_size)`` after the last epoch).  At DARTS' test batch of 1 a test
+pass costs more than a training epoch, so it is not run per epoch.
 """
 
 import dataclasses
@@ -191,12 +194,12 @@ class LanguageModelTrainer:
 
 
 class LanguageModelProgram(Program):
-    """Training epochs for the run loop: steps, validation/test perplexity, NT-ASGD."""
+    """Training epochs for the run loop: steps, validation perplexity, NT-ASGD
+    (the test split is read once after the loop, ``run_lm_training``)."""
 
     def __init__(self, trainer, inputs):
         self.trainer, self.inputs = trainer, inputs
         self.valid = trainer.distribute(inputs.validation)
-        self.test = trainer.distribute(inputs.test)
         self.state = trainer.state
         self.epochs = trainer.config.epochs
         self.steps_per_epoch = trainer.steps_per_epoch
@@ -219,11 +222,9 @@ class LanguageModelProgram(Program):
 
     def end_epoch(self, epoch):
         valid = self.trainer.evaluate(self.valid)
-        test = self.trainer.evaluate(self.test)
         averaged = bool(self.trainer.averager.active.numpy())
         switched = self.trainer.maybe_switch_to_asgd(epoch, valid["loss"])
         return {"valid_loss": valid["loss"], "valid_perplexity": valid["perplexity"],
-                "test_loss": test["loss"], "test_perplexity": test["perplexity"],
                 "averaged_weights": averaged, "switched_to_asgd": switched}
 
     def summaries(self, epoch):
@@ -240,11 +241,12 @@ def run_lm_training(model, inputs, config, model_dir, *, strategy=None, export_d
     ``batch_size`` and ``distributed_steps_per_epoch(pipelines, replicas)``
     (``data_tf.lm_inputs``).
 
-    Writes ``train_config.json``, ``metrics.jsonl`` (validation and test
-    perplexity per epoch), TensorBoard scalars, ``checkpoints/``, ``best/``
-    (lowest validation perplexity), ``model.keras`` (that checkpoint's
-    weights, averaged if NT-ASGD was on) and ``results.json`` with its test
-    perplexity; optionally a SavedModel in `export_dir`.
+    Writes ``train_config.json``, ``metrics.jsonl`` (validation perplexity
+    per epoch), TensorBoard scalars, ``checkpoints/``, ``best/`` (lowest
+    validation perplexity), ``model.keras`` (that checkpoint's weights,
+    averaged if NT-ASGD was on) and ``results.json`` with the epoch chosen
+    on validation and its test perplexity, the only reading of the test
+    split; optionally a SavedModel in `export_dir`.
     """
     strategy = strategy or tf.distribute.get_strategy()
     model_dir = run_directory(strategy, model_dir)
@@ -262,17 +264,19 @@ def run_lm_training(model, inputs, config, model_dir, *, strategy=None, export_d
     loop = run_loop(program, model_dir, verbose=verbose,
                     checkpoint_every_steps=checkpoint_every_steps,
                     select_on="valid_perplexity", select_max=False,
-                    log_keys=["valid_perplexity", "test_perplexity", "averaged_weights"])
-    # The test split is reported once more for the checkpoint selected on
-    # validation; the saved model is that checkpoint (averaged weights if
-    # NT-ASGD was on there).
+                    log_keys=["valid_perplexity", "averaged_weights"])
+    # The test split is read once, for the checkpoint selected on validation
+    # (saved as best-<epoch>); the saved model is that checkpoint (averaged
+    # weights if NT-ASGD was on there).
     best_path = tf.train.latest_checkpoint(os.path.join(model_dir, "best"))
+    selected_epoch = int(best_path.rsplit("-", 1)[1])
     tf.train.Checkpoint(**program.checkpoint_objects()).restore(best_path).expect_partial()
-    best_valid, best_test = trainer.evaluate(program.valid), trainer.evaluate(program.test)
+    best_valid = trainer.evaluate(program.valid)
+    best_test = trainer.evaluate(trainer.distribute(inputs.test))
     if bool(trainer.averager.active.numpy()):
         trainer.swap_in_average()
     results = {"final": loop.last_record, "epochs": config.epochs,
-               "selected_on": "valid_perplexity",
+               "selected_on": "valid_perplexity", "selected_epoch": selected_epoch,
                "best_valid_perplexity": best_valid["perplexity"],
                "test_perplexity_at_best_valid": best_test["perplexity"],
                "test_loss_at_best_valid": best_test["loss"],
@@ -284,7 +288,8 @@ def run_lm_training(model, inputs, config, model_dir, *, strategy=None, export_d
         results["export_dir"] = export_dir
         write_json_atomic(os.path.join(model_dir, "results.json"), results)
     if verbose:
-        print(f"best validation perplexity {results['best_valid_perplexity']:.2f}; test "
-              f"perplexity at that checkpoint {results['test_perplexity_at_best_valid']:.2f} "
+        print(f"best validation perplexity {results['best_valid_perplexity']:.2f} (epoch "
+              f"{selected_epoch}); test perplexity at that checkpoint "
+              f"{results['test_perplexity_at_best_valid']:.2f} "
               f"(results in {os.path.join(model_dir, 'results.json')})", flush=True)
     return results
