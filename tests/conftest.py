@@ -22,6 +22,111 @@ PTB_SAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
                               os.pardir, "shared", "data", "ptb-sample")
 
 
+def _process_globals():
+    """{what: value} of the process-global TensorFlow/Keras settings a test can
+    change and the tests after it in the same process (an xdist worker) would
+    then run under.  Read without initialising TensorFlow's runtime, so a test
+    may still configure devices or thread pools after it."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import keras  # pylint: disable=import-outside-toplevel
+    from keras.src.backend.common import global_state  # pylint: disable=import-outside-toplevel
+    from tensorflow.core.protobuf import config_pb2  # pylint: disable=import-outside-toplevel
+    from tensorflow.python.eager import context  # pylint: disable=import-outside-toplevel
+    from tensorflow.python.framework import config as tf_config  # pylint: disable=import-outside-toplevel
+
+    ctx = context.context()
+    call_options = ctx._thread_local_data.function_call_options  # pylint: disable=protected-access
+    policy = global_state.get_global_attribute("dtype_policy")
+    return {
+        # Cannot be switched off again for kernels already built: code that
+        # enables it (make_deterministic, --deterministic_ops) runs in a subprocess.
+        "op determinism (tf.config.experimental.enable_op_determinism)":
+            tf_config.is_op_determinism_enabled(),
+        "Grappler options (tf.config.optimizer.set_experimental_options)":
+            tf.config.optimizer.get_experimental_options(),
+        "XLA JIT (tf.config.optimizer.set_jit)": tf.config.optimizer.get_jit(),
+        # TensorFlow creates the options at the first call; what a test may
+        # change in them is the Grappler rewrites (make_deterministic).
+        "Grappler rewrites of tf.function calls (make_deterministic)":
+            "" if call_options is None else str(config_pb2.ConfigProto.FromString(
+                call_options.config_proto_serialized).graph_options.rewrite_options),
+        "intra-op threads (tf.config.threading.set_intra_op_parallelism_threads)":
+            tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter-op threads (tf.config.threading.set_inter_op_parallelism_threads)":
+            tf.config.threading.get_inter_op_parallelism_threads(),
+        "tf.config.run_functions_eagerly": tf.config.functions_run_eagerly(),
+        "soft device placement (tf.config.set_soft_device_placement)":
+            tf.config.get_soft_device_placement(),
+        "TensorFlow global seed (tf.random.set_seed, keras.utils.set_random_seed)":
+            ctx._seed,  # pylint: disable=protected-access
+        "Keras global seed (keras.utils.set_random_seed)":
+            global_state.get_global_attribute("global_random_seed"),
+        # Keras builds the policy from floatx the first time it is read.
+        "Keras dtype policy (keras.config.set_dtype_policy, "
+        "keras.mixed_precision.set_global_policy)":
+            keras.config.floatx() if policy is None else policy.name,
+        "keras.config.floatx": keras.config.floatx(),
+        "keras.config.epsilon": keras.config.epsilon(),
+        "keras.config.image_data_format": keras.config.image_data_format(),
+        "TF_CONFIG environment variable": os.environ.get("TF_CONFIG"),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _no_process_global_change_outlives_the_test():
+    """Fails the test after which a process-global TensorFlow/Keras setting
+    differs from before it, naming the setting: under xdist a test file shares
+    its worker with other files, so a change would make their outcome depend
+    on which files ran first (tests/check_order.sh runs the suite in another
+    order).  Restore the setting in the test (`global_seed` for seeds) or run
+    the code that changes it in a subprocess."""
+    before = _process_globals()
+    yield
+    after = _process_globals()
+    leaked = [f"{name}: {before[name]!r} -> {after[name]!r}"
+              for name in before if after[name] != before[name]]
+    if leaked:
+        pytest.fail("the test changed process-global state that later tests would inherit: "
+                    + "; ".join(leaked), pytrace=False)
+
+
+@pytest.fixture
+def global_seed():
+    """keras.utils.set_random_seed for one test: global_seed(n) seeds Python's,
+    NumPy's, TensorFlow's and Keras' global generators (may be called again);
+    after the test every one of them is as before it, so unseeded draws of
+    later tests do not depend on which tests ran first.  Request it also in a
+    test whose code under test seeds them."""
+    import random  # pylint: disable=import-outside-toplevel
+
+    import keras  # pylint: disable=import-outside-toplevel
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from keras.src.backend.common import global_state  # pylint: disable=import-outside-toplevel
+    from keras.src.random import seed_generator  # pylint: disable=import-outside-toplevel
+    from tensorflow.python.eager import context  # pylint: disable=import-outside-toplevel
+
+    ctx = context.context()
+    # pylint: disable=protected-access
+    tf_seed, tf_rng = ctx._seed, getattr(ctx, "_rng", None)   # _rng: once a seed was set
+    tf_rng_state = None if tf_rng is None else tf_rng.getstate()
+    graph_seed = tf.compat.v1.get_default_graph().seed
+    keras_seed = global_state.get_global_attribute("global_random_seed")
+    keras_generator = global_state.get_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    yield keras.utils.set_random_seed
+    ctx._seed, ctx._rng = tf_seed, tf_rng
+    if tf_rng is not None:
+        tf_rng.setstate(tf_rng_state)
+    if ctx._context_handle is not None:
+        ctx.clear_kernel_cache()   # random kernels keep their streams (as tf.random.set_seed)
+    tf.compat.v1.get_default_graph().seed = graph_seed
+    global_state.set_global_attribute("global_random_seed", keras_seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, keras_generator)
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+
+
 @pytest.fixture(autouse=True)
 def _run_locks_end_with_the_test():
     """A test stands for one process: run directories it locked are released

@@ -22,6 +22,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
+# run_ablation seeds the global generators before each run, as its command
+# does: each test leaves them as it found them for the next in this process.
+pytestmark = pytest.mark.usefixtures("global_seed")
+
+
 def test_plans():
     gap = plan_runs("gap", methods=["data", "darts", "gdas"], num_samples=4, m_values=None,
                     seeds=[3])
@@ -275,3 +280,33 @@ def test_cost_lambda_plan_summary_and_figure(tmp_path):
     assert [entry["cost_lambda"] for entry in summary["by_lambda"]] == [1.0, 0.5, 0.25]
     plot_ablation("cost_lambda", rows, summary, str(tmp_path / "lam.png"))
     assert (tmp_path / "lam.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def _learn_preset_command(tmp_path, method):
+    return [sys.executable, "-m", "trainers.ablations",
+            f"--flagfile={ROOT}/docs/ablations/learn_preset/seeds.flagfile.txt",
+            f"--methods={method}", "--seeds=0", f"--model_dir={tmp_path}"]
+
+
+def test_committed_runs_are_read_back_only_where_the_method_is_unchanged(tmp_path):
+    """DARTS is the same method as when the committed seed-0 run was made, so
+    the seeds table reads it back (nothing runs); DATA changed (full gradient,
+    edge mean, node_sample), so its earlier run is refused in one line
+    instead of being read back as the current method's."""
+    import shutil
+    for name in ("darts_seed0", "data_M4_seed0"):
+        shutil.copytree(f"{ROOT}/docs/ablations/learn_preset/runs/{name}",
+                        tmp_path / "runs" / name)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    darts = subprocess.run(_learn_preset_command(tmp_path, "darts"), cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert darts.returncode == 0, darts.stderr[-2000:]
+    assert "read back" in darts.stdout and "search darts" not in darts.stdout
+    data = subprocess.run(_learn_preset_command(tmp_path, "data"), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert data.returncode != 0
+    assert data.stderr.strip().splitlines()[-1] == (
+        f"ablations: error: {tmp_path}/runs/data_M4_seed0 was searched by an earlier version of "
+        "method 'data' (before its settings were recorded as resolved; "
+        "docs/history/ablations_sampled_sum.md says what it measured), so it is not read back "
+        "as this method's run; use a new --model_dir.")

@@ -14,11 +14,12 @@ from datanas.spaces.darts_cnn.supernet import SearchNetwork
 PRIMITIVES = ("none", "avg_pool_3x3", "skip_connect", "sep_conv_3x3")
 
 
-def _setup(learning_rate, momentum, hessian_radius=0.01):
-    keras.utils.set_random_seed(3)
+def _setup(global_seed, learning_rate, momentum, hessian_radius=0.01):
+    global_seed(3)
     # float64 keeps the finite-difference error far below the second-order term.
     # The dtype policy, not only floatx: Keras caches the global policy the first
     # time a layer is built, so after other tests floatx alone would not apply.
+    previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")
     try:
@@ -26,8 +27,8 @@ def _setup(learning_rate, momentum, hessian_radius=0.01):
                               weighting="softmax", mode="dense", arch_init_scale=0.5, seed=3)
         model.build((None, 6, 6, 1))
     finally:
-        keras.config.set_floatx("float32")
-        keras.config.set_dtype_policy("float32")
+        keras.config.set_floatx(previous_floatx)
+        keras.config.set_dtype_policy(previous_policy)
     config = SearchConfig(epochs=1, learning_rate=learning_rate, learning_rate_min=0.0,
                           momentum=momentum, search_mode="alternate", unrolled=True,
                           derivation="darts", hessian_radius=hessian_radius)
@@ -80,12 +81,13 @@ def _flat(tensors):
 
 
 @pytest.mark.parametrize("momentum", [0.9, 0.0])
-def test_finite_difference_hessian_matches_exact_second_order_gradient(momentum):
+def test_finite_difference_hessian_matches_exact_second_order_gradient(momentum, global_seed):
     # ReLU kinks make the finite difference at DARTS' radius (0.01 of the
     # gradient norm) a coarse approximation on a network this small, so the
     # implementation is checked in the limit of a small radius (float64)
     # against central differences of the unrolled objective itself.
-    model, searcher = _setup(learning_rate=0.5, momentum=momentum, hessian_radius=1e-7)
+    model, searcher = _setup(global_seed, learning_rate=0.5, momentum=momentum,
+                             hessian_radius=1e-7)
     if momentum:
         # Give the momentum buffers non-zero content first (two weight steps).
         batch = (tf.random.stateless_normal([8, 6, 6, 1], seed=[5, 0], dtype=tf.float64),
@@ -118,8 +120,8 @@ def test_finite_difference_hessian_matches_exact_second_order_gradient(momentum)
     np.testing.assert_allclose(along_approx, reference, rtol=0, atol=0.01 * second_order_term)
 
 
-def test_unrolled_step_updates_only_the_architecture_and_leaves_weights_untouched():
-    model, searcher = _setup(learning_rate=0.1, momentum=0.9)
+def test_unrolled_step_updates_only_the_architecture_and_leaves_weights_untouched(global_seed):
+    model, searcher = _setup(global_seed, learning_rate=0.1, momentum=0.9)
     batch = (tf.random.stateless_normal([8, 6, 6, 1], seed=[7, 0], dtype=tf.float64),
              tf.constant([0, 1, 2, 3, 0, 1, 2, 3]))
     weights0 = [v.numpy().copy() for v in model.weights if v.path not in

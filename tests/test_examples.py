@@ -6,6 +6,7 @@ import os
 import pytest
 
 
+@pytest.mark.usefixtures("global_seed")   # main() seeds the global generators
 def test_feature_groups_learns_a_few_groups_and_reloads_identically(tmp_path, capsys,
                                                                     load_example):
     pytest.importorskip("sklearn")

@@ -118,7 +118,7 @@ def test_auto_execution_is_host_for_short_conv_searches_only():
 
 
 @pytest.mark.parametrize("mode", ["joint", "alternate"])
-def test_host_and_graph_steps_give_the_same_search(mode):
+def test_host_and_graph_steps_give_the_same_search(mode, global_seed):
     """Same seed, same batches: the host-driven steps and the compiled graph
     give the same losses, the same sampled children and the same weights and
     architecture logits (to float rounding) over steps that sample different
@@ -126,7 +126,7 @@ def test_host_and_graph_steps_give_the_same_search(mode):
     batches = _batches(4)
     results = {}
     for execution in ("host", "graph"):
-        keras.utils.set_random_seed(0)
+        global_seed(0)
         model = _network(egs_scope="edge")
         searcher = Searcher(model, SearchConfig(epochs=1, seed=2, search_mode=mode,
                                                 execution=execution), steps_per_epoch=4)

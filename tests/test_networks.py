@@ -115,8 +115,8 @@ def test_imagenet_mobile_network_reports_mult_adds():
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian dataset-fashion-mnist not installed")
-def test_train_export_reload_on_fashion_mnist(tmp_path):
-    keras.utils.set_random_seed(0)
+def test_train_export_reload_on_fashion_mnist(tmp_path, global_seed):
+    global_seed(0)
     data = load_image_dataset("fashion_mnist")
     images, labels = take_subset(data.train_images, data.train_labels, 1536, seed=0)
     test_x, test_y = take_subset(data.test_images, data.test_labels, 500, seed=0)

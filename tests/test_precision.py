@@ -78,13 +78,13 @@ def test_run_directories_from_before_the_flag_resume_as_float32_runs(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["data", "darts"])
-def test_search_steps_compute_in_bfloat16_and_learn_float32_logits(bfloat16, method):
+def test_search_steps_compute_in_bfloat16_and_learn_float32_logits(bfloat16, method, global_seed):
     """EGS (sparse child) and DARTS' softmax mixture both run in bfloat16; the
     architecture logits and network weights are float32 and move; losses are
     finite."""
     weighting = {"data": {},
                  "darts": {"weighting": "softmax", "mode": "dense", "egs_scope": "edge"}}[method]
-    keras.utils.set_random_seed(0)
+    global_seed(0)
     model = SearchNetwork(10, init_channels=4, num_cells=3, num_nodes=2, num_samples=3, seed=0,
                           primitives=OPS, **weighting)
     model.build((None, 8, 8, 1))
@@ -117,11 +117,11 @@ def test_a_search_on_digits_finishes_and_derives_a_cell_in_bfloat16(bfloat16, tm
     assert (tmp_path / "genotype.json").exists() and (tmp_path / "search_result.json").exists()
 
 
-def test_recurrent_models_compute_in_float32_under_a_bfloat16_policy(bfloat16):
+def test_recurrent_models_compute_in_float32_under_a_bfloat16_policy(bfloat16, global_seed):
     """The recurrent language models pin float32 (their forward reads variables
     outside Keras' autocasting call): a search step works under a global
     bfloat16 policy, and asking for bfloat16 explicitly is one clear error."""
-    keras.utils.set_random_seed(0)
+    global_seed(0)
     model = RNNSearchModel(40, hidden_size=8, num_nodes=3, num_samples=2, state_rows=4, seed=0)
     searcher = Searcher(model, SearchConfig(epochs=1, seed=1, learning_rate=20.0,
                                             learning_rate_min=20.0, momentum=0.0,

@@ -153,14 +153,15 @@ def test_the_shipped_card_is_what_its_shipped_run_files_say(monkeypatch):
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian dataset-fashion-mnist not installed")
-def test_the_accuracy_check_serves_as_the_trainer_evaluates(tmp_path, capsys, load_example):
+def test_the_accuracy_check_serves_as_the_trainer_evaluates(tmp_path, capsys, load_example,
+                                                             global_seed):
     from data_tf.image_datasets import load_image_dataset
     from data_tf.image_pipelines import make_image_pipeline
     from datanas.spaces.darts_cnn.genotype import Genotype
     from datanas.spaces.darts_cnn.networks import NetworkCIFAR
     from datanas.training.export import export_saved_model
 
-    tf.keras.utils.set_random_seed(0)
+    global_seed(0)
     model = NetworkCIFAR(Genotype.from_dict(GENOTYPE), num_classes=10, init_channels=4,
                          layers=3, auxiliary=False, stem_stride=2)
     model.build((None, 28, 28, 1))
