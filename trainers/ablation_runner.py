@@ -15,7 +15,7 @@ import time
 from datanas.analysis.ablations import (ablation_row, ablation_table_name, plan_runs,
                                         plot_ablation, rule_row, summarize, write_csv)
 from datanas.engine.run_files import read_jsonl, write_json_atomic
-from datanas.engine.run_identity import (FORMAT_VERSION, RunRefused, begin_run,
+from datanas.engine.run_identity import (FORMAT_VERSION, IDENTITY_FILE, RunRefused, begin_run,
                                          identity_differences, plan_run)
 from datanas.engine.run_lock import release_run_lock
 from datanas.spaces.darts_cnn.genotype import load_genotype
@@ -101,15 +101,76 @@ def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
     return {key: columns[key] for key in RETRAIN_COLUMNS}
 
 
+def _resolved(spec, base_config, shape, random_candidates):
+    """What the run's method makes of the shared settings: its supernet
+    settings and its full SearchConfig (search mode, temperatures,
+    estimator gradient, edge combination, derivation...)."""
+    from datanas.search.runs import resolve_method  # pylint: disable=import-outside-toplevel
+
+    network, config = resolve_method(spec.method, dataclasses.replace(base_config, seed=spec.seed),
+                                     _spec_shape(spec, shape),
+                                     random_candidates=random_candidates)
+    return {"network": dict(network), "config": dataclasses.asdict(config)}
+
+
 def _run_identity(spec, dataset, base_config, shape, data, random_candidates,
                   bn_recalibration_batches):
-    """Every setting that shapes one ablation search (see engine.run_identity)."""
+    """Every setting that shapes one ablation search (see engine.run_identity),
+    including what the method resolves them to (``resolved``): one shared
+    base config serves every method, so it alone cannot tell two versions of
+    a method apart."""
+    search = dataclasses.asdict(dataclasses.replace(base_config, seed=spec.seed))
+    for name in ("egs_gradient", "edge_combine"):   # None = each method's: see resolved
+        if search.get(name) is None:
+            search.pop(name, None)
     return {"format": FORMAT_VERSION, "run": dataclasses.asdict(spec),
-            "dataset": dataset.name,
-            "search": dataclasses.asdict(dataclasses.replace(base_config, seed=spec.seed)),
+            "dataset": dataset.name, "search": search,
             "shape": dataclasses.asdict(_spec_shape(spec, shape)),
             "data": dataclasses.asdict(data), "random_candidates": random_candidates,
-            "bn_recalibration_batches": bn_recalibration_batches}
+            "bn_recalibration_batches": bn_recalibration_batches,
+            "resolved": _resolved(spec, base_config, shape, random_candidates)}
+
+
+#: Methods whose resolved settings are what they were before runs recorded
+#: them: a run of theirs without ``resolved`` is read back.  Every other
+#: method changed (DATA's gradient, edge mean and derivation; GDAS' own
+#: protocol; random search's equal-cost budget), so its earlier runs are
+#: refused, naming the difference, rather than read back as the new method.
+UNCHANGED_METHODS = ("darts",)
+
+
+def _refuse_earlier_method_version(run_dir, spec):
+    """One line for a finished or interrupted run of a method that changed
+    since (it has no ``resolved``): its results are not the method's now."""
+    path = os.path.join(run_dir, IDENTITY_FILE)
+    if spec.method in UNCHANGED_METHODS or not os.path.isfile(path):
+        return
+    try:
+        with open(path) as handle:
+            saved = json.load(handle)
+    except (OSError, ValueError):
+        return   # plan_run names a damaged identity file
+    if isinstance(saved, dict) and "resolved" not in saved:
+        raise RunRefused(
+            f"{run_dir} was searched by an earlier version of method {spec.method!r} (before "
+            "its settings were recorded as resolved; docs/history/ablations_sampled_sum.md says what it measured), "
+            "so it is not read back as this method's run; use a new --model_dir.")
+
+
+def _legacy_defaults(spec, identity):
+    """plan_run's added_defaults: a run written before ``resolved`` counts as
+    having the current resolution only for UNCHANGED_METHODS."""
+    if spec.method not in UNCHANGED_METHODS:
+        return None
+
+    def flatten(value, prefix):
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                out.update(flatten(item, f"{prefix}.{key}"))
+            return out
+        return {prefix: value}
+    return flatten(identity["resolved"], "resolved")
 
 
 def _search_seconds(run_dir, measured):
@@ -245,9 +306,11 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
         # A run is reused only if every setting that shapes it is the same.
         # The label is how a table names the run ("data_M7" in the seeds table,
         # plain M=7 in the M table): one search serves both.
-        plan = plan_run(run_dir, _run_identity(spec, dataset, base_config, shape, data,
-                                               random_candidates, bn_recalibration_batches),
-                        result_file="ablation_row.json", ignored=("run.label",))
+        identity = _run_identity(spec, dataset, base_config, shape, data, random_candidates,
+                                 bn_recalibration_batches)
+        _refuse_earlier_method_version(run_dir, spec)
+        plan = plan_run(run_dir, identity, result_file="ablation_row.json",
+                        ignored=("run.label",), added_defaults=_legacy_defaults(spec, identity))
         row = None
         if plan.status == "finished":
             with open(row_path) as handle:
