@@ -152,7 +152,7 @@ def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_pat
                           primitives=("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"))
     model, config = build_search("random", dataset.num_classes, dataset.image_shape,
                                  SearchConfig(epochs=6, seed=0), shape, random_candidates=3)
-    assert config.epochs == 2   # the 6-epoch budget shared out over 3 candidates
+    assert config.epochs == 6   # the search's budget, shared out over the 3 candidates
     from datanas.spaces.darts_cnn.derivation import genotype_to_weights
     from datanas.search.searcher import Searcher
     searcher = Searcher(model, config, inputs.steps_per_epoch)
@@ -205,6 +205,46 @@ def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_pat
     out = capsys.readouterr().out
     assert "3 of 3 candidates done" in out and "Candidate 1/3" not in out
     assert again.final["best_candidate"] == result.final["best_candidate"]
+
+
+def test_random_search_costs_the_search_s_epochs(tmp_path, global_seed):
+    """Random search at equal cost: the search's weight-training epochs in
+    all, the remainder one epoch each to the first candidates (not rounded
+    down to an equal share), each candidate's learning rate decaying over
+    its own epochs."""
+    pytest.importorskip("sklearn")
+    from data_tf.image_datasets import load_image_dataset
+    from data_tf.search_inputs import make_search_inputs
+    from datanas.search.config import SearchConfig
+    from datanas.search.runs import (SupernetShape, build_search, random_epochs_per_candidate,
+                                     resolve_method, run_method_search)
+
+    assert random_epochs_per_candidate(20, 8) == [3, 3, 3, 3, 2, 2, 2, 2]
+    assert random_epochs_per_candidate(6, 3) == [2, 2, 2]
+    with pytest.raises(ValueError, match="shares 2 epoch.s. of weight training over 4 "
+                                         "candidates: each needs at least one"):
+        random_epochs_per_candidate(2, 4)
+    shape = SupernetShape(num_cells=3, init_channels=4, num_nodes=1,
+                          primitives=("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"))
+    # --random_epochs: that many each, so that many times the candidates in all.
+    assert resolve_method("random", SearchConfig(epochs=50), shape, random_candidates=3,
+                          random_epochs=2)[1].epochs == 6
+    global_seed(0)
+    dataset = load_image_dataset("digits")
+    inputs = make_search_inputs(dataset, batch_size=32, train_size=200, seed=0)
+    model, config = build_search("random", dataset.num_classes, dataset.image_shape,
+                                 SearchConfig(epochs=3, seed=0), shape, random_candidates=2)
+    result = run_method_search("random", model, inputs, config, str(tmp_path),
+                               random_candidates=2, verbose=0)
+    assert result.final["epochs_per_candidate"] == [2, 1] and result.final["epochs"] == 3
+    assert result.final["steps"] == 3 * inputs.steps_per_epoch
+    records = [json.loads(l) for l in (tmp_path / "candidates.jsonl").read_text().splitlines()]
+    assert [r["epochs"] for r in records] == [2, 1]
+    for index, epochs in enumerate((2, 1)):
+        lines = (tmp_path / "candidates" / str(index) / "metrics.jsonl").read_text().splitlines()
+        assert len(lines) == epochs
+    saved = json.loads((tmp_path / "search_config.json").read_text())
+    assert saved["search"]["epochs_per_candidate"] == [2, 1]
 
 
 def _trainer(tmp_path, *args, timeout=900):

@@ -2,9 +2,13 @@
 
 Candidates are drawn uniformly from the search space (``space.random_genotype``,
 e.g. two distinct inputs per node with uniform ops in the DARTS space, as in
-the random baselines of DARTS and Li & Talwalkar 2019).  Each candidate
-trains for the same number of epochs, from the same initial weights, as the
-fixed child inside the search supernet (only its ops run), driven by the
+the random baselines of DARTS and Li & Talwalkar 2019).  The search's
+weight-training epochs (``config.epochs``, the budget of the search it is
+compared with) are shared out over the candidates, the remainder one epoch
+each to the first ones (``datanas.search.runs.random_epochs_per_candidate``),
+so the baseline costs what a search costs.  Each candidate trains, from the
+same initial weights, as the fixed child inside the search supernet (only
+its ops run; its learning rate decays over its own epochs), driven by the
 engine's run loop in ``candidates/<index>/``; the candidate with the best
 validation value of the task's headline metric is selected (the highest
 accuracy, the lowest perplexity).  The test split is never used.
@@ -73,15 +77,18 @@ class CandidateProgram(Program):
 def run_random_search(model, inputs, config, model_dir, *, candidates, space="darts_cnn",
                       task=None, strategy=None, verbose=1, metadata=None,
                       checkpoint_every_steps=0):
-    """Trains `candidates` uniform cells for `config.epochs` epochs each.
+    """Trains `candidates` uniform cells, `config.epochs` epochs in all.
 
     `model` is a built supernet whose estimator gives binary codes (its
     logits are unused); each candidate runs as the fixed child inside it,
-    from the same initial weights.  Writes ``search_config.json``,
+    from the same initial weights, for its share of `config.epochs`
+    (``epochs_per_candidate`` in the files).  Writes ``search_config.json``,
     ``candidates.jsonl`` (one line per finished candidate),
     ``candidates/<i>/`` (each candidate's run), ``genotype.json`` (the best
     candidate) and ``search_result.json`` into `model_dir`.
     """
+    from datanas.search.runs import random_epochs_per_candidate  # pylint: disable=import-outside-toplevel
+
     if not model.estimator.binary_codes:
         raise ValueError("random search runs candidates as fixed children of a sparse supernet "
                          f"(binary codes); got weighting={getattr(model, 'weighting', '?')!r}.")
@@ -89,13 +96,24 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
     strategy = strategy or tf.distribute.get_strategy()
     model_dir = run_directory(strategy, model_dir)
     genotypes = candidate_genotypes(space, model, candidates, config.seed)
-    searcher = make_searcher(model, inputs, config, strategy, task)
+    epochs = random_epochs_per_candidate(config.epochs, candidates)
+    # One searcher per number of epochs: its learning rate decays over them.
+    searchers = {}
+
+    def searcher_of(count):
+        if count not in searchers:
+            searchers[count] = make_searcher(model, inputs,
+                                             dataclasses.replace(config, epochs=count),
+                                             strategy, task)
+        return searchers[count]
+
+    searcher = searcher_of(epochs[0])
     headline = f"valid_{searcher.task.headline}"
     pick = max if searcher.task.headline_higher_is_better else min
     initial_state = searcher.snapshot_state()
     write_search_config(model_dir, searcher, inputs, {
         **dataclasses.asdict(config), "method": "random", "candidates": candidates,
-        "epochs_per_candidate": config.epochs}, metadata)
+        "epochs_per_candidate": epochs}, metadata)
     records_path = os.path.join(model_dir, "candidates.jsonl")
     records = read_jsonl(records_path)
     if records and verbose:
@@ -105,9 +123,10 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
     started = time.time()
     for index in range(len(records), candidates):
         genotype = genotypes[index]
+        searcher = searcher_of(epochs[index])
         searcher.restore_fresh_state(initial_state)
         if verbose:
-            print(f"Candidate {index + 1}/{candidates}: {config.epochs} epoch(s)", flush=True)
+            print(f"Candidate {index + 1}/{candidates}: {epochs[index]} epoch(s)", flush=True)
         candidate_start = time.time()
         program = CandidateProgram(searcher, inputs, space.child_weights(model, genotype),
                                    valid_data)
@@ -116,7 +135,7 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
                         checkpoint_every_steps=checkpoint_every_steps, max_to_keep=1,
                         log_keys=[headline])
         last = loop.last_record
-        record = {"candidate": index,
+        record = {"candidate": index, "epochs": epochs[index],
                   **{k: v for k, v in last.items() if k.startswith(("train_", "valid_"))},
                   "skip_connects": space.describe(genotype).get("skip_connects", {}).get(
                       "normal"),
@@ -128,12 +147,13 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
     genotype = space.genotype_from_dict(best["genotype"])
     write_genotype(genotype, os.path.join(model_dir, "genotype.json"))
     final = {
-        "method": "random", "candidates": candidates, "epochs_per_candidate": config.epochs,
+        "method": "random", "candidates": candidates, "epochs": config.epochs,
+        "epochs_per_candidate": epochs,
         "best_candidate": best["candidate"], f"best_{headline}": best[headline],
         _plural(headline): [r[headline] for r in records],
         **space.describe(genotype),
         "search_seconds_this_process": time.time() - started,
-        "steps": candidates * config.epochs * searcher.steps_per_epoch,
+        "steps": sum(epochs) * searcher.steps_per_epoch,
     }
     write_json_atomic(os.path.join(model_dir, "search_result.json"), final)
     if verbose:

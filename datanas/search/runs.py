@@ -18,12 +18,24 @@ __all__ = ["SupernetShape", "resolve_method", "build_search", "run_method_search
            "random_epochs_per_candidate"]
 
 
-def random_epochs_per_candidate(search_epochs, candidates, requested=None):
-    """Epochs each random candidate trains: `requested`, or the search's epoch
-    budget shared out (at least one), so total weight training matches."""
-    if requested is not None:
-        return requested
-    return max(1, search_epochs // candidates)
+def random_epochs_per_candidate(total_epochs, candidates):
+    """Epochs each random candidate trains: `total_epochs` of weight training
+    shared out over `candidates`, the remainder one epoch each to the first
+    candidates (20 over 8: [3, 3, 3, 3, 2, 2, 2, 2]), so the search costs
+    the same weight-training epochs as the search it is compared with.
+
+    Raises:
+      ValueError: fewer epochs than candidates (a candidate would not train).
+    """
+    for name, value in (("epochs", total_epochs), ("candidates", candidates)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"random search {name} must be a positive integer, got {value!r}.")
+    if total_epochs < candidates:
+        raise ValueError(f"random search shares {total_epochs} epoch(s) of weight training "
+                         f"over {candidates} candidates: each needs at least one; lower "
+                         "--random_candidates, raise --epochs, or set --random_epochs.")
+    base, extra = divmod(total_epochs, candidates)
+    return [base + 1] * extra + [base] * (candidates - extra)
 
 
 def resolve_method(method, config, shape, *, space="darts_cnn", search_mode=None,
@@ -36,9 +48,11 @@ def resolve_method(method, config, shape, *, space="darts_cnn", search_mode=None
     edge_combine where they are not None).  One config may serve several
     methods (the ablation runner's): its egs_gradient and edge_combine apply
     to the EGS methods only (methods.EGS_METHODS).  For "random",
-    `config.epochs` becomes the epochs per candidate.  `shape` is the
-    space's settings (``space.settings_class``); its ``egs_scope`` None
-    means the method's default.
+    `config.epochs` is the search's weight-training epochs in all, shared
+    out over the candidates (random_epochs_per_candidate; `random_epochs`:
+    that many per candidate instead, `random_epochs` x candidates in all).
+    `shape` is the space's settings (``space.settings_class``); its
+    ``egs_scope`` None means the method's default.
     """
     space = get_space(space) if isinstance(space, str) else space
     if method == "random":
@@ -50,7 +64,9 @@ def resolve_method(method, config, shape, *, space="darts_cnn", search_mode=None
             config, search_mode="joint", unrolled=False,
             arch_weight_decay=method_arch_weight_decay("random", config.arch_weight_decay),
             initial_temperature=initial, final_temperature=final,
-            epochs=random_epochs_per_candidate(config.epochs, random_candidates, random_epochs))
+            epochs=(config.epochs if random_epochs is None
+                    else random_epochs * random_candidates))
+        random_epochs_per_candidate(config.epochs, random_candidates)   # checked here
         return network, config
     if derivation is None and DEFAULT_DERIVATION[method] not in space.derivation_rules:
         # A space without per-node rules (the recurrent one) derives DATA's
