@@ -9,7 +9,10 @@ provide the data.
 
 All loaders return an :class:`ImageDataset` holding ``uint8`` images of shape
 ``[N, H, W, C]`` (grayscale datasets keep a channel axis of size 1) and
-``int64`` labels of shape ``[N]``.
+``int64`` labels of shape ``[N]``.  Datasets of the user's own images
+(``data_tf.own_images``: a class-folder tree, numpy arrays, a ``tf.data``
+dataset, a prepared TFDS dataset) may also hold ``float32`` images on the
+[0, 1] scale and may have no test split.
 """
 
 from __future__ import annotations
@@ -33,9 +36,17 @@ __all__ = [
     "DEBIAN_FASHION_MNIST_DIR",
     "KERAS_DATASETS_DIR",
     "DEFAULT_TFDS_DATA_DIR",
+    "OWN_FOLDER_DATASET",
+    "TFDS_PREFIX",
+    "dataset_name_error",
 ]
 
 SUPPORTED_IMAGE_DATASETS = ("cifar10", "fashion_mnist", "digits")
+
+# The user's own images (data_tf.own_images): a class-folder tree in data_dir,
+# or any prepared TFDS image-classification dataset ("tfds:<name>").
+OWN_FOLDER_DATASET = "folder"
+TFDS_PREFIX = "tfds:"
 
 # Location used by Debian's ``dataset-fashion-mnist`` package.  Module level so
 # that tests (and unusual installations) can point it elsewhere.
@@ -77,6 +88,9 @@ _FMNIST_FILES = {
 _IDX_IMAGES_MAGIC = 2051
 _IDX_LABELS_MAGIC = 2049
 
+# dtypes an ImageDataset may hold: uint8 on 0..255, float32 on [0, 1].
+IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+
 _DIGITS_SPLIT_SEED = 0
 _DIGITS_TEST_FRACTION = 0.2
 
@@ -94,8 +108,12 @@ class ImageDataset:
     """An in-memory image-classification dataset.
 
     Attributes:
-      name: dataset name (one of ``SUPPORTED_IMAGE_DATASETS``).
-      train_images, test_images: ``uint8`` arrays ``[N, H, W, C]``.
+      name: dataset name (one of ``SUPPORTED_IMAGE_DATASETS``, or the name of
+        a user's own dataset, see ``data_tf.own_images``).
+      train_images, test_images: arrays ``[N, H, W, C]``, either ``uint8``
+        (0..255) or ``float32`` on the [0, 1] scale.  ``test_images`` and
+        ``test_labels`` are both None when the dataset has no test split
+        (searches never read it; ``has_test`` tells).
       train_labels, test_labels: ``int64`` arrays ``[N]``.
       num_classes: number of classes.
       class_names: tuple of human-readable class names.
@@ -121,21 +139,31 @@ class ImageDataset:
     std: tuple
 
     def __post_init__(self):
+        if (self.test_images is None) != (self.test_labels is None):
+            raise ValueError(f"{self.name}: test_images and test_labels must both be given "
+                             "or both be None")
         for split in ("train", "test"):
             images = getattr(self, f"{split}_images")
             labels = getattr(self, f"{split}_labels")
-            if images.ndim != 4 or images.dtype != np.uint8:
+            if images is None:
+                continue
+            if images.ndim != 4 or images.dtype not in IMAGE_DTYPES:
                 raise ValueError(
-                    f"{self.name}: {split}_images must be uint8 [N,H,W,C], got "
+                    f"{self.name}: {split}_images must be uint8 or float32 [N,H,W,C], got "
                     f"{images.dtype} {images.shape}")
             if labels.shape != (images.shape[0],):
                 raise ValueError(
                     f"{self.name}: {split}_labels shape {labels.shape} does not "
                     f"match {images.shape[0]} images")
-        if self.train_images.shape[1:] != self.test_images.shape[1:]:
+        if self.has_test and self.train_images.shape[1:] != self.test_images.shape[1:]:
             raise ValueError(
                 f"{self.name}: train/test image shapes differ: "
                 f"{self.train_images.shape[1:]} vs {self.test_images.shape[1:]}")
+
+    @property
+    def has_test(self) -> bool:
+        """Whether the dataset has a test split."""
+        return self.test_images is not None
 
     @property
     def image_shape(self) -> tuple:
@@ -149,14 +177,17 @@ class ImageDataset:
 
 
 def channel_mean_std(images: np.ndarray) -> tuple[tuple, tuple]:
-    """Per-channel mean and (population) std of uint8 images on the [0,1] scale.
+    """Per-channel mean and (population) std of images on the [0,1] scale.
 
-    Uses a 256-bin histogram per channel, which is exact and avoids creating a
-    float copy of the whole array.
+    ``uint8`` images (0..255) use a 256-bin histogram per channel, which is
+    exact and avoids creating a float copy of the whole array; ``float32``
+    images (already on [0, 1]) are summed in float64 per channel.
     """
     images = np.asarray(images)
+    if images.dtype == np.float32:
+        return _float_mean_std(images)
     if images.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images, got {images.dtype}")
+        raise ValueError(f"expected uint8 or float32 images, got {images.dtype}")
     values = np.arange(256, dtype=np.float64) / 255.0
     means, stds = [], []
     for c in range(images.shape[-1]):
@@ -168,6 +199,19 @@ def channel_mean_std(images: np.ndarray) -> tuple[tuple, tuple]:
         var = float((hist * (values - mean) ** 2).sum() / total)
         means.append(mean)
         stds.append(float(np.sqrt(var)))
+    return tuple(means), tuple(stds)
+
+
+def _float_mean_std(images: np.ndarray) -> tuple[tuple, tuple]:
+    if images.size == 0:
+        raise ValueError("cannot compute statistics of an empty image array")
+    flat = images.reshape(-1, images.shape[-1])
+    means, stds = [], []
+    for c in range(flat.shape[-1]):
+        channel = flat[:, c].astype(np.float64)
+        mean = float(channel.mean())
+        means.append(mean)
+        stds.append(float(np.sqrt(np.mean((channel - mean) ** 2))))
     return tuple(means), tuple(stds)
 
 
@@ -562,8 +606,36 @@ def _check_data_dir(name: str, data_dir: str) -> str:
     return data_dir
 
 
-def load_image_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
-    """Load one of ``SUPPORTED_IMAGE_DATASETS`` from local disk.
+def dataset_name_error(name) -> str | None:
+    """Why ``name`` is not a dataset ``load_image_dataset`` reads (None: it is)."""
+    if isinstance(name, str) and (name in SUPPORTED_IMAGE_DATASETS or name == OWN_FOLDER_DATASET
+                                  or (name.startswith(TFDS_PREFIX) and name[len(TFDS_PREFIX):]
+                                      and not any(c.isspace() for c in name))):
+        return None
+    return (f"unknown image dataset {name!r}; allowed: {', '.join(SUPPORTED_IMAGE_DATASETS)}, "
+            f"{OWN_FOLDER_DATASET} (a class-folder tree in data_dir) or {TFDS_PREFIX}<name> "
+            "(a prepared TFDS image-classification dataset)")
+
+
+def _load_own(name: str, data_dir, image_size) -> ImageDataset:
+    from data_tf import own_images  # pylint: disable=import-outside-toplevel
+    if name == OWN_FOLDER_DATASET:
+        if data_dir is None:
+            raise own_images.ImageDataError(
+                "--dataset=folder needs --data_dir=<dir> holding one sub-folder of images per "
+                "class (see docs/datasets.md)")
+        if not os.path.isdir(data_dir):
+            raise own_images.ImageDataError(
+                f"--data_dir={data_dir} is not a directory; --dataset=folder reads a "
+                "class-folder tree (<dir>/<class>/<image>)")
+        return own_images.dataset_from_folder(data_dir, image_size=image_size)
+    return own_images.dataset_from_tfds(name[len(TFDS_PREFIX):], data_dir,
+                                        image_size=image_size)
+
+
+def load_image_dataset(name: str, data_dir: str | None = None, *,
+                       image_size: int | None = None) -> ImageDataset:
+    """Load one of ``SUPPORTED_IMAGE_DATASETS``, or the user's own images, from local disk.
 
     Sources are tried in order (the first complete one wins):
 
@@ -579,6 +651,11 @@ def load_image_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
     * ``digits``: scikit-learn's bundled 8x8 digits (``data_dir`` is ignored),
       pixels scaled to 0..255, split with a fixed-seed permutation whose last
       20% is the test set.
+    * ``folder``: a class-folder tree in ``data_dir``
+      (``data_tf.own_images.dataset_from_folder``).
+    * ``tfds:<name>``: a TFDS image-classification dataset already prepared
+      under ``data_dir`` (or the TFDS default)
+      (``data_tf.own_images.dataset_from_tfds``).
 
     Args:
       name: dataset name.
@@ -586,6 +663,8 @@ def load_image_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
         TFDS ``data_dir``.  When given it is the only place looked at (no
         system copy replaces it); a missing, empty or non-directory path is
         refused with one line.
+      image_size: ``folder`` and ``tfds:<name>`` only: resize every image to
+        this square size (None: keep the common size of the images).
 
     Returns:
       An :class:`ImageDataset`.
@@ -597,10 +676,14 @@ def load_image_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
         inspected and how to provide the data.
       ImportError: ``digits`` requested without scikit-learn installed.
     """
+    error = dataset_name_error(name)
+    if error:
+        raise ValueError(error[0].upper() + error[1:])
     if name not in SUPPORTED_IMAGE_DATASETS:
-        raise ValueError(
-            f"Unknown image dataset {name!r}; supported datasets are: "
-            f"{', '.join(SUPPORTED_IMAGE_DATASETS)}")
+        return _load_own(name, None if data_dir is None else os.fspath(data_dir), image_size)
+    if image_size is not None:
+        raise ValueError(f"image_size={image_size} applies to --dataset=folder and "
+                         f"tfds:<name> only; {name} keeps its own size")
     if data_dir is not None:
         data_dir = _check_data_dir(name, os.fspath(data_dir))
     if name == "cifar10":

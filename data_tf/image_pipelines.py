@@ -9,7 +9,9 @@ not depend on call order, parallelism, or how many pipelines were built
 before; restarting at epoch ``e`` reproduces epoch ``e`` exactly.
 
 Augmentation order (training only): zero-pad + random crop on the raw pixels,
-random horizontal flip, normalisation ``(x / 255 - mean) / std``, then cutout.
+random horizontal flip, normalisation ``(x / 255 - mean) / std`` (``uint8``
+images; ``float32`` images are already on [0, 1]: ``(x - mean) / std``), then
+cutout.
 Cutout sets the square to **0 after normalisation**, i.e. to the per-channel
 training mean, as in DeVries & Taylor (2017).
 """
@@ -79,8 +81,8 @@ def make_image_pipeline(images, labels, *, batch_size: int, training: bool, mean
     """Build a batched, normalised, deterministic ``tf.data.Dataset``.
 
     Args:
-      images: ``uint8`` array ``[N, H, W, C]`` (``[N, H, W]`` gets a channel
-        axis).
+      images: ``uint8`` array ``[N, H, W, C]`` on 0..255, or ``float32`` on
+        [0, 1] (``[N, H, W]`` gets a channel axis).
       labels: integer array ``[N]``.
       batch_size: global batch size (> 0).  With ``input_context`` the
         per-replica size ``input_context.get_per_replica_batch_size`` is used.
@@ -115,8 +117,9 @@ def make_image_pipeline(images, labels, *, batch_size: int, training: bool, mean
         images = images[..., None]
     if images.ndim != 4:
         raise ValueError(f"images must have shape [N,H,W,C], got {images.shape}")
-    if images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 (0..255), got {images.dtype}")
+    if images.dtype not in (np.uint8, np.float32):
+        raise ValueError(f"images must be uint8 (0..255) or float32 (0..1), got {images.dtype}")
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
     labels = np.asarray(labels).reshape(-1)
     if labels.shape[0] != images.shape[0]:
         raise ValueError(
@@ -150,7 +153,7 @@ def make_image_pipeline(images, labels, *, batch_size: int, training: bool, mean
     labels_in = labels_in.astype(np.int32)
 
     def normalise(x):
-        return (tf.cast(x, tf.float32) / 255.0 - mean_t) / std_t
+        return (tf.cast(x, tf.float32) / scale - mean_t) / std_t
 
     if not training:
         ds = tf.data.Dataset.from_tensor_slices((images_in, labels_in))
@@ -173,7 +176,7 @@ def make_image_pipeline(images, labels, *, batch_size: int, training: bool, mean
             x = tf.image.stateless_random_crop(x, [height, width, channels], seed=sub[0])
         if flip:
             x = tf.image.stateless_random_flip_left_right(x, seed=sub[1])
-        x = (x / 255.0 - mean_t) / std_t
+        x = (x / scale - mean_t) / std_t
         if cut > 0:
             u = tf.random.stateless_uniform([2], seed=sub[2], dtype=tf.float32)
             cy = tf.minimum(tf.cast(u[0] * height, tf.int32), height - 1)

@@ -56,13 +56,16 @@ class TrainInputs:
         return sets
 
     def test_set(self):
-        """{"test": fn}: the dataset's test split, for evaluating once at the end."""
+        """{"test": fn}: the dataset's test split, for evaluating once at the end
+        ({} when the dataset has none, e.g. own numpy arrays without x_test)."""
+        if self.dataset.test_images is None:
+            return {}
         return {"test": self._eval_pipeline(self.dataset.test_images, self.dataset.test_labels)}
 
     def sizes(self):
         return {"train": len(self.train_labels),
                 "valid": 0 if self.valid is None else len(self.valid[1]),
-                "test": len(self.dataset.test_labels)}
+                "test": 0 if self.dataset.test_labels is None else len(self.dataset.test_labels)}
 
 
 def make_train_inputs(dataset, *, batch_size, train_size=None, validation_fraction=0.1,

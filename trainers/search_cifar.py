@@ -42,7 +42,7 @@ def main(argv):
         base_config, shape = flags_core.search_config_from_flags(FLAGS)
         _, config = resolve_method(FLAGS.method, base_config, shape, **method_args)
         strategy = flags_core.strategy_from_flags(FLAGS)
-        dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
+        dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir, image_size=FLAGS.image_size)
         inputs = make_search_inputs(
             dataset, batch_size=FLAGS.batch_size, train_size=FLAGS.train_size,
             validation_fraction=FLAGS.validation_fraction,

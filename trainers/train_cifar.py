@@ -45,7 +45,7 @@ def main(argv):
         config = flags_core.train_config_from_flags(FLAGS)
         strategy = flags_core.strategy_from_flags(FLAGS)
         genotype = load_genotype(FLAGS.genotype)
-        dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
+        dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir, image_size=FLAGS.image_size)
         inputs = make_train_inputs(dataset, batch_size=FLAGS.batch_size,
                                    train_size=FLAGS.train_size,
                                    validation_fraction=FLAGS.validation_fraction,
