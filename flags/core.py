@@ -12,8 +12,7 @@ import sys
 
 from absl import flags as absl_flags
 
-from data_tf.image_datasets import dataset_name_error
-from data_tf.own_images import MIN_IMAGE_SIDE
+from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
 
 __all__ = ["define_preset_flag", "TRAIN_PRESETS", "define_run_flags", "define_image_data_flags",
            "define_search_flags", "define_egs_flags", "egs_options_from_flags",
@@ -88,18 +87,9 @@ def define_run_flags():
 
 
 def define_image_data_flags(default_dataset="cifar10", default_batch_size=64):
-    """--dataset, --data_dir, --image_size, --train_size, --batch_size, --validation_fraction."""
-    absl_flags.DEFINE_string("dataset", default_dataset,
-                             "Image dataset: cifar10, fashion_mnist, digits, folder (your own "
-                             "images: --data_dir holds one sub-folder per class) or tfds:<name> "
-                             "(a prepared TFDS image-classification dataset); docs/datasets.md.")
-    absl_flags.register_validator("dataset", lambda name: dataset_name_error(name) is None,
-                                  message="allowed: cifar10, fashion_mnist, digits, folder or "
-                                          "tfds:<name>")
-    absl_flags.DEFINE_integer("image_size", None,
-                              "--dataset=folder / tfds:<name>: resize every image to N x N "
-                              "(default: keep the images' size, which must then be the same "
-                              "for all).", lower_bound=MIN_IMAGE_SIDE)
+    """--dataset, --data_dir, --train_size, --batch_size, --validation_fraction."""
+    absl_flags.DEFINE_enum("dataset", default_dataset, list(SUPPORTED_IMAGE_DATASETS),
+                           "Image dataset.")
     absl_flags.DEFINE_string("data_dir", None,
                              "Where the dataset lives (standard on-disk format or a TFDS "
                              "data_dir); see README 'Datasets'.")
@@ -248,7 +238,9 @@ def define_ablation_flags():
     absl_flags.mark_flag_as_required("ablation")
     absl_flags.DEFINE_list("methods", ["data", "darts", "gdas"],
                            "Methods compared (gap: data/darts/gdas; seeds: also random; both "
-                           "take data_M<m> for DATA with M=m beside --M, e.g. data,data_M7).")
+                           "take data_M<m> for DATA with M=m beside --M, e.g. data,data_M7, "
+                           "and data_sampled / data_sampled_M<m> for DATA searching with "
+                           "--egs_gradient=sampled).")
     absl_flags.DEFINE_list("M_values", None, "num_samples ablation: M values (default 1..K).")
     absl_flags.DEFINE_list("seeds", ["0"], "Seeds (seeds ablation: one run per method and seed).")
     absl_flags.DEFINE_list("lambda_values", ["1.0", "0.75", "0.5", "0.25"],
@@ -265,11 +257,13 @@ def define_ablation_flags():
     absl_flags.DEFINE_float("retrain_learning_rate", 0.05, "Initial learning rate (cosine).")
     absl_flags.DEFINE_integer("retrain_train_size", None, "Training images for retraining "
                               "(default: all; validation carved from them).", lower_bound=1)
-    absl_flags.DEFINE_enum("retrain_rule", None, ["sample", "inclusion", "darts"],
-                           "num_samples/seeds: retrain the genotype this derivation rule wrote "
-                           "(genotype_<rule>.json) instead of the method's own genotype.json, "
-                           "e.g. darts: DATA's top-2 cell, as small as DARTS' and GDAS'. The "
-                           "searches are shared; rows and tables get a _<rule>_rule suffix.")
+    absl_flags.DEFINE_string("retrain_rule", None,
+                             "num_samples/seeds: retrain the genotype this derivation rule wrote "
+                             "(genotype_<rule>.json) instead of the method's own genotype.json, "
+                             "e.g. darts: DATA's top-2 cell, as small as DARTS' and GDAS'. Any "
+                             "derivation rule of --space (darts_cnn: node_sample, node_infer, "
+                             "sample, inclusion, darts). The searches are shared; rows and "
+                             "tables get a _<rule>_rule suffix.")
 
 
 def define_train_flags(*, epochs, learning_rate, weight_decay, init_channels, layers,
@@ -410,7 +404,9 @@ def define_random_search_flags():
     absl_flags.DEFINE_integer("random_candidates", 8, "Random search: cells sampled.",
                               lower_bound=1)
     absl_flags.DEFINE_integer("random_epochs", None, "Random search: epochs per candidate "
-                              "(default: --epochs / --random_candidates, at least 1).",
+                              "(default: --epochs shared out over --random_candidates, the "
+                              "remainder one epoch each to the first candidates: the same "
+                              "weight-training epochs as a search).",
                               lower_bound=1)
 
 
@@ -494,8 +490,7 @@ NOT_IDENTITY = ("model_dir", "data_dir", "export_dir", "extend_run", "preset",
 #: Result-changing flags added after run directories already existed, with
 #: the value every older run used: a run directory whose identity lacks one
 #: resumes when the flag has that value.
-ADDED_WITH_DEFAULT = {"dtype_policy": "float32", "random_candidates": 8, "random_epochs": None,
-                      "image_size": None}
+ADDED_WITH_DEFAULT = {"dtype_policy": "float32", "random_candidates": 8, "random_epochs": None}
 # egs_gradient / edge_combine, added later, are
 # datanas.engine.run_identity.ADDED_SETTINGS (they also hold in the ablation
 # runner's identities): an older run counts as egs_gradient=sampled,

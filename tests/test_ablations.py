@@ -68,9 +68,105 @@ def test_plans():
         ("data_M4_seed0", "data", 4, None), ("data_M7_seed0", "data", 7, "data_M7"),
         ("gdas_seed0", "gdas", 1, None)]
     assert both[1].name == sweep[2].name.replace("seed3", "seed0")
-    for bad in ("data_M0", "data_Mx", "dart"):
-        with pytest.raises(ValueError, match=f"unknown method '{bad}'.*data_M<m>"):
+    for bad in ("data_M0", "data_Mx", "dart", "data_sampled_M0", "data_full"):
+        with pytest.raises(ValueError, match=f"unknown method '{bad}'.*data_M<m>.*data_sampled"):
             plan_runs("seeds", methods=[bad], num_samples=4, m_values=None, seeds=[0])
+    # DATA with the sampled gradient beside DATA's own: its own runs, named apart.
+    sampled = plan_runs("seeds", methods=["data", "data_sampled", "data_sampled_M7"],
+                        num_samples=4, m_values=None, seeds=[0])
+    assert [(r.name, r.method, r.num_samples, r.label, r.egs_gradient) for r in sampled] == [
+        ("data_M4_seed0", "data", 4, None, None),
+        ("data_sampled_M4_seed0", "data", 4, "data_sampled", "sampled"),
+        ("data_sampled_M7_seed0", "data", 7, "data_sampled_M7", "sampled")]
+
+
+def _shared_settings():
+    from datanas.analysis.ablations import SearchData as Data
+    return dict(base_config=SearchConfig(epochs=20, arch_learning_rate=3e-3),
+                shape=SupernetShape(num_cells=3, init_channels=4, num_nodes=2,
+                                    primitives=PRIMITIVES),
+                data=Data(batch_size=32, train_size=500))
+
+
+def test_a_variant_searches_with_its_gradient_and_data_s_identity_is_unchanged():
+    """data_sampled resolves to the sampled gradient (its identity says so);
+    a plain DATA run's identity has no trace of the variants (runs made
+    before them are read back); random search shares the search's epochs
+    out over its candidates, the remainder to the first ones."""
+    from trainers.ablation_runner import _run_identity
+    settings = _shared_settings()
+    dataset = type("Dataset", (), {"name": "digits"})
+    data, sampled, random = plan_runs("seeds", methods=["data", "data_sampled", "random"],
+                                      num_samples=4, m_values=None, seeds=[0])
+
+    def identity(spec, candidates=8):
+        return _run_identity(spec, dataset, settings["base_config"], settings["shape"],
+                             settings["data"], candidates, 20)
+    assert "egs_gradient" not in identity(data)["run"]
+    assert "egs_gradient" not in identity(data)["search"]
+    assert identity(data)["resolved"]["network"]["egs_gradient"] == "full"
+    assert identity(sampled)["resolved"]["network"]["egs_gradient"] == "sampled"
+    assert identity(sampled)["run"]["egs_gradient"] == "sampled"
+    assert identity(random)["resolved"]["epochs_per_candidate"] == [3, 3, 3, 3, 2, 2, 2, 2]
+    assert identity(random)["resolved"]["config"]["epochs"] == 20
+    assert identity(random, 6)["resolved"]["epochs_per_candidate"] == [4, 4, 3, 3, 3, 3]
+
+
+def test_retrain_rule_is_any_rule_of_the_space():
+    from datanas.analysis.ablations import RetrainSettings as Retrain
+    from datanas.spaces import get_space
+    from trainers.ablation_runner import ablation_specs
+    settings = _shared_settings()
+    del settings["data"]
+    rules = get_space("darts_cnn").derivation_rules
+    assert {"node_sample", "node_infer", "darts"} <= set(rules)
+    for rule in rules:
+        methods = ["data_sampled", "random"] + (["darts"] if rule != "darts" else [])
+        if rule == "node_sample":   # DATA's own rule: its genotype.json
+            methods.remove("data_sampled")
+        specs = ablation_specs("seeds", methods=methods, retrain=Retrain(), retrain_rule=rule,
+                               **settings)
+        assert [s.method for s in specs][-1] == ("darts" if rule != "darts" else "random")
+    with pytest.raises(ValueError, match="data's own genotype.json is already its "
+                                         "node_sample-rule cell"):
+        ablation_specs("seeds", methods=["data"], retrain=Retrain(), retrain_rule="node_sample",
+                       **settings)
+    with pytest.raises(ValueError, match=r"^--retrain_rule must be a derivation rule of the "
+                                         r"darts_cnn space \(node_sample, node_infer, sample, "
+                                         r"inclusion, darts\); got 'top2'\.$"):
+        ablation_specs("seeds", methods=["data"], retrain=Retrain(), retrain_rule="top2",
+                       **settings)
+
+
+def test_seeds_summary_has_per_seed_values_and_welch_t_against_random(tmp_path):
+    from datanas.analysis.ablations import summary_rows, welch_t, write_markdown
+    # Welch's t of [1, 2, 3] against [4, 5, 6]: -3 / sqrt(1/3 + 1/3), 4 degrees of freedom.
+    t, dof = welch_t([1, 2, 3], [4, 5, 6])
+    assert t == pytest.approx(-3 / np.sqrt(2 / 3)) and dof == pytest.approx(4.0)
+    # Unequal spreads: the Welch-Satterthwaite degrees of freedom.
+    a, b = np.array([0.90, 0.92, 0.94]), np.array([0.80, 0.90])
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 2
+    t, dof = welch_t(a, b)
+    assert t == pytest.approx((a.mean() - b.mean()) / np.sqrt(va + vb))
+    assert dof == pytest.approx((va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 1))
+    assert welch_t([0.9], [0.8, 0.7]) == (None, None)
+    rows = [{"method": method, "seed": seed, "retrain_test_accuracy": value,
+             "test_examples": 1000}
+            for method, values in (("data", a), ("random", b)) for seed, value in
+            enumerate(values)]
+    summary = summarize("seeds", rows)
+    entry = summary["by_method"]["data"]
+    assert entry["seeds"] == [0, 1, 2] and entry["values"] == pytest.approx(list(a))
+    assert entry["welch_t_vs_random"] == pytest.approx(t)
+    assert entry["welch_dof_vs_random"] == pytest.approx(dof)
+    assert "welch_t_vs_random" not in summary["by_method"]["random"]
+    assert "welch_t_vs_random" not in summarize("seeds", rows[:3])["by_method"]["data"]
+    table = summary_rows("seeds", summary)
+    assert table[0]["method"] == "data" and table[0]["per_seed"] == "0:0.9000 1:0.9200 2:0.9400"
+    write_markdown(tmp_path / "s.md", table, "seeds")
+    lines = (tmp_path / "s.md").read_text().splitlines()
+    assert lines[2].startswith("| method | runs | mean | std |") and "welch_t_vs_random" in lines[2]
+    assert lines[4].startswith("| data | 3 | 0.9200 | 0.0200 |")
 
 
 def _tiny(tmp_path, ablation, **kwargs):
@@ -86,29 +182,65 @@ def _tiny(tmp_path, ablation, **kwargs):
 
 
 def test_gap_ablation_on_digits(tmp_path, capsys):
+    """Table 8 for every derivation rule of every method: the search's own
+    child (its search_result.json) and every other rule's child, inheriting
+    the same supernet's weights, BN statistics as they are and re-estimated."""
+    from datanas.spaces import get_space
+    rules = get_space("darts_cnn").derivation_rules
     rows, summary = _tiny(tmp_path, "gap", bn_recalibration_batches=5)
-    assert [r["method"] for r in rows] == ["data", "darts", "gdas"]
+    own = [r for r in rows if not r["method"].endswith("_rule")]
+    assert [r["method"] for r in own] == ["data", "darts", "gdas"]
+    assert [r["derivation"] for r in own] == ["node_sample", "darts", "darts"]
+    expected = []
+    for row in own:
+        expected += [row["method"]] + [f"{row['method']}_{rule}_rule" for rule in rules
+                                       if rule != row["derivation"]]
+    assert [r["method"] for r in rows] == expected
     for row in rows:
         assert row["gap"] == pytest.approx(row["supernet_valid_accuracy"]
                                            - row["child_valid_accuracy"])
+        assert row["gap_recalibrated_bn"] == pytest.approx(
+            row["supernet_valid_accuracy"] - row["child_valid_accuracy_recalibrated_bn"])
         assert 0.0 <= row["child_valid_accuracy_recalibrated_bn"] <= 1.0
-        final = json.loads((tmp_path / "runs" / row["run"] / "search_result.json").read_text())
-        assert final["child_valid_accuracy_inherited_weights"] == row["child_valid_accuracy"]
+        run = tmp_path / "runs" / row["run"]
+        if row in own:
+            final = json.loads((run / "search_result.json").read_text())
+            assert final["child_valid_accuracy_inherited_weights"] == row["child_valid_accuracy"]
+        else:
+            measured = json.loads((run / "gap_rules.json").read_text())["rules"][
+                row["derivation"]]
+            assert measured["child_valid_accuracy"] == row["child_valid_accuracy"]
+            genotype = json.loads((run / f"genotype_{row['derivation']}.json").read_text())
+            assert row["pairs_per_node_normal"] == np.mean([len(n) for n in genotype["normal"]])
         # The search's cost is its epochs' wall-clock, whichever process ran them.
-        epochs = [json.loads(line) for line in
-                  (tmp_path / "runs" / row["run"] / "metrics.jsonl").read_text().splitlines()]
+        epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert row["search_seconds"] == round(sum(e["epoch_seconds"] for e in epochs), 1)
-    assert summary["by_method"]["darts"]["mean"] == pytest.approx(rows[1]["gap"])
+    # DATA's top-2 child is DARTS' rule on DATA's supernet: a row of its own.
+    top2 = next(r for r in rows if r["method"] == "data_darts_rule")
+    assert top2["pairs_per_node_normal"] == 2.0
+    assert summary["by_method"]["darts"]["mean"] == pytest.approx(own[1]["gap"])
+    assert summary["by_method"]["data_node_infer_rule"]["derivation"] == "node_infer"
     with open(tmp_path / "gap.csv") as handle:
         table = list(csv.DictReader(handle))
-    assert [t["method"] for t in table] == ["data", "darts", "gdas"]
+    assert [t["method"] for t in table] == expected
     assert float(table[0]["gap"]) == pytest.approx(rows[0]["gap"])
     assert (tmp_path / "gap.png").read_bytes()[:8] == PNG_SIGNATURE
-    # Rerunning reads the finished runs back instead of searching again ...
+    with open(tmp_path / "gap_summary.csv") as handle:
+        assert [t["method"] for t in csv.DictReader(handle)] == list(summary["by_method"])
+    assert "| data_node_infer_rule |" in (tmp_path / "gap_summary.md").read_text()
+    # Rerunning reads the finished runs back instead of searching again; a
+    # search made without gap_rules.json has its other rules' children
+    # measured from its last checkpoint, as at the end of the search.
+    measured = (tmp_path / "runs" / "gdas_seed0" / "gap_rules.json").read_text()
+    (tmp_path / "runs" / "gdas_seed0" / "gap_rules.json").unlink()
     capsys.readouterr()
     again, _ = _tiny(tmp_path, "gap", bn_recalibration_batches=5, verbose=1)
+    out = capsys.readouterr().out
     assert again == rows
-    assert capsys.readouterr().out.count("searched earlier with the same settings") == 3
+    assert json.loads((tmp_path / "runs" / "gdas_seed0" / "gap_rules.json").read_text()) == \
+        json.loads(measured)
+    assert out.count("searched earlier with the same settings") == 3
+    assert "gdas_seed0: measuring every rule's child from" in out
     # ... but never a run of another budget.
     from datanas.engine.run_identity import RunRefused
     from data_tf.image_datasets import load_image_dataset
@@ -157,9 +289,6 @@ def test_another_rule_s_cell_is_retrained_from_the_same_search(tmp_path):
                  retrain_rule="darts")[0] == rule_rows
     assert json.loads((run / "ablation_row_darts.json").read_text())["child_valid_accuracy"] \
         is None
-    with pytest.raises(ValueError, match="random search has no derivation rules"):
-        _tiny(tmp_path, "seeds", methods=["data", "random"], retrain=retrain,
-              retrain_rule="darts")
     with pytest.raises(ValueError, match="darts's own genotype.json is already its darts-rule"):
         _tiny(tmp_path, "seeds", methods=["data", "darts"], retrain=retrain,
               retrain_rule="darts")

@@ -12,15 +12,20 @@ import json
 import os
 import time
 
-from datanas.analysis.ablations import (ablation_row, ablation_table_name, plan_runs,
-                                        plot_ablation, rule_row, summarize, write_csv)
+from datanas.analysis.ablations import (ablation_row, ablation_table_name, gap_rule_row,
+                                        plan_runs, plot_ablation, rule_row, summarize,
+                                        summary_rows, write_csv, write_markdown)
 from datanas.engine.run_files import read_jsonl, write_json_atomic
 from datanas.engine.run_identity import (FORMAT_VERSION, IDENTITY_FILE, RunRefused, begin_run,
                                          identity_differences, plan_run)
 from datanas.engine.run_lock import release_run_lock
+from datanas.spaces import get_space
 from datanas.spaces.darts_cnn.genotype import load_genotype
 
 __all__ = ["run_ablation", "ablation_specs"]
+
+#: The search space of every ablation run.
+SPACE = "darts_cnn"
 
 
 def _spec_shape(spec, shape):
@@ -32,29 +37,127 @@ def _spec_shape(spec, shape):
     return shape
 
 
-def _search(spec, dataset, base_config, shape, data, run_dir, *, random_candidates,
-            bn_recalibration_batches, verbose):
+def _spec_config(spec, base_config):
+    """The search settings of one run: the shared ones with its seed (and its
+    EGS gradient, for a variant such as data_sampled)."""
+    config = dataclasses.replace(base_config, seed=spec.seed)
+    if spec.egs_gradient is not None:
+        config = dataclasses.replace(config, egs_gradient=spec.egs_gradient)
+    return config
+
+
+def _build(spec, dataset, base_config, shape, data, random_candidates):
+    """(supernet, config, inputs) of one run, as its search builds them."""
     import keras  # pylint: disable=import-outside-toplevel
 
     from data_tf.search_inputs import make_search_inputs  # pylint: disable=import-outside-toplevel
-    from datanas.search.runs import build_search, run_method_search  # pylint: disable=import-outside-toplevel
+    from datanas.search.runs import build_search  # pylint: disable=import-outside-toplevel
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
     model, config = build_search(spec.method, dataset.num_classes, dataset.image_shape,
-                                 dataclasses.replace(base_config, seed=spec.seed),
-                                 _spec_shape(spec, shape), random_candidates=random_candidates)
+                                 _spec_config(spec, base_config), _spec_shape(spec, shape),
+                                 random_candidates=random_candidates)
     inputs = make_search_inputs(dataset, batch_size=data.batch_size, train_size=data.train_size,
                                 validation_fraction=data.validation_fraction,
                                 separate_arch_split=config.search_mode == "alternate",
                                 seed=spec.seed)
+    return model, config, inputs
+
+
+def _search(spec, dataset, base_config, shape, data, run_dir, *, random_candidates,
+            bn_recalibration_batches, verbose):
+    from datanas.search.runs import run_method_search  # pylint: disable=import-outside-toplevel
+
+    model, config, inputs = _build(spec, dataset, base_config, shape, data, random_candidates)
     start = time.time()
     result = run_method_search(spec.method, model, inputs, config, run_dir,
                                random_candidates=random_candidates, verbose=verbose,
                                checkpoint_every_steps=0,
                                bn_recalibration_batches=bn_recalibration_batches,
                                metadata={"dataset": dataset.name, "ablation_run": spec.name})
-    return result, config, time.time() - start
+    seconds = time.time() - start
+    if spec.method != "random":   # measured while the supernet is at hand
+        _measure_rule_children(run_dir, model, config, inputs, result.final["derivation"],
+                               bn_recalibration_batches)
+    return result, config, seconds
+
+
+#: Per-rule children of a search, inherited weights (gap ablation, Table 8).
+GAP_RULES_FILE = "gap_rules.json"
+
+
+def _measure_rule_children(run_dir, model, config, inputs, own_rule, bn_recalibration_batches):
+    """Validation accuracy of the child of every derivation rule of the space
+    but the search's own (its row has that one), inheriting the supernet's
+    weights: as they are and after re-estimating batch-norm statistics
+    (``run_search``'s evaluation of its own child, cell by cell; the child
+    inside the supernet is weighted as the supernet combines an edge's ops,
+    ``space.child_weights``).  Written to ``gap_rules.json``."""
+    from datanas.search.run import _child_evaluation, make_searcher  # pylint: disable=import-outside-toplevel
+
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    space = get_space(SPACE)
+    searcher = make_searcher(model, inputs, config, tf.distribute.get_strategy())
+    valid_data = searcher.distribute(inputs.validation)
+    rules = {}
+    for rule in space.derivation_rules:
+        if rule == own_rule:
+            continue
+        genotype = load_genotype(os.path.join(run_dir, f"genotype_{rule}.json"))
+        child, recalibrated = _child_evaluation(searcher, inputs, valid_data,
+                                                space.child_weights(model, genotype),
+                                                bn_recalibration_batches)
+        rules[rule] = {"child_valid_accuracy": child[searcher.task.headline],
+                       "child_valid_accuracy_recalibrated_bn": recalibrated}
+    measured = {"derivation": own_rule, "bn_recalibration_batches": bn_recalibration_batches,
+                "rules": rules}
+    write_json_atomic(os.path.join(run_dir, GAP_RULES_FILE), measured)
+    return measured
+
+
+def _rule_children(spec, run_dir, dataset, base_config, shape, data, random_candidates,
+                   bn_recalibration_batches, verbose):
+    """``gap_rules.json`` of a finished search; measured from its last
+    checkpoint (the supernet at the end of the search) when the search was
+    made without it; None when neither is there."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    path = os.path.join(run_dir, GAP_RULES_FILE)
+    if os.path.exists(path):
+        with open(path) as handle:
+            return json.load(handle)
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if latest is None:
+        return None
+    if verbose:
+        print(f"{spec.name}: measuring every rule's child from {latest}", flush=True)
+    model, config, inputs = _build(spec, dataset, base_config, shape, data, random_candidates)
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    with open(os.path.join(run_dir, "search_result.json")) as handle:
+        own_rule = json.load(handle)["derivation"]
+    return _measure_rule_children(run_dir, model, config, inputs, own_rule,
+                                  bn_recalibration_batches)
+
+
+def _gap_rows(spec, run_dir, row, measured, verbose):
+    """The gap rows of the other rules' children of one search (Table 8),
+    in the space's order; a rule not measured has empty child columns."""
+
+    if measured is None and verbose:
+        print(f"{spec.name}: no {GAP_RULES_FILE} and no checkpoint: only its own rule's child "
+              "is measured.", flush=True)
+    rows = []
+    for rule in get_space(SPACE).derivation_rules:
+        if rule == row["derivation"]:
+            continue
+        values = (measured or {}).get("rules", {}).get(rule, {})
+        rows.append(gap_rule_row(row, rule,
+                                 load_genotype(os.path.join(run_dir, f"genotype_{rule}.json")),
+                                 values.get("child_valid_accuracy"),
+                                 values.get("child_valid_accuracy_recalibrated_bn")))
+    return rows
 
 
 # The columns a retraining adds to a row (_retrain writes exactly these).
@@ -107,10 +210,16 @@ def _resolved(spec, base_config, shape, random_candidates):
     estimator gradient, edge combination, derivation...)."""
     from datanas.search.runs import resolve_method  # pylint: disable=import-outside-toplevel
 
-    network, config = resolve_method(spec.method, dataclasses.replace(base_config, seed=spec.seed),
+    from datanas.search.runs import random_epochs_per_candidate  # pylint: disable=import-outside-toplevel
+
+    network, config = resolve_method(spec.method, _spec_config(spec, base_config),
                                      _spec_shape(spec, shape),
                                      random_candidates=random_candidates)
-    return {"network": dict(network), "config": dataclasses.asdict(config)}
+    resolved = {"network": dict(network), "config": dataclasses.asdict(config)}
+    if spec.method == "random":   # the search's epochs, shared out over the candidates
+        resolved["epochs_per_candidate"] = random_epochs_per_candidate(config.epochs,
+                                                                       random_candidates)
+    return resolved
 
 
 def _run_identity(spec, dataset, base_config, shape, data, random_candidates,
@@ -119,11 +228,14 @@ def _run_identity(spec, dataset, base_config, shape, data, random_candidates,
     including what the method resolves them to (``resolved``): one shared
     base config serves every method, so it alone cannot tell two versions of
     a method apart."""
-    search = dataclasses.asdict(dataclasses.replace(base_config, seed=spec.seed))
+    search = dataclasses.asdict(_spec_config(spec, base_config))
     for name in ("egs_gradient", "edge_combine"):   # None = each method's: see resolved
         if search.get(name) is None:
             search.pop(name, None)
-    return {"format": FORMAT_VERSION, "run": dataclasses.asdict(spec),
+    run = dataclasses.asdict(spec)
+    if run.get("egs_gradient") is None:   # the shared config's: as runs before variants
+        run.pop("egs_gradient", None)
+    return {"format": FORMAT_VERSION, "run": run,
             "dataset": dataset.name, "search": search,
             "shape": dataclasses.asdict(_spec_shape(spec, shape)),
             "data": dataclasses.asdict(data), "random_candidates": random_candidates,
@@ -248,12 +360,16 @@ def ablation_specs(ablation, *, base_config, shape, methods=None, m_values=None,
     if ablation not in ("num_samples", "seeds"):
         raise ValueError(f"--retrain_rule applies to the num_samples and seeds ablations "
                          f"(they retrain); got ablation {ablation!r}.")
+    rules = get_space(SPACE).derivation_rules
+    if retrain_rule not in rules:
+        raise ValueError(f"--retrain_rule must be a derivation rule of the {SPACE} space "
+                         f"({', '.join(rules)}); got {retrain_rule!r}.")
     for spec in specs:
         name = spec.label or spec.method
-        if spec.method == "random":
-            raise ValueError("--retrain_rule: random search has no derivation rules (it keeps "
-                             "its best cell); drop random from --methods.")
-        _, config = resolve_method(spec.method, base_config, _spec_shape(spec, shape))
+        if spec.method == "random":   # the reference row: its own (best) cell
+            continue
+        _, config = resolve_method(spec.method, _spec_config(spec, base_config),
+                                   _spec_shape(spec, shape))
         if config.derivation == retrain_rule:
             raise ValueError(f"--retrain_rule={retrain_rule}: {name}'s own genotype.json is "
                              f"already its {retrain_rule}-rule cell (the ablation without "
@@ -284,12 +400,23 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
         statistics for the gap's second column (0 = skip).
       lambda_values: lam of the cost_lambda ablation (cost: shape.cost, default
         params).
-      retrain_rule: None, or a derivation rule ("sample", "inclusion",
-        "darts") whose genotype (``genotype_<rule>.json``) of each search is
-        retrained instead of ``genotype.json`` -- the same searches, another
-        cell (e.g. DATA's top-2 cell, the size of DARTS' and GDAS').  Rows
-        go to ``ablation_row_<rule>.json``, retrainings to
-        ``retrain_<rule>/``, tables to ``<ablation>_<rule>_rule.*``.
+      retrain_rule: None, or a derivation rule of the space (darts_cnn:
+        node_sample, node_infer, sample, inclusion, darts) whose genotype
+        (``genotype_<rule>.json``) of each search is retrained instead of
+        ``genotype.json`` -- the same searches, another cell (e.g. DATA's
+        top-2 cell, the size of DARTS' and GDAS').  Rows go to
+        ``ablation_row_<rule>.json``, retrainings to ``retrain_<rule>/``,
+        tables to ``<ablation>_<rule>_rule.*``.  Random search, which has
+        no rules, keeps its own cell there (the reference of Welch's t).
+
+    The gap ablation has a row per derivation rule of the space for every
+    search: its own rule's child (the search's row) and every other rule's
+    (``gap_rules.json``, measured at the end of the search, or from its
+    last checkpoint for a search made without it).  Beside the per-run
+    CSV, every table's summary is written as ``<table>_summary.json``,
+    ``.csv`` and ``.md``: per-seed values, mean, std, the standard error of
+    one test reading and, in a table with random search, Welch's t of every
+    other method against it.
     Returns:
       (rows, summary).
     """
@@ -297,7 +424,6 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                            m_values=m_values, seeds=seeds, retrain=retrain,
                            lambda_values=lambda_values, retrain_rule=retrain_rule)
     table = ablation_table_name(ablation, retrain_rule)
-    genotype_file, row_file, retrain_dir = _rule_files(retrain_rule)
     os.makedirs(output_dir, exist_ok=True)
     rows = []
     for index, spec in enumerate(specs):
@@ -336,7 +462,9 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
             write_json_atomic(row_path, row)
         row["method"] = spec.label or spec.method   # this table's name for the run
         genotype = None   # this table's cell: read once, when a row or a retraining needs it
-        if retrain_rule is not None:
+        genotype_file, row_file, retrain_dir = _rule_files(
+            None if spec.method == "random" else retrain_rule)
+        if retrain_rule is not None and spec.method != "random":
             genotype = load_genotype(os.path.join(run_dir, genotype_file))
             row = _rule_row(run_dir, row, retrain_rule, genotype)
         if ablation != "gap" and "retrain_test_accuracy" in row:
@@ -350,11 +478,19 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
             row.update(_retrain(genotype, dataset, retrain, spec.seed,
                                 os.path.join(run_dir, retrain_dir), verbose))
             write_json_atomic(os.path.join(run_dir, row_file), row)
-        release_run_lock(run_dir)   # done: another process may read or extend it
         rows.append(row)
+        if ablation == "gap":
+            measured = _rule_children(spec, run_dir, dataset, base_config, shape, data,
+                                      random_candidates, bn_recalibration_batches, verbose)
+            rows.extend(_gap_rows(spec, run_dir, row, measured, verbose))
+        release_run_lock(run_dir)   # done: another process may read or extend it
     summary = summarize(ablation, rows)
     write_csv(os.path.join(output_dir, f"{table}.csv"), rows)
     write_json_atomic(os.path.join(output_dir, f"{table}_summary.json"), summary)
+    table_rows = summary_rows(ablation, summary)
+    write_csv(os.path.join(output_dir, f"{table}_summary.csv"), table_rows)
+    write_markdown(os.path.join(output_dir, f"{table}_summary.md"), table_rows,
+                   f"{table}: {summary.get('metric', 'retrain_test_accuracy')}")
     plot_ablation(ablation, rows, summary, os.path.join(output_dir, f"{table}.png"))
     return rows, summary
 

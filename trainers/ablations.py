@@ -5,10 +5,12 @@
         --preset=ablation --model_dir=/tmp/ab_m
     python -m trainers.ablations --ablation=seeds --methods=data,darts,gdas,random \\
         --seeds=0,1,2 --preset=ablation --model_dir=/tmp/ab_seeds
+    python -m trainers.ablations --ablation=seeds --methods=data,data_sampled,random \\
+        --retrain_rule=darts --seeds=0,1,2 --preset=ablation --model_dir=/tmp/ab_seeds
 
 Every search is a normal search run under --model_dir/runs/<name> (rerunning
 the command resumes: finished runs are read back).  When every run is done,
-writes <ablation>.csv, <ablation>.png, <ablation>_summary.json and the
+writes <ablation>.csv, <ablation>.png, <ablation>_summary.json (.csv, .md) and the
 command's flags (<ablation>.flags.json, <ablation>.flagfile.txt) into
 --model_dir (<ablation>_<rule>_rule.* with --retrain_rule).
 """

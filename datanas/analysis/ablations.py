@@ -5,14 +5,17 @@ The runner that executes the searches and retrainings is
 
 * ``gap`` (paper Table 8): validation accuracy of the supernet at the end of
   search vs. the derived child inheriting the supernet weights (no
-  fine-tuning), per method: DATA (EGS-sampled derivation), DARTS (top-2
-  argmax) and Gumbel-Softmax M=1 (GDAS).  Also after re-estimating the
-  child's batch-norm statistics, which isolates the part of the gap that is
-  only stale statistics.
+  fine-tuning), per method (DATA, DARTS, GDAS) and per derivation rule of
+  the space: the method's own rule's child (DATA: node_sample; DARTS, GDAS:
+  top-2) and every other rule's child of the same supernet.  Also after
+  re-estimating the child's batch-norm statistics, which isolates the part
+  of the gap that is only stale statistics.
 * ``num_samples`` (Table 5): DATA with M = 1..K; parameters of the derived
   network and its accuracy after retraining at a fixed small budget.
-* ``seeds`` (Table 7 / Figure 3b): several seeds per method; mean and std of
-  the retrained accuracy.
+* ``seeds`` (Table 7 / Figure 3b): several seeds per method; per-seed
+  values, mean and std of the retrained accuracy, the standard error of one
+  test reading, and Welch's t of every method against random search (at
+  the search's cost) when the table has it.
 * ``cost_lambda`` (DARTS-EGS preprint Eq. 5): DATA with resource-aware
   sampling at several lam (1 = effectiveness only); parameters and
   multiply-adds of the derived networks against their retrained accuracy.
@@ -28,13 +31,15 @@ never used for a choice).
 
 import csv
 import dataclasses
+import math
+import re
 
 import numpy as np
 
 
 __all__ = ["ABLATIONS", "RunSpec", "RetrainSettings", "SearchData", "plan_runs", "ablation_row",
            "summarize", "write_csv", "plot_ablation", "parse_method", "ablation_table_name",
-           "rule_row"]
+           "rule_row", "gap_rule_row", "welch_t", "summary_rows", "write_markdown"]
 
 ABLATIONS = ("gap", "num_samples", "seeds", "cost_lambda")
 
@@ -51,6 +56,9 @@ class RunSpec:
     # The method's name in tables when it is not `method` (e.g. "data_M7" in a
     # seeds table comparing DATA M=4 and M=7); None = `method`.
     label: str | None = None
+    # The EGS gradient this run searches with when it is not the shared
+    # config's (e.g. "sampled" for "data_sampled"); None = the shared one's.
+    egs_gradient: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,18 +72,28 @@ class RetrainSettings:
     train_size: int | None = None
 
 
+#: --methods tokens of DATA variants: "data_M<m>" (another M than the
+#: ablation's), "data_sampled" and "data_sampled_M<m>" (the sampled
+#: gradient: only the drawn ops computed, as the package's earlier DATA).
+_DATA_VARIANT = re.compile(r"data(_sampled)?(?:_M([0-9]+))?")
+
+
 def parse_method(token, num_samples):
-    """(method, M, label) of a --methods entry: a search method, or
-    "data_M<m>" for DATA with another M than the ablation's (so one seeds
-    table can hold DATA M=4 and M=7)."""
+    """(method, M, label, egs_gradient) of a --methods entry: a search
+    method, or a DATA variant -- "data_M<m>" for DATA with another M than the
+    ablation's (so one seeds table can hold DATA M=4 and M=7), and
+    "data_sampled" / "data_sampled_M<m>" for DATA searching with the sampled
+    gradient (egs_gradient None: the shared config's)."""
     from datanas.search.methods import SEARCH_METHODS   # pylint: disable=import-outside-toplevel
     if token in SEARCH_METHODS:
-        return token, (1 if token == "gdas" else num_samples), None
-    if token.startswith("data_M") and token[len("data_M"):].isdigit() \
-            and int(token[len("data_M"):]) >= 1:
-        return "data", int(token[len("data_M"):]), token
-    raise ValueError(f"unknown method {token!r}; allowed: {', '.join(SEARCH_METHODS)} or "
-                     "data_M<m> (DATA with M=m, e.g. data_M7).")
+        return token, (1 if token == "gdas" else num_samples), None, None
+    match = _DATA_VARIANT.fullmatch(token)
+    if match and token != "data" and (match.group(2) is None or int(match.group(2)) >= 1):
+        samples = num_samples if match.group(2) is None else int(match.group(2))
+        return "data", samples, token, ("sampled" if match.group(1) else None)
+    raise ValueError(f"unknown method {token!r}; allowed: {', '.join(SEARCH_METHODS)}, "
+                     "data_M<m> (DATA with M=m, e.g. data_M7), data_sampled or "
+                     "data_sampled_M<m> (DATA with the sampled gradient).")
 
 
 #: Methods with a supernet, whose search/child gap Table 8 measures.
@@ -96,11 +114,12 @@ def plan_runs(ablation, *, methods, num_samples, m_values, seeds, lambda_values=
                         num_samples, seeds[0], cost_lambda=float(lam))
                 for lam in lambda_values]
 
-    def name(method, samples, seed):
+    def name(method, samples, seed, egs_gradient=None):
         # Shared names let the ablations reuse each other's searches when they
         # write into the same directory (e.g. gap's DATA run is seeds' seed 0).
         if method == "data":
-            return f"data_M{samples}_seed{seed}"
+            variant = "" if egs_gradient is None else f"_{egs_gradient}"
+            return f"data{variant}_M{samples}_seed{seed}"
         return f"{method}_seed{seed}"
 
     if ablation == "gap":
@@ -114,8 +133,9 @@ def plan_runs(ablation, *, methods, num_samples, m_values, seeds, lambda_values=
         return [RunSpec(name("data", m, s), "data", m, s) for m in m_values for s in seeds]
     specs = []
     for token in methods:
-        method, samples, label = parse_method(token, num_samples)
-        specs.extend(RunSpec(name(method, samples, s), method, samples, s, label=label)
+        method, samples, label, egs_gradient = parse_method(token, num_samples)
+        specs.extend(RunSpec(name(method, samples, s, egs_gradient), method, samples, s,
+                             label=label, egs_gradient=egs_gradient)
                      for s in seeds)
     return specs
 
@@ -145,6 +165,22 @@ def rule_row(row, rule, genotype):
             "pairs_per_node_normal": float(np.mean(pairs)),
             "child_valid_accuracy": None, "child_valid_accuracy_recalibrated_bn": None,
             "gap": None, "gap_recalibrated_bn": None}
+
+
+def gap_rule_row(row, rule, genotype, child, recalibrated):
+    """The gap row (Table 8) of the child `rule` derives from the search of
+    `row`: that cell's inherited-weight validation accuracy `child` and its
+    accuracy after re-estimating batch-norm statistics `recalibrated` (None
+    when not measured), against the same supernet."""
+    out = rule_row(row, rule, genotype)
+    out.update({"child_valid_accuracy": child, "child_valid_accuracy_recalibrated_bn":
+                recalibrated})
+    supernet = out.get("supernet_valid_accuracy")
+    for key, gap_key in (("child_valid_accuracy", "gap"),
+                         ("child_valid_accuracy_recalibrated_bn", "gap_recalibrated_bn")):
+        out[gap_key] = (supernet - out[key] if supernet is not None and out[key] is not None
+                        else None)
+    return out
 
 
 def ablation_row(spec, result, config, seconds):
@@ -205,6 +241,31 @@ def _test_standard_error(rows):
     return float(np.mean(errors)) if errors else None
 
 
+def welch_t(values, reference):
+    """Welch's t of mean(values) - mean(reference) and its Welch-Satterthwaite
+    degrees of freedom: (None, None) when either has fewer than two values
+    or neither spreads."""
+    a, b = np.asarray(values, np.float64), np.asarray(reference, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        return None, None
+    var_a, var_b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if var_a + var_b == 0:
+        return None, None
+    t = (a.mean() - b.mean()) / math.sqrt(var_a + var_b)
+    dof = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1))
+    return float(t), float(dof)
+
+
+def _per_seed(rows, key):
+    """{"seeds": [...], "values": [...]} of the rows with a `key` value."""
+    kept = [row for row in rows if row.get(key) is not None]
+    return {"seeds": [row.get("seed") for row in kept], "values": [row[key] for row in kept]}
+
+
+#: The method every other one of a seeds table is compared with (Welch's t).
+REFERENCE_METHOD = "random"
+
+
 def summarize(ablation, rows):
     """Per-method (gap, seeds), per-M (num_samples) or per-lam (cost_lambda) aggregates."""
     if ablation == "cost_lambda":
@@ -219,6 +280,7 @@ def summarize(ablation, rows):
         for m in dict.fromkeys(row["M"] for row in rows):
             group = [row for row in rows if row["M"] == m]
             by_m.append({"M": m, **_spread(group, "retrain_test_accuracy"),
+                         **_per_seed(group, "retrain_test_accuracy"),
                          "valid_mean": _mean(group, "retrain_valid_accuracy"),
                          "test_standard_error": _test_standard_error(group),
                          **{key: _mean(group, key) for key in (
@@ -228,15 +290,59 @@ def summarize(ablation, rows):
     out = {}
     for method in dict.fromkeys(row["method"] for row in rows):
         group = [row for row in rows if row["method"] == method]
-        entry = _spread(group, key)
+        entry = {**_spread(group, key), **_per_seed(group, key)}
         if ablation == "gap":
+            entry["derivation"] = group[0].get("derivation")
             entry.update({name: _mean(group, name) for name in (
-                "supernet_valid_accuracy", "child_valid_accuracy", "gap_recalibrated_bn")})
+                "supernet_valid_accuracy", "child_valid_accuracy",
+                "child_valid_accuracy_recalibrated_bn", "gap_recalibrated_bn")})
         else:
             entry["valid_mean"] = _mean(group, "retrain_valid_accuracy")
             entry["test_standard_error"] = _test_standard_error(group)
         out[method] = entry
+    if ablation != "gap" and REFERENCE_METHOD in out:
+        reference = out[REFERENCE_METHOD]["values"]
+        for method, entry in out.items():
+            if method != REFERENCE_METHOD:
+                entry["welch_t_vs_random"], entry["welch_dof_vs_random"] = welch_t(
+                    entry["values"], reference)
     return {"metric": key, "by_method": out}
+
+
+def summary_rows(ablation, summary):
+    """The summary as table rows (one per method, M or lam): per-seed values,
+    mean, std, the standard error of one test reading and Welch's t against
+    random where the table has them."""
+    if ablation == "cost_lambda":
+        return [dict(entry) for entry in summary["by_lambda"]]
+    entries = (summary["by_M"] if ablation == "num_samples"
+               else [{"method": method, **entry}
+                     for method, entry in summary["by_method"].items()])
+    rows = []
+    for entry in entries:
+        row = {key: value for key, value in entry.items() if key not in ("seeds", "values")}
+        row["per_seed"] = " ".join(f"{seed}:{value:.4f}" for seed, value in
+                                   zip(entry["seeds"], entry["values"]))
+        rows.append(row)
+    return rows
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def write_markdown(path, rows, title):
+    """`rows` (summary_rows) as a Markdown table under `title`."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(key)) for key in columns) + " |" for row in rows]
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 def write_csv(path, rows):
@@ -283,7 +389,7 @@ def plot_ablation(ablation, rows, summary, path):
             values = [np.mean([r[key] for r in rows if r["method"] == m and r[key] is not None]
                               or [np.nan]) for m in methods]
             axes.bar(x + (offset - 1) * 0.27, values, 0.27, label=label)
-        axes.set_xticks(x, methods)
+        axes.set_xticks(x, methods, rotation=45, ha="right", fontsize=7)
         axes.set_ylabel("validation accuracy")
         axes.set_title("Search vs. derived child (paper Table 8)")
         axes.legend(fontsize=7)
