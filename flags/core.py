@@ -12,7 +12,8 @@ import sys
 
 from absl import flags as absl_flags
 
-from data_tf.image_datasets import SUPPORTED_IMAGE_DATASETS
+from data_tf.image_datasets import dataset_name_error
+from data_tf.own_images import MIN_IMAGE_SIDE
 
 __all__ = ["define_preset_flag", "TRAIN_PRESETS", "define_run_flags", "define_image_data_flags",
            "define_search_flags", "define_egs_flags", "egs_options_from_flags",
@@ -87,9 +88,18 @@ def define_run_flags():
 
 
 def define_image_data_flags(default_dataset="cifar10", default_batch_size=64):
-    """--dataset, --data_dir, --train_size, --batch_size, --validation_fraction."""
-    absl_flags.DEFINE_enum("dataset", default_dataset, list(SUPPORTED_IMAGE_DATASETS),
-                           "Image dataset.")
+    """--dataset, --data_dir, --image_size, --train_size, --batch_size, --validation_fraction."""
+    absl_flags.DEFINE_string("dataset", default_dataset,
+                             "Image dataset: cifar10, fashion_mnist, digits, folder (your own "
+                             "images: --data_dir holds one sub-folder per class) or tfds:<name> "
+                             "(a prepared TFDS image-classification dataset); docs/datasets.md.")
+    absl_flags.register_validator("dataset", lambda name: dataset_name_error(name) is None,
+                                  message="allowed: cifar10, fashion_mnist, digits, folder or "
+                                          "tfds:<name>")
+    absl_flags.DEFINE_integer("image_size", None,
+                              "--dataset=folder / tfds:<name>: resize every image to N x N "
+                              "(default: keep the images' size, which must then be the same "
+                              "for all).", lower_bound=MIN_IMAGE_SIDE)
     absl_flags.DEFINE_string("data_dir", None,
                              "Where the dataset lives (standard on-disk format or a TFDS "
                              "data_dir); see README 'Datasets'.")
@@ -490,7 +500,8 @@ NOT_IDENTITY = ("model_dir", "data_dir", "export_dir", "extend_run", "preset",
 #: Result-changing flags added after run directories already existed, with
 #: the value every older run used: a run directory whose identity lacks one
 #: resumes when the flag has that value.
-ADDED_WITH_DEFAULT = {"dtype_policy": "float32", "random_candidates": 8, "random_epochs": None}
+ADDED_WITH_DEFAULT = {"dtype_policy": "float32", "random_candidates": 8, "random_epochs": None,
+                      "image_size": None}
 # egs_gradient / edge_combine, added later, are
 # datanas.engine.run_identity.ADDED_SETTINGS (they also hold in the ablation
 # runner's identities): an older run counts as egs_gradient=sampled,
