@@ -178,8 +178,8 @@ def _check_labels(labels, num_images, what, num_classes=None):
         bad = ~(np.isfinite(labels) & (labels == np.round(labels)))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ImageDataError(f"{what} label {labels[i]!r} at index {i} is not an integer; "
-                                 "labels must be integers 0..num_classes-1")
+            raise ImageDataError(f"{what} label {labels[i].item()!r} at index {i} is not an "
+                                 "integer; labels must be integers 0..num_classes-1")
     labels = labels.astype(np.int64)
     if labels.size:
         bad = labels < 0 if num_classes is None else (labels < 0) | (labels >= num_classes)
