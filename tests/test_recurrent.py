@@ -570,6 +570,9 @@ def test_mirrored_two_cpu_replicas_match_one_device(ptb_dir):
     (train_1, (search_1, arch_1)), (train_2, (search_2, arch_2)) = result["one"], result["two"]
     np.testing.assert_allclose(train_2, train_1, rtol=1e-4)
     np.testing.assert_allclose(search_2, search_1, rtol=1e-4)
+    # egs_gradient="full" moves every logit each step (undrawn bits get their
+    # gradient too), so near-zero logits carry Adam-amplified rounding of the
+    # replica sum: up to 1.5e-6 measured (0.05% of one 3e-3 Adam step).
     for a, b in zip(arch_1, arch_2):
-        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=3e-6)
     assert max(np.abs(np.array(a)).max() for a in arch_1) > 1e-4   # the logits moved
