@@ -19,6 +19,7 @@ from data_tf.search_inputs import make_search_inputs
 from data_tf.train_inputs import make_train_inputs
 
 Image = pytest.importorskip("PIL.Image")
+tfds = pytest.importorskip("tensorflow_datasets")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -246,6 +247,45 @@ def test_tf_data_batches_are_unbatched_into_the_same_dataset():
     assert str(info.value) == (
         "tf.data training data has more than max_examples=20 examples, too many to hold in "
         "memory here; raise max_examples or pass a smaller dataset (e.g. dataset.take(n))")
+
+
+class OwnTinyShapes(tfds.core.GeneratorBasedBuilder):
+    """A TFDS dataset generated here (no download): 10 flat RGB images of sides
+    8..17, value 20*i, label i % 2, a train split only."""
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self, supervised_keys=("image", "label"),
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3)),
+                "label": tfds.features.ClassLabel(names=["zeta", "alpha"])}))
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(10):
+            yield i, {"image": np.full((8 + i, 8 + i, 3), 20 * i, np.uint8), "label": i % 2}
+
+
+def test_prepared_tfds_dataset_is_read_from_disk_and_split(tmp_path):
+    OwnTinyShapes(data_dir=str(tmp_path)).download_and_prepare()
+    ds = load_image_dataset("tfds:own_tiny_shapes", str(tmp_path), image_size=8)
+    assert ds.class_names == ("zeta", "alpha") and ds.image_shape == (8, 8, 3)
+    assert ds.source == (f"tfds:{tmp_path / 'own_tiny_shapes' / '1.0.0'} (no test split: 2 "
+                         "images, 20% of each class, held out as the test split with seed 0)")
+    values = np.concatenate([ds.train_images, ds.test_images])[:, 0, 0, 0].astype(int)
+    labels = np.concatenate([ds.train_labels, ds.test_labels])
+    assert sorted(values.tolist()) == list(range(0, 200, 20))
+    np.testing.assert_array_equal(labels, (values // 20) % 2)
+    assert np.bincount(ds.test_labels).tolist() == [1, 1]
+    with pytest.raises(ImageDataError) as info:     # sides 8..17 differ
+        dataset_from_tfds("own_tiny_shapes", tmp_path)
+    message = str(info.value)    # TFDS stores the examples in its own (fixed) order
+    assert message.startswith("images differ in size: own_tiny_shapes training data example 0 is ")
+    assert message.endswith("pass image_size=N (--image_size=N) to resize every image to N x N")
 
 
 def test_tfds_dataset_that_is_not_prepared_is_one_line(tmp_path):
