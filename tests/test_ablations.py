@@ -266,7 +266,7 @@ def test_another_rule_s_cell_is_retrained_from_the_same_search(tmp_path):
     assert json.loads((run / "ablation_row.json").read_text()) == searched
     [row] = rule_rows
     assert row["method"] == "data_darts_rule" and row["derivation"] == "darts"
-    assert row["pairs_per_node_normal"] == 2.0 and rows[0]["derivation"] == "sample"
+    assert row["pairs_per_node_normal"] == 2.0 and rows[0]["derivation"] == "node_sample"
     assert row["search_seconds"] == rows[0]["search_seconds"]
     assert (run / "retrain_darts").is_dir() and (run / "ablation_row_darts.json").exists()
     assert 0.0 <= row["retrain_test_accuracy"] <= 1.0
