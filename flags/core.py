@@ -6,7 +6,6 @@ import time, then turn the parsed values into config objects.
 
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 
@@ -639,21 +638,23 @@ def run_errors(trainer):
     # pylint: disable=import-outside-toplevel
     from datanas.engine.checkpoints import CheckpointMismatchError
     from datanas.engine.loop import NonFiniteError, RunPreempted
+    from datanas.engine.run_files import RunFileDamaged
 
     try:
         yield
     except RunPreempted as preempted:
         print(str(preempted), flush=True)
         sys.exit(143)
-    except (NonFiniteError, CheckpointMismatchError) as error:
+    except (NonFiniteError, CheckpointMismatchError, RunFileDamaged) as error:
         sys.exit(f"{trainer}: error: {error}")
 
 
 def _report_finished(plan, result_file):
     """Prints what a finished run's result file says (nothing is written)."""
+    from datanas.engine.run_files import read_json  # pylint: disable=import-outside-toplevel
+
     path = os.path.join(plan.model_dir, result_file)
-    with open(path) as handle:
-        result = json.load(handle)
+    result = read_json(path)   # a damaged file: one line naming it
     print(f"The run in {plan.model_dir} already finished with these settings; nothing was "
           f"changed. Result ({path}):", flush=True)
     for key, value in result.items():

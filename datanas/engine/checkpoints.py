@@ -10,12 +10,34 @@ with one message, before anything is assigned.
 The paths are stable because every sub-layer of our networks is an
 attribute (see ``datanas.engine.tracking.LayerList``), never an auto-numbered
 layer name.
+
+``restore_newest_readable`` resumes a ``tf.train.CheckpointManager``
+directory that was damaged (a kill or a full disk while writing): a list
+file (``checkpoint``) that cannot be parsed, or is missing while
+checkpoints are present, is set aside and rebuilt from the ``<name>-N.index``
+files present; a checkpoint that cannot be read (truncated or zeroed
+``.index``/``.data``) has its files set aside and the previous one is
+restored into the same objects (every variable is assigned again, so
+nothing of the failed attempt remains).  Each of these is one line for the
+user.  If no checkpoint can be read, ``RunFileDamaged`` refuses the resume
+(nothing set aside): a run never starts over its existing checkpoints.
 """
+
+import os
+import re
 
 import keras
 import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
-__all__ = ["CheckpointMismatchError", "expected_checkpoint_shapes", "restore_exactly"]
+from datanas.engine.run_files import RunFileDamaged, set_aside, write_text_atomic
+
+__all__ = ["CheckpointMismatchError", "expected_checkpoint_shapes", "restore_exactly",
+           "repair_checkpoint_list", "restore_newest_readable"]
+
+#: The CheckpointManager's list of checkpoints in its directory.
+STATE_FILE = "checkpoint"
 
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -91,3 +113,122 @@ def restore_exactly(checkpoint, path):
     # Every variable was matched above; the save counter may be absent from
     # files written by Checkpoint.write.
     checkpoint.restore(path).expect_partial()
+
+
+def _first_line(error, limit=160):
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _present(directory, name):
+    """Prefixes of the `name`-N checkpoints with an .index file, oldest first."""
+    pattern = re.compile(re.escape(name) + r"-(\d+)\.index$")
+    found = sorted((int(m.group(1)), m.group(0)[:-len(".index")])
+                   for m in map(pattern.match, os.listdir(directory)) if m)
+    return [prefix for _, prefix in found]
+
+
+def _write_state(directory, paths, timestamps, last_preserved):
+    state = CheckpointState(model_checkpoint_path=paths[-1], all_model_checkpoint_paths=paths,
+                            all_model_checkpoint_timestamps=timestamps,
+                            last_preserved_timestamp=last_preserved)
+    write_text_atomic(os.path.join(directory, STATE_FILE), text_format.MessageToString(state))
+
+
+def repair_checkpoint_list(directory, name="ckpt"):
+    """Makes `directory`'s checkpoint list readable before a CheckpointManager reads it.
+
+    A list file that cannot be parsed (or names no checkpoint) is set aside
+    as ``checkpoint.damaged[-<n>]``; it, or a missing one, is rebuilt from
+    the `name`-N.index files present.  Returns the one-line note for the
+    user, or None when nothing was changed.
+    """
+    if not os.path.isdir(directory):
+        return None
+    path = os.path.join(directory, STATE_FILE)
+    why = None
+    if os.path.exists(path):
+        try:
+            with open(path, "rb") as handle:
+                state = text_format.Parse(handle.read().decode("utf-8"), CheckpointState())
+            if not state.model_checkpoint_path:
+                raise ValueError("it names no checkpoint")
+            return None
+        except (text_format.ParseError, ValueError) as error:   # UnicodeDecodeError too
+            why = _first_line(error)
+    present = _present(directory, name)
+    if why is None and not present:
+        return None
+    aside = set_aside(path) if why is not None else None
+    if present:
+        times = [os.path.getmtime(os.path.join(directory, p + ".index")) for p in present]
+        _write_state(directory, present, times, min(times) - 1.0)
+        rebuilt = (f"rebuilt from the checkpoint(s) present ({', '.join(present)}; "
+                   f"the newest readable one is resumed)")
+    else:
+        rebuilt = "no checkpoint is present, so none is resumed"
+    if aside is None:
+        return f"{path} was missing while checkpoints are present: {rebuilt}."
+    return f"{path} could not be read ({why}): set aside as {aside}, {rebuilt}."
+
+
+def restore_newest_readable(checkpoint, directory, name="ckpt"):
+    """Restores the newest readable checkpoint of `directory` into `checkpoint`.
+
+    Checkpoints newer than it that failed to restore have their files set
+    aside (``.damaged`` suffix) and are dropped from the list file, so the
+    CheckpointManager created afterwards continues from the restored one.
+
+    Returns:
+      (restored checkpoint prefix or None when there is none, [one-line notes]).
+    Raises:
+      CheckpointMismatchError: the newest readable checkpoint is of another model.
+      RunFileDamaged: checkpoints are listed but none can be read (nothing
+        was set aside).
+    """
+    notes = [n for n in [repair_checkpoint_list(directory, name)] if n]
+    path = os.path.join(directory, STATE_FILE)
+    if not os.path.exists(path):
+        return None, notes
+    with open(path, "rb") as handle:
+        state = text_format.Parse(handle.read().decode("utf-8"), CheckpointState())
+    paths = list(state.all_model_checkpoint_paths)
+    times = list(state.all_model_checkpoint_timestamps)
+    if len(times) != len(paths):
+        times = [state.last_preserved_timestamp] * len(paths)
+    if state.model_checkpoint_path in paths:   # the latest is last
+        keep = paths.index(state.model_checkpoint_path) + 1
+        paths, times = paths[:keep], times[:keep]
+    else:
+        paths.append(state.model_checkpoint_path)
+        times.append(state.last_preserved_timestamp)
+    failures = []
+    for index in range(len(paths) - 1, -1, -1):
+        prefix = os.path.join(directory, paths[index])   # an absolute path stays as is
+        try:
+            restore_exactly(checkpoint, prefix)
+        except CheckpointMismatchError:
+            raise
+        except (tf.errors.OpError, ValueError, IndexError) as error:
+            # DataLossError ("not an sstable", checksum), NotFoundError (files
+            # missing), "Read less bytes than requested" (truncated data)...
+            failures.append((prefix, _first_line(error)))
+            continue
+        for failed, why in failures:
+            files = sorted(f for f in os.listdir(os.path.dirname(failed))
+                           if f == os.path.basename(failed) + ".index"
+                           or re.fullmatch(re.escape(os.path.basename(failed))
+                                           + r"\.data-\d+-of-\d+", f))
+            aside = [os.path.basename(set_aside(os.path.join(os.path.dirname(failed), f)))
+                     for f in files]
+            notes.append(f"checkpoint {failed} cannot be read ({why}): its files are set aside ("
+                         + (", ".join(aside) if aside else "none were present")
+                         + f"); resuming from the previous one, {prefix}.")
+        if failures:
+            _write_state(directory, paths[:index + 1], times[:index + 1],
+                         state.last_preserved_timestamp)
+        return prefix, notes
+    raise RunFileDamaged(
+        f"none of the {len(paths)} checkpoint(s) in {directory} can be read ("
+        + "; ".join(f"{os.path.basename(p)}: {why}" for p, why in failures)
+        + "); nothing was set aside. Move the checkpoints away to start the run over.")

@@ -16,7 +16,15 @@ driven by ``run_loop``.  The loop owns what every run needs:
 * ``metrics.jsonl`` (one line per epoch; lines written after the last
   checkpoint are dropped on resume), TensorBoard scalars (and the program's
   own ``summaries``), a progress bar;
-* optionally the best checkpoint by a validation metric (``select_on``).
+* optionally the best checkpoint by a validation metric (``select_on``);
+* resuming a damaged directory (a kill or a full disk while writing): a
+  checkpoint list or checkpoint that cannot be read is set aside and the
+  newest readable checkpoint resumed (``restore_newest_readable``); a torn
+  last line of ``metrics.jsonl`` (a kill during its append) is cut off into
+  ``metrics.jsonl.torn``; each is one line on stderr (``LoopResult.repairs``).
+  A ``metrics.jsonl`` missing while the checkpoint has completed epochs is
+  refused (``RunFileDamaged``): their records cannot be rebuilt, so the user
+  puts the file back, or creates an empty one to continue without them.
 
 ``tf.distribute.experimental.PreemptionCheckpointHandler`` was evaluated for
 the SIGTERM part.  It runs on one-device and mirrored strategies (local
@@ -34,15 +42,17 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 
 import tensorflow as tf
 
 from datanas.engine.allocator import keep_malloc_thresholds
-from datanas.engine.checkpoints import restore_exactly
+from datanas.engine.checkpoints import repair_checkpoint_list, restore_newest_readable
 from datanas.engine.progress import epoch_progbar
-from datanas.engine.run_files import append_jsonl, read_jsonl
+from datanas.engine.run_files import (RunFileDamaged, append_jsonl, cut_torn_tail, read_jsonl,
+                                      write_text_atomic)
 
 __all__ = ["RunState", "Program", "RunPreempted", "NonFiniteError", "LoopResult", "run_loop"]
 
@@ -143,6 +153,7 @@ class LoopResult:
     last_record: dict
     best_value: float | None
     resumed_from_step: int
+    repairs: list = dataclasses.field(default_factory=list)
 
 
 class _TerminationFlag:
@@ -183,12 +194,24 @@ class _TerminationFlag:
             raise RunPreempted(self.stopped_at_once) from None
 
 
-def _completed_history(metrics_path, epochs_completed):
-    """Metrics of the epochs a checkpoint covers (drops lines written after it)."""
+def _completed_history(metrics_path, epochs_completed, repairs):
+    """Metrics of the epochs a checkpoint covers (drops lines written after it,
+    and a torn last line, noted in `repairs`)."""
+    if not os.path.exists(metrics_path):
+        if epochs_completed:
+            raise RunFileDamaged(
+                f"{metrics_path} is missing but the checkpoint has {epochs_completed} epoch(s) "
+                "completed, whose records cannot be rebuilt: put the file back, or create an "
+                "empty one to continue without them.")
+        return []
+    torn = cut_torn_tail(metrics_path)
+    if torn:
+        repairs.append(f"{metrics_path} ended in an incomplete record (a kill while it was "
+                       f"written): cut back to its last complete record, the cut bytes are "
+                       f"kept in {torn}.")
+        print(repairs[-1], file=sys.stderr, flush=True)
     history = [r for r in read_jsonl(metrics_path) if r["epoch"] <= epochs_completed]
-    with open(metrics_path, "w") as handle:
-        for record in history:
-            handle.write(json.dumps(record) + "\n")
+    write_text_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
     return history
 
 
@@ -227,6 +250,8 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
     Raises:
       RunPreempted: after a SIGTERM, once the state is checkpointed.
       CheckpointMismatchError: the directory's checkpoint is of another model.
+      RunFileDamaged: no checkpoint can be read, a metrics line is damaged,
+        or metrics.jsonl is missing after completed epochs (one line).
     """
     keep_malloc_thresholds()   # before any distributed dataset pages every step (allocator.py)
     os.makedirs(model_dir, exist_ok=True)
@@ -236,6 +261,14 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
                              name="best_value")
     checkpoint = tf.train.Checkpoint(run_state=state, best_value=best_value,
                                      **program.checkpoint_objects())
+    # before the managers read their lists: damaged files are set aside
+    restored, repairs = restore_newest_readable(checkpoint,
+                                                os.path.join(model_dir, "checkpoints"))
+    if select_on:
+        repairs += [n for n in [repair_checkpoint_list(os.path.join(model_dir, "best"), "best")]
+                    if n]
+    for note in repairs:
+        print(note, file=sys.stderr, flush=True)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
                                          max_to_keep=max_to_keep, step_counter=state.step)
     best = (tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "best"),
@@ -243,11 +276,10 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
             if select_on else None)
     metrics_path = os.path.join(model_dir, "metrics.jsonl")
     history = []
-    if manager.latest_checkpoint:
-        restore_exactly(checkpoint, manager.latest_checkpoint)
-        history = _completed_history(metrics_path, int(state.epochs_completed.numpy()))
+    if restored:
+        history = _completed_history(metrics_path, int(state.epochs_completed.numpy()), repairs)
         if verbose:
-            print(f"Resuming from {manager.latest_checkpoint}: step {int(state.step.numpy())}, "
+            print(f"Resuming from {restored}: step {int(state.step.numpy())}, "
                   f"{int(state.epochs_completed.numpy())} epoch(s) completed.", flush=True)
     elif os.path.exists(metrics_path):
         os.unlink(metrics_path)
@@ -324,4 +356,4 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
     writer.flush()
     return LoopResult(history=history, last_record=history[-1] if history else {},
                       best_value=sign * float(best_value.numpy()) if select_on else None,
-                      resumed_from_step=resumed_from)
+                      resumed_from_step=resumed_from, repairs=repairs)

@@ -23,7 +23,7 @@ import json
 import os
 import tempfile
 
-from datanas.engine.run_files import write_json_atomic
+from datanas.engine.run_files import read_json, write_json_atomic
 from datanas.engine.run_lock import LOCK_FILE, acquire_run_lock
 
 __all__ = ["IDENTITY_FILE", "FORMAT_VERSION", "RunRefused", "RunPlan", "check_output_dir",
@@ -174,8 +174,7 @@ def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("ep
         raise RunRefused(f"{model_dir} already holds files ({shown}) but no {IDENTITY_FILE}: "
                          "not a run of this datanas version; use a new --model_dir (nothing "
                          "was changed).")
-    with open(path) as handle:
-        saved = json.load(handle)
+    saved = read_json(path)   # a damaged file: one line naming it
     differences = identity_differences(saved, identity, added_defaults, ignored)
     budget = [d for d in differences if d[0].rsplit(".", 1)[-1] in budget_keys]
     others = [d for d in differences if d not in budget]
