@@ -439,3 +439,29 @@ def test_committed_runs_are_read_back_only_where_the_method_is_unchanged(tmp_pat
         "method 'data' (before its settings were recorded as resolved; "
         "docs/history/ablations_sampled_sum.md says what it measured), so it is not read back "
         "as this method's run; use a new --model_dir.")
+
+
+def test_faithful_flagfile_gives_each_method_its_own_temperatures(tmp_path):
+    """The faithful tables' flag file sets no temperature: GDAS' runs anneal
+    10 -> 0.1 and DATA's 5 -> 1 (what each run resolved to is in its
+    identity), while DARTS' committed runs, made when the command asked for
+    5 -> 1, are still read back."""
+    import shutil
+    from trainers.ablation_runner import _resolved, ablation_specs
+    config = SearchConfig(epochs=20)
+    shape = SupernetShape(num_cells=3, init_channels=8, egs_scope="edge")
+    specs = {spec.method: spec for spec in ablation_specs(
+        "gap", base_config=config, shape=shape, methods=["data", "gdas"], seeds=[0])}
+    temperatures = {method: (_resolved(spec, config, shape, 8)["config"]["initial_temperature"],
+                             _resolved(spec, config, shape, 8)["config"]["final_temperature"])
+                    for method, spec in specs.items()}
+    assert temperatures == {"data": (5.0, 1.0), "gdas": (10.0, 0.1)}
+    shutil.copytree(f"{ROOT}/docs/ablations/learn_preset/runs/darts_seed0",
+                    tmp_path / "runs" / "darts_seed0")
+    command = [sys.executable, "-m", "trainers.ablations",
+               f"--flagfile={ROOT}/docs/ablations/faithful/ablation.flagfile.txt",
+               "--ablation=seeds", "--methods=darts", "--seeds=0", f"--model_dir={tmp_path}"]
+    proc = subprocess.run(command, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "read back" in proc.stdout and "search darts" not in proc.stdout

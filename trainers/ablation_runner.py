@@ -243,6 +243,15 @@ def _run_identity(spec, dataset, base_config, shape, data, random_candidates,
             "resolved": _resolved(spec, base_config, shape, random_candidates)}
 
 
+#: Identity keys not compared.  The label is how a table names the run
+#: ("data_M7" in the seeds table, plain M=7 in the M table): one search serves
+#: both.  The shared config's temperatures are what the command asked for;
+#: what a run used is ``resolved.config``'s (each method's own schedule when
+#: the command sets none), and DARTS' softmax has no temperature, so its
+#: earlier runs, which recorded the asked 5 -> 1, are read back either way.
+IDENTITY_IGNORED = ("run.label", "search.initial_temperature", "search.final_temperature")
+
+
 #: Methods whose resolved settings are what they were before runs recorded
 #: them: a run of theirs without ``resolved`` is read back.  Every other
 #: method changed (DATA's gradient, edge mean and derivation; GDAS' own
@@ -436,7 +445,7 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                                  bn_recalibration_batches)
         _refuse_earlier_method_version(run_dir, spec)
         plan = plan_run(run_dir, identity, result_file="ablation_row.json",
-                        ignored=("run.label",), added_defaults=_legacy_defaults(spec, identity))
+                        ignored=IDENTITY_IGNORED, added_defaults=_legacy_defaults(spec, identity))
         row = None
         if plan.status == "finished":
             with open(row_path) as handle:
