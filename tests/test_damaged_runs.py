@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from datanas.engine import checkpoints
 from datanas.engine.loop import Program, RunState, run_loop
 from datanas.engine.run_files import RunFileDamaged
 from datanas.engine.run_identity import RunPlan, plan_run
@@ -137,15 +138,20 @@ def _zero(name):
     return damage
 
 
+def _lost_data(path):
+    os.unlink(path / "checkpoints" / "ckpt-8.data-00000-of-00001")
+
+
 @pytest.mark.parametrize("damage", [_truncate_data, _zero("ckpt-8.index"),
-                                    _zero("ckpt-8.data-00000-of-00001")],
-                         ids=["truncated_data", "zeroed_index", "zeroed_data"])
+                                    _zero("ckpt-8.data-00000-of-00001"), _lost_data],
+                         ids=["truncated_data", "zeroed_index", "zeroed_data", "lost_data"])
 def test_a_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_resumed(
         runs, tmp_path, damage):
     directory = _copy(runs, tmp_path)
     damage(directory)
     damaged = {n: (directory / "checkpoints" / n).read_bytes()
-               for n in ("ckpt-8.index", "ckpt-8.data-00000-of-00001")}
+               for n in ("ckpt-8.index", "ckpt-8.data-00000-of-00001")
+               if (directory / "checkpoints" / n).exists()}
     result = _resume_matches(directory, runs[1]["from4"])
     [note] = result.repairs
     assert "ckpt-8 cannot be read" in note and note.endswith("ckpt-4.")
@@ -183,6 +189,21 @@ def test_a_garbled_list_and_a_damaged_latest_checkpoint_resume_the_previous_one(
     _truncate_data(directory)
     result = _resume_matches(directory, runs[1]["from4"])
     assert len(result.repairs) == 2
+
+
+def test_a_restore_failing_for_want_of_memory_sets_nothing_aside(runs, tmp_path, monkeypatch):
+    """Only errors about the files mean damage: an out-of-memory restore of
+    an intact checkpoint is raised as it is, the checkpoint kept in place."""
+    directory = _copy(runs, tmp_path)
+    before = _hashes(directory)
+
+    def out_of_memory(checkpoint, path):
+        raise tf.errors.ResourceExhaustedError(None, None, f"OOM restoring {path}")
+
+    monkeypatch.setattr(checkpoints, "restore_exactly", out_of_memory)
+    with pytest.raises(tf.errors.ResourceExhaustedError, match="ckpt-8"):
+        run_loop(LinearProgram(), str(directory), verbose=0)
+    assert _hashes(directory) == before
 
 
 def test_no_readable_checkpoint_is_refused_and_nothing_changes(runs, tmp_path):

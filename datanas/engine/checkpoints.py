@@ -29,6 +29,7 @@ import re
 import keras
 import tensorflow as tf
 from google.protobuf import text_format
+from google.protobuf.message import DecodeError
 from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
 from datanas.engine.run_files import RunFileDamaged, set_aside, write_text_atomic
@@ -38,6 +39,13 @@ __all__ = ["CheckpointMismatchError", "expected_checkpoint_shapes", "restore_exa
 
 #: The CheckpointManager's list of checkpoints in its directory.
 STATE_FILE = "checkpoint"
+
+#: Errors of a restore that say nothing about the files (memory, access,
+#: interruption): raised as they are, the checkpoint is not set aside.
+_NOT_DAMAGE = (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
+               tf.errors.UnavailableError, tf.errors.CancelledError,
+               tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+               tf.errors.UnauthenticatedError)
 
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -207,11 +215,12 @@ def restore_newest_readable(checkpoint, directory, name="ckpt"):
         prefix = os.path.join(directory, paths[index])   # an absolute path stays as is
         try:
             restore_exactly(checkpoint, prefix)
-        except CheckpointMismatchError:
+        except (CheckpointMismatchError, *_NOT_DAMAGE):
             raise
-        except (tf.errors.OpError, ValueError, IndexError) as error:
-            # DataLossError ("not an sstable", checksum), NotFoundError (files
-            # missing), "Read less bytes than requested" (truncated data)...
+        except (tf.errors.OpError, ValueError, IndexError, DecodeError) as error:
+            # the checkpoint reader's OpError ("file is too short to be an
+            # sstable", "not an sstable", checksums, a missing .data file) and
+            # IndexError ("Read less bytes than requested": truncated or zeroed data)
             failures.append((prefix, _first_line(error)))
             continue
         for failed, why in failures:
