@@ -268,3 +268,16 @@ def test_a_truncated_result_file_of_a_finished_run_is_named(tmp_path):
     with pytest.raises(RunFileDamaged, match="search_result.json is damaged") as error:
         flags_core._report_finished(plan, "search_result.json")  # pylint: disable=protected-access
     assert str(tmp_path / "search_result.json") in str(error.value)
+
+
+def test_records_without_a_checkpoint_are_set_aside_when_the_run_starts_over(runs, tmp_path):
+    """The user moved the checkpoints away (e.g. after a refusal above): the
+    run starts at step 0 and the old records are kept beside the new ones."""
+    directory = _copy(runs, tmp_path)
+    old = (directory / "metrics.jsonl").read_bytes()
+    os.rename(directory / "checkpoints", tmp_path / "moved_away")
+    result = run_loop(LinearProgram(), str(directory), verbose=0)
+    assert result.resumed_from_step == 0 and len(result.history) == 3
+    [note] = result.repairs
+    assert "no checkpoint is left to resume" in note and "metrics.jsonl.no-checkpoint" in note
+    assert (directory / "metrics.jsonl.no-checkpoint").read_bytes() == old

@@ -25,6 +25,8 @@ driven by ``run_loop``.  The loop owns what every run needs:
   A ``metrics.jsonl`` missing while the checkpoint has completed epochs is
   refused (``RunFileDamaged``): their records cannot be rebuilt, so the user
   puts the file back, or creates an empty one to continue without them.
+  Records no checkpoint covers (the checkpoints moved away) are set aside as
+  ``metrics.jsonl.no-checkpoint`` when the run starts at step 0.
 
 ``tf.distribute.experimental.PreemptionCheckpointHandler`` was evaluated for
 the SIGTERM part.  It runs on one-device and mirrored strategies (local
@@ -52,7 +54,7 @@ from datanas.engine.allocator import keep_malloc_thresholds
 from datanas.engine.checkpoints import repair_checkpoint_list, restore_newest_readable
 from datanas.engine.progress import epoch_progbar
 from datanas.engine.run_files import (RunFileDamaged, append_jsonl, cut_torn_tail, read_jsonl,
-                                      write_text_atomic)
+                                      set_aside, write_text_atomic)
 
 __all__ = ["RunState", "Program", "RunPreempted", "NonFiniteError", "LoopResult", "run_loop"]
 
@@ -281,8 +283,13 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
         if verbose:
             print(f"Resuming from {restored}: step {int(state.step.numpy())}, "
                   f"{int(state.epochs_completed.numpy())} epoch(s) completed.", flush=True)
-    elif os.path.exists(metrics_path):
-        os.unlink(metrics_path)
+    elif os.path.exists(metrics_path) and os.path.getsize(metrics_path):
+        # records no checkpoint covers (a kill before the first one, or the
+        # checkpoints were moved away): kept, the run starts at step 0
+        aside = set_aside(metrics_path, ".no-checkpoint")
+        repairs.append(f"{metrics_path} holds records but no checkpoint is left to resume: set "
+                       f"aside as {aside}; the run starts at step 0.")
+        print(repairs[-1], file=sys.stderr, flush=True)
     resumed_from = int(state.step.numpy())
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
     steps_per_epoch = program.steps_per_epoch
