@@ -281,3 +281,32 @@ def test_records_without_a_checkpoint_are_set_aside_when_the_run_starts_over(run
     [note] = result.repairs
     assert "no checkpoint is left to resume" in note and "metrics.jsonl.no-checkpoint" in note
     assert (directory / "metrics.jsonl.no-checkpoint").read_bytes() == old
+
+
+def test_a_garbled_best_checkpoint_list_is_rebuilt(tmp_path):
+    directory = tmp_path / "run"
+    program = LinearProgram()
+    original = program.train_step
+
+    def killed(index):
+        if int(program.state.step.numpy()) == 8:
+            raise Stop()
+        return original(index)
+
+    program.train_step = killed
+    with pytest.raises(Stop):
+        run_loop(program, str(directory), verbose=0, select_on="train_loss", select_max=False)
+    best = sorted(n for n in os.listdir(directory / "best") if n.endswith(".index"))
+    (directory / "best" / "checkpoint").write_bytes(b"\xff garbled {{")
+    result = run_loop(LinearProgram(), str(directory), verbose=0, select_on="train_loss",
+                      select_max=False)
+    [note] = result.repairs
+    assert "best/checkpoint could not be read" in note
+    assert f"rebuilt from the checkpoint(s) present ({best[-1][:-len('.index')]}" in note
+    assert (directory / "best" / "checkpoint.damaged").exists()
+    # the rebuilt list is the manager's: the newest best is listed, none is left unmanaged
+    state = tf.train.get_checkpoint_state(str(directory / "best"))
+    listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths]
+    present = sorted(n[:-len(".index")] for n in os.listdir(directory / "best")
+                     if n.endswith(".index"))
+    assert listed == present
