@@ -310,3 +310,12 @@ def test_a_garbled_best_checkpoint_list_is_rebuilt(tmp_path):
     present = sorted(n[:-len(".index")] for n in os.listdir(directory / "best")
                      if n.endswith(".index"))
     assert listed == present
+
+
+def test_a_trainer_ends_a_refused_resume_with_its_one_line():
+    from flags import core as flags_core  # pylint: disable=import-outside-toplevel
+    message = "none of the 2 checkpoint(s) in /x/checkpoints can be read (...)"
+    with pytest.raises(SystemExit) as stop:
+        with flags_core.run_errors("search_cifar"):
+            raise RunFileDamaged(message)
+    assert stop.value.code == f"search_cifar: error: {message}"
