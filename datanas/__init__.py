@@ -4,10 +4,10 @@ Ensemble Gumbel-Softmax estimator, for Keras 3 on TensorFlow 2.
 The package uses TensorFlow ops and tf.distribute directly, so Keras must
 run on its TensorFlow backend.
 
-Layout: ``estimators/`` (EGS, softmax mixing), ``spaces/<name>/`` (one
-search space each, behind ``spaces.base.SearchSpace``), ``tasks/`` (loss
-and metrics), ``engine/`` (strategy, step pieces, the one run loop),
-``search/``, ``training/``, ``analysis/``.  Importing ``datanas`` registers
+Layers, lowest first (docs/architecture.md; tests/test_layering.py keeps
+it): ``core`` (Keras helpers) -> ``estimators`` -> ``spaces`` / ``tasks``
+-> ``engine`` (run lifecycle) -> ``search`` / ``training`` -> ``analysis``
+-> ``layers`` (public re-exports).  Importing ``datanas`` registers
 every serializable class, so ``keras.models.load_model`` works after it.
 """
 

@@ -9,7 +9,7 @@ import pytest
 PROBE = textwrap.dedent("""
     import resource, sys
     import numpy as np, tensorflow as tf
-    from datanas.engine.allocator import keep_malloc_thresholds
+    from datanas.core.allocator import keep_malloc_thresholds
     if sys.argv[1] == "keep":
         assert keep_malloc_thresholds()
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")

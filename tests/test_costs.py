@@ -19,7 +19,7 @@ from datanas.spaces.darts_cnn.networks import NetworkCIFAR
 from datanas.spaces.darts_cnn.random_cells import sample_uniform_genotype
 from datanas.spaces.darts_cnn.space import DARTS_CNN, SupernetShape
 from datanas.spaces.darts_rnn.space import RecurrentShape
-from datanas.training.model_stats import count_multiply_adds, count_parameters
+from datanas.core.model_stats import count_multiply_adds, count_parameters
 
 PARAMETRIC = {"sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from datanas.engine.layer_functions import LayerFunctions, call_layer
+from datanas.core.layer_functions import LayerFunctions, call_layer
 from datanas.search.config import SearchConfig
 from datanas.search.searcher import HOST_AUTO_MAX_STEPS, Searcher, resolve_execution
 from datanas.spaces.darts_cnn import mixed_edge

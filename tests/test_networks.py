@@ -16,7 +16,7 @@ from data_tf.image_datasets import load_image_dataset
 from data_tf.image_pipelines import make_image_pipeline
 from data_tf.splits import take_subset
 from datanas.spaces.darts_cnn.genotype import DARTS_V2, Genotype, save_genotype
-from datanas.training.model_stats import IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds, count_parameters
+from datanas.core.model_stats import IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds, count_parameters
 from datanas.spaces.darts_cnn.networks import NetworkCIFAR, NetworkImageNet
 from datanas.training.trainer import TrainConfig, run_training
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from datanas.engine.precision import DTYPE_POLICIES, set_dtype_policy
+from datanas.core.precision import DTYPE_POLICIES, set_dtype_policy
 from datanas.engine.run_identity import RunRefused, plan_run
 from datanas.search.config import SearchConfig
 from datanas.search.run import run_search

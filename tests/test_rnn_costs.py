@@ -20,7 +20,7 @@ from datanas.spaces.darts_rnn.cells import RecurrentCell
 from datanas.spaces.darts_rnn.genotype import RecurrentGenotype
 from datanas.spaces.darts_rnn.language_model import RNNSearchModel
 from datanas.spaces.darts_rnn.space import DARTS_RNN_SPACE, RecurrentShape
-from datanas.training.model_stats import count_parameters
+from datanas.core.model_stats import count_parameters
 from flags.lm import refuse_budget_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -177,8 +177,9 @@ def test_bad_settings_give_one_clear_error():
                            cost_lambda=0.5)
     with pytest.raises(ValueError) as error:
         build_search("darts", 20, None, SearchConfig(epochs=1), shape, space="darts_rnn")
-    assert str(error.value) == ("cost_lambda=0.5 (resource-aware sampling) needs "
-                                "weighting='egs' (DATA, GDAS); got weighting='softmax'.")
+    assert str(error.value) == ("cost_lambda=0.5 (resource-aware sampling) needs a weighting "
+                                "that samples binary codes ('egs': DATA, GDAS); got "
+                                "weighting='softmax'.")
     with pytest.raises(ValueError, match="--max_params: budgets on the final network exist "
                                          "for the conv space only"):
         refuse_budget_flags(["search_ptb", "--cost=params", "--max_params=1000"])

@@ -21,7 +21,7 @@ from datanas.spaces.darts_cnn.genotype import DARTS_V2, save_genotype
 from datanas.spaces.darts_cnn.networks import NetworkImageNet
 from datanas.spaces.darts_cnn.segmentation import NetworkDeepLabV3, dilated_cell_plan
 from datanas.tasks import SegmentationTask
-from datanas.training.model_stats import count_parameters
+from datanas.core.model_stats import count_parameters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

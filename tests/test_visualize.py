@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from datanas.analysis.cell_drawing import (GraphvizNotFoundError, draw_genotype, genotype_dot,
+from datanas.spaces.drawing import (GraphvizNotFoundError, draw_genotype, genotype_dot,
                                            genotype_text, output_format)
-from datanas.analysis.probability_image import edge_labels, probability_heatmap
+from datanas.core.probability_image import edge_labels, probability_heatmap
 from datanas.search.epoch_pictures import EpochPictures
 from datanas.spaces import get_space
 from datanas.spaces.darts_cnn.genotype import Genotype, GenotypeError

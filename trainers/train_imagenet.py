@@ -45,7 +45,7 @@ def main(argv):
     from data_tf.imagenet_inputs import make_imagenet_inputs
     from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
     from datanas.spaces.darts_cnn.networks import NetworkImageNet
-    from datanas.training.model_stats import (IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds,
+    from datanas.core.model_stats import (IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds,
                                               count_parameters)
     from datanas.training.trainer import run_training
 

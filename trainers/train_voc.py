@@ -39,7 +39,7 @@ def main(argv):
     from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
     from datanas.spaces.darts_cnn.segmentation import NetworkDeepLabV3
     from datanas.tasks import SegmentationTask
-    from datanas.training.model_stats import count_parameters
+    from datanas.core.model_stats import count_parameters
     from datanas.training.trainer import run_training
 
     output_stride = int(FLAGS.output_stride)

@@ -30,7 +30,7 @@ def main(argv):
         sys.exit(f"visualize: error: unexpected arguments {argv[1:]}; use --genotype and "
                  "--output.")
     # pylint: disable=import-outside-toplevel
-    from datanas.analysis.cell_drawing import GraphvizNotFoundError, draw_genotype, output_format
+    from datanas.spaces.drawing import GraphvizNotFoundError, draw_genotype, output_format
     from datanas.spaces.genotype_files import load_any_genotype
     from datanas.spaces.darts_cnn.genotype import GenotypeError
 

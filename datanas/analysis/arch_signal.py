@@ -30,7 +30,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from datanas.engine.layer_functions import LayerFunctions
+from datanas.core.layer_functions import LayerFunctions
 from datanas.estimators import EnsembleGumbelSoftmax
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS
 from datanas.spaces.darts_cnn.supernet import node_sampling_seed

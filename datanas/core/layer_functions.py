@@ -32,7 +32,7 @@ import threading
 
 import tensorflow as tf
 
-from datanas.engine.steps import replica_component
+from datanas.core.replicas import replica_component
 
 __all__ = ["LayerFunctions", "call_layer", "configuration_key"]
 

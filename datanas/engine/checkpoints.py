@@ -8,7 +8,7 @@ compares every variable path and shape first and refuses any difference
 with one message, before anything is assigned.
 
 The paths are stable because every sub-layer of our networks is an
-attribute (see ``datanas.engine.tracking.LayerList``), never an auto-numbered
+attribute (see ``datanas.core.tracking.LayerList``), never an auto-numbered
 layer name.
 
 ``restore_newest_readable`` resumes a ``tf.train.CheckpointManager``

@@ -50,7 +50,7 @@ import time
 
 import tensorflow as tf
 
-from datanas.engine.allocator import keep_malloc_thresholds
+from datanas.core.allocator import keep_malloc_thresholds
 from datanas.engine.checkpoints import repair_checkpoint_list, restore_newest_readable
 from datanas.engine.progress import epoch_progbar
 from datanas.engine.run_files import (RunFileDamaged, append_jsonl, cut_torn_tail, read_jsonl,

@@ -26,6 +26,8 @@ instead of a NaN.
 
 import tensorflow as tf
 
+from datanas.core.replicas import replica_component
+
 __all__ = ["scaled_loss", "all_reduce_sum", "apply_update", "guarded_sums",
            "reduce_sums", "batch_norm_statistics", "sync_replica_statistics",
            "replica_component"]
@@ -95,17 +97,6 @@ def sync_replica_statistics(variables):
     means = context.all_reduce(tf.distribute.ReduceOp.MEAN, [v.read_value() for v in local])
     for variable, mean in zip(local, means):
         variable.assign(mean)
-
-
-def replica_component(variable):
-    """The tf.Variable behind a Keras variable, and under a distribution
-    strategy this replica's copy of it: a function called from a replica
-    must read, assign and differentiate the replica's own component (a
-    gradient asked of the distributed variable would be None), and a
-    collective needs inputs placed on the replica's device."""
-    variable = getattr(variable, "_value", variable)
-    component = getattr(variable, "_get_on_device_or_primary", None)   # DistributedVariable
-    return component() if component is not None else variable
 
 
 def guarded_sums(count, compute, zeros, guard=True):

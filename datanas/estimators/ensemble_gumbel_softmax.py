@@ -20,7 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from datanas.engine.tracking import SeedStateTracking
+from datanas.core.tracking import SeedStateTracking
+from datanas.estimators.base import Estimator, register_estimator
 
 __all__ = ["EnsembleGumbelSoftmax", "inclusion_probabilities"]
 
@@ -54,8 +55,9 @@ def inclusion_probabilities(logits, num_samples):
     return -tf.math.expm1(float(num_samples) * tf.math.log1p(-probs))
 
 
+@register_estimator("egs")
 @keras.saving.register_keras_serializable(package="datanas")
-class EnsembleGumbelSoftmax(SeedStateTracking, keras.layers.Layer):
+class EnsembleGumbelSoftmax(SeedStateTracking, Estimator):
     """Samples binary codes with 1..M ones from logits over the last axis.
 
     Args:
@@ -102,6 +104,10 @@ class EnsembleGumbelSoftmax(SeedStateTracking, keras.layers.Layer):
             name="temperature",
         )
         self.built = True
+
+    @classmethod
+    def from_settings(cls, *, num_samples=1, temperature=1.0, seed=None, name="estimator"):
+        return cls(num_samples, temperature, seed=seed, name=name)
 
     # -- temperature -------------------------------------------------------
     @property
@@ -162,16 +168,6 @@ class EnsembleGumbelSoftmax(SeedStateTracking, keras.layers.Layer):
         # `surrogate - stop_gradient(surrogate)` is exactly 0.0 in the forward
         # pass, so the returned value is exactly the binary code.
         return code + (surrogate - tf.stop_gradient(surrogate))
-
-    def call(self, inputs, training=None, seed=None):
-        if training:
-            out = self.sample(inputs, seed=seed)
-        else:
-            out = self.deterministic_code(inputs)
-        return tf.cast(out, self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()

@@ -8,11 +8,14 @@ EnsembleGumbelSoftmax layer, so a supernet takes either estimator.
 import keras
 import tensorflow as tf
 
+from datanas.estimators.base import Estimator, register_estimator
+
 __all__ = ["SoftmaxMixing"]
 
 
+@register_estimator("softmax")
 @keras.saving.register_keras_serializable(package="datanas")
-class SoftmaxMixing(keras.layers.Layer):
+class SoftmaxMixing(Estimator):
     """Weights = softmax over the last axis (train and inference alike)."""
 
     binary_codes = False
@@ -28,13 +31,3 @@ class SoftmaxMixing(keras.layers.Layer):
 
     def deterministic_code(self, logits):
         return self.sample(logits)
-
-    def set_temperature(self, value):
-        del value   # softmax mixing has no temperature
-
-    def call(self, inputs, training=None, seed=None):
-        del training, seed
-        return tf.cast(self.sample(inputs), self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape

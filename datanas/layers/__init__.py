@@ -6,7 +6,7 @@ estimators live in ``datanas.estimators``, the conv-space layers in
 (``RecurrentCell`` is a Keras RNN cell: ``keras.layers.RNN(RecurrentCell(genotype, units))``).
 """
 
-from datanas.engine.tracking import LayerList
+from datanas.core.tracking import LayerList
 from datanas.estimators import EnsembleGumbelSoftmax, SoftmaxMixing, inclusion_probabilities
 from datanas.spaces.darts_cnn.cells import GenotypeCell, SearchCell
 from datanas.spaces.darts_cnn.mixed_edge import EDGE_MODES, MixedEdge

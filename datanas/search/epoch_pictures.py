@@ -29,8 +29,8 @@ import random
 
 import numpy as np
 
-from datanas.analysis.cell_drawing import INSTALL_HINT, dot_available, genotype_dot, render_dot
-from datanas.analysis.probability_image import edge_labels, probability_heatmap
+from datanas.spaces.drawing import INSTALL_HINT, dot_available, genotype_dot, render_dot
+from datanas.core.probability_image import edge_labels, probability_heatmap
 from datanas.engine.run_files import write_json_atomic
 
 __all__ = ["EpochPictures", "snapshot_path", "CELL_KINDS_IN_PROBABILITIES"]

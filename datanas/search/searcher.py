@@ -13,21 +13,11 @@
 * a weight step of a fixed child (random search), a batch-norm
   re-estimation pass, and evaluation with sampled or fixed edge weights.
 
-Steps run in one of two ways (``SearchConfig.execution``):
-
-* ``graph``: each step is one compiled ``tf.function`` holding the whole
-  supernet, every op behind a ``tf.cond`` (or an empty batch) that skips it
-  at run time.  Needed by TPUs (a compiled step) and by spaces whose
-  supernet is not host-driven; building it takes minutes for the paper's
-  8-cell supernet.
-* ``host``: the step's code is sampled by a small compiled function, then the
-  forward and backward passes run eagerly, calling only the sampled child's
-  ops, each through a compiled function shared by every op of the same
-  configuration and shape (``engine/layer_functions.py``); the update
-  (all-reduce, clipping, decay, optimizers) is one compiled function.
-  Nothing of the unselected supernet is built or executed, so the one-time
-  cost is a few dozen small functions and the memory is the child's.
-  The second-order step stays compiled in both modes.
+Steps run in one of two ways (``SearchConfig.execution``), chosen once when
+the Searcher is made: ``graph_steps.GraphSteps`` (each step one compiled
+``tf.function`` of the whole supernet) or ``host_steps.HostSteps`` (only the
+sampled child's ops run, eagerly, through shared compiled layer functions).
+The second-order step stays compiled in both.
 
 It is written against the supernet interface of ``datanas.spaces.base``
 and a ``datanas.tasks`` Task only.  Every random draw of a step is a pure
@@ -35,17 +25,17 @@ function of (seed, step counter), so a run is reproducible and all replicas
 of a step sample the same child.
 """
 
-import functools
-
 import keras
 import tensorflow as tf
 
-from datanas.engine.layer_functions import LayerFunctions
+from datanas.core.layer_functions import LayerFunctions
 
 from datanas.engine.loop import RunState
 from datanas.engine.steps import (all_reduce_sum, apply_update, batch_norm_statistics,
                                   guarded_sums, reduce_sums, scaled_loss,
                                   sync_replica_statistics)
+from datanas.search.graph_steps import GraphSteps
+from datanas.search.host_steps import HostSteps
 from datanas.search.methods import DEFAULT_ARCH_WEIGHT_DECAY
 from datanas.search.unrolled import unrolled_arch_gradients
 from datanas.tasks import ClassificationTask
@@ -114,7 +104,7 @@ class Searcher:
         # Default task: classification over the supernet's outputs.
         task = task or ClassificationTask(model.num_classes)
         self.model, self.task, self.config = model, task, config
-        self._statistics = batch_norm_statistics(model)   # averaged over replicas per update
+        self.statistics = batch_norm_statistics(model)   # averaged over replicas per update
         self.strategy = strategy or tf.distribute.get_strategy()
         self.steps_per_epoch = steps_per_epoch
         self.global_batch_size = global_batch_size
@@ -135,29 +125,42 @@ class Searcher:
             self.arch_optimizer.build(model.architecture_variables)
             self.state = RunState(names)
         self._seed = tf.constant(config.seed, tf.int64)
-        # Batches may vary in shape (a last partial batch, variable-length
-        # BPTT windows): a second shape generalises the trace instead of
-        # compiling one graph per shape.
-        compile_step = functools.partial(tf.function, reduce_retracing=True)
-        self.joint_step = compile_step(self._joint_step)
-        self.weight_step = compile_step(self._weight_step)
-        self.arch_step = compile_step(self._arch_step)
-        self.unrolled_arch_step = compile_step(self._unrolled_arch_step)
-        # Edge weights are an input, so every fixed child shares one graph.
-        self.fixed_weight_step = compile_step(self._fixed_weight_step)
-        self.recalibration_step = compile_step(self._recalibration_step)
-        # Sampled children and a fixed derived child share one evaluation graph.
-        self.eval_step = compile_step(self._eval_step)
-        self.sample_eval_weights = tf.function(self._sample_eval_weights)
         # Eager callers (host steps, tests that drive `forward` directly)
         # sample a step's code through one small compiled function.
         self._sample_step_weights = tf.function(
             lambda seed: self.model.edge_weights(stochastic=True, seed=seed))
-        self._eval_steps = {}   # graph evaluation steps per dataset signature
+        self.sample_eval_weights = tf.function(self._sample_eval_weights)
+        self.layer_functions = LayerFunctions()
         self.execution = resolve_execution(config.execution, model, self.strategy,
                                            total_steps=config.epochs * steps_per_epoch)
-        if self.execution == "host":
-            self._use_host_steps()
+        # Chosen once: every step of this search runs the same way.
+        steps = HostSteps if self.execution == "host" else GraphSteps
+        self.steps = steps(self, stream_weights=STREAM_WEIGHTS, stream_arch=STREAM_ARCH)
+
+    # -- the steps (graph_steps.py or host_steps.py) ------------------------
+    def joint_step(self, batch):
+        """DATA's joint step: weights and logits from one training batch."""
+        return self.steps.joint(batch)
+
+    def weight_step(self, batch):
+        """A weight step of a sampled child."""
+        return self.steps.weight(batch)
+
+    def arch_step(self, batch):
+        """First-order architecture step on a held-out batch (alternate mode)."""
+        return self.steps.arch(batch)
+
+    def fixed_weight_step(self, batch, edge_weights):
+        """A weight step of the child given by fixed edge weights (random search)."""
+        return self.steps.fixed_weight(batch, edge_weights)
+
+    def recalibration_step(self, inputs, edge_weights):
+        """A training-mode forward that moves batch-norm statistics, no update."""
+        return self.steps.recalibration(inputs, edge_weights)
+
+    def eval_step(self, batch, weights):
+        """Evaluation sums of one batch under fixed or sampled edge weights."""
+        return self.steps.evaluation(batch, weights)
 
     # -- pieces ------------------------------------------------------------
     @property
@@ -193,7 +196,7 @@ class Searcher:
         apply_update(self.weight_optimizer, grads, self.model.network_variables,
                      clip_norm=self.config.grad_clip, weight_decay=self.config.weight_decay,
                      summed=summed)
-        sync_replica_statistics(self._statistics)
+        sync_replica_statistics(self.statistics)
 
     def apply_arch_gradients(self, grads, summed=False):
         # The architecture step's training-mode forward moved batch-norm
@@ -202,74 +205,37 @@ class Searcher:
         apply_update(self.arch_optimizer, grads, self.model.architecture_variables,
                      weight_decay=DEFAULT_ARCH_WEIGHT_DECAY if decay is None else decay,
                      summed=summed)
-        sync_replica_statistics(self._statistics)
+        sync_replica_statistics(self.statistics)
 
     def summed_gradients(self, grads, variables):
         return all_reduce_sum(grads, variables)
 
     # -- replica functions -------------------------------------------------
-    def _replica_update(self, batch, stream, update_weights, update_arch):
-        """Forward/backward of one sampled child; updates the chosen variable sets."""
-        inputs, targets = self.task.unpack(batch)
-        net_vars = self.model.network_variables if update_weights else []
-        arch_vars = self.model.architecture_variables if update_arch else []
-        with tf.GradientTape() as tape:
-            loss, sums = self.replica_loss(targets, self.forward(inputs, stream))
-        grads = tape.gradient(loss, net_vars + arch_vars)
-        if update_weights:
-            self.apply_weight_gradients(grads[:len(net_vars)])
-        if update_arch:
-            self.apply_arch_gradients(grads[len(net_vars):])
-        return sums, self.task.count(targets)
-
     def _unrolled_arch_replica(self, arch_batch, train_batch):
         arch_grads, sums, count = unrolled_arch_gradients(self, arch_batch, train_batch,
                                                           STREAM_ARCH)
         self.apply_arch_gradients(arch_grads, summed=True)
         return sums, count
 
-    def _fixed_replica(self, batch, edge_weights):
-        """Weight update of the child given by fixed edge weights (random search)."""
-        inputs, targets = self.task.unpack(batch)
-        net_vars = self.model.network_variables
-        with tf.GradientTape() as tape:
-            loss, sums = self.replica_loss(
-                targets, self.model.forward(inputs, edge_weights, training=True))
-        self.apply_weight_gradients(tape.gradient(loss, net_vars))
-        return sums, self.task.count(targets)
-
-    def _means(self, per_replica, prefix=""):
+    def means(self, per_replica, prefix=""):
         sums, count = per_replica
         names = sorted(sums)
         reduced = reduce_sums(self.strategy, [sums[n] for n in names] + [count])
         count = tf.cast(reduced[-1], tf.float32)
         return {prefix + n: value / count for n, value in zip(names, reduced[:-1])}
 
-    # -- compiled steps (cross-replica) ------------------------------------
-    def _run_update(self, batch, stream, update_weights, update_arch, prefix=""):
-        per_replica = self.strategy.run(
-            self._replica_update, (batch,),
-            dict(stream=stream, update_weights=update_weights, update_arch=update_arch))
-        return self._means(per_replica, prefix)
+    def unrolled_arch_step(self, arch_batch, train_batch):
+        """Second-order architecture step (compiled in both executions)."""
+        return self.steps.unrolled_arch(arch_batch, train_batch)
 
-    def _advance(self, metrics):
+    def unrolled_arch_update(self, arch_batch, train_batch):
+        """Second-order architecture step (see unrolled.py)."""
+        return self.means(self.strategy.run(self._unrolled_arch_replica,
+                                             (arch_batch, train_batch)), "arch_")
+
+    def advance(self, metrics):
         self.state.step.assign_add(1)
         return metrics
-
-    def _joint_step(self, batch):
-        return self._advance(self._run_update(batch, STREAM_WEIGHTS, True, True))
-
-    def _weight_step(self, batch):
-        return self._advance(self._run_update(batch, STREAM_WEIGHTS, True, False))
-
-    def _arch_step(self, batch):
-        """First-order architecture step on a held-out batch (alternate mode)."""
-        return self._run_update(batch, STREAM_ARCH, False, True, "arch_")
-
-    def _unrolled_arch_step(self, arch_batch, train_batch):
-        """Second-order architecture step (see unrolled.py)."""
-        return self._means(self.strategy.run(self._unrolled_arch_replica,
-                                             (arch_batch, train_batch)), "arch_")
 
     def search_step(self, train_batch, arch_batch=None):
         """The configured step: joint, or an architecture step on the held-out
@@ -282,20 +248,7 @@ class Searcher:
             metrics = self.arch_step(arch_batch)
         return {**metrics, **self.weight_step(train_batch)}
 
-    def _fixed_weight_step(self, batch, edge_weights):
-        return self._advance(self._means(self.strategy.run(self._fixed_replica,
-                                                           (batch, edge_weights))))
-
-    def _recalibration_step(self, inputs, edge_weights):
-        def replica(inputs, edge_weights):
-            # Training-mode forward: batch-norm layers update their moving
-            # statistics from this child's activations; no gradient is taken.
-            self.model.forward(inputs, edge_weights, training=True)
-            sync_replica_statistics(self._statistics)
-            return tf.shape(inputs)[0]
-        return self.strategy.run(replica, (inputs, edge_weights))
-
-    def _eval_replica(self, batch, weights):
+    def eval_replica(self, batch, weights):
         inputs, targets = self.task.unpack(batch)
         keys = self.task.eval_names
 
@@ -308,107 +261,9 @@ class Searcher:
         return guarded_sums(count, sums, tuple(tf.constant(0.0) for _ in keys),
                             guard=self.task.empty_batches_possible), count
 
-    def _eval_step(self, batch, weights):
-        values, count = self.strategy.run(self._eval_replica, (batch, weights))
-        return reduce_sums(self.strategy, list(values) + [count])
-
     def _sample_eval_weights(self, batch_index):
         seed = tf.stack([self._seed + 7919, tf.cast(batch_index, tf.int64)])
         return self.model.edge_weights(stochastic=True, seed=seed)
-
-    # -- host-driven steps -------------------------------------------------
-    def _use_host_steps(self):
-        """Replaces the compiled steps (but the second-order one) by
-        host-driven ones (see the module docstring)."""
-        self.layer_functions = LayerFunctions()
-        self._zeros = {}
-        net_vars = self.model.network_variables
-        self._apply_host = {
-            (True, True): tf.function(functools.partial(self._host_apply, True, True)),
-            (True, False): tf.function(functools.partial(self._host_apply, True, False)),
-            (False, True): tf.function(functools.partial(self._host_apply, False, True))}
-        self._num_network_variables = len(net_vars)
-        self.joint_step = lambda batch: self._advance(
-            self._host_update(batch, STREAM_WEIGHTS, True, True))
-        self.weight_step = lambda batch: self._advance(
-            self._host_update(batch, STREAM_WEIGHTS, True, False))
-        self.arch_step = lambda batch: self._host_update(batch, STREAM_ARCH, False, True,
-                                                         "arch_")
-        self.fixed_weight_step = self._host_fixed_weight_step
-        self.recalibration_step = self._host_recalibration_step
-        self.eval_step = self._host_eval_step
-
-    def _zero_gradient(self, variable):
-        """A cached zero tensor (an unselected op's gradient), so steps do
-        not allocate one per variable."""
-        context = tf.distribute.get_replica_context()
-        replica = 0 if context is None else tf.get_static_value(
-            context.replica_id_in_sync_group)
-        key = (tuple(variable.shape), variable.dtype, int(replica))
-        if key not in self._zeros:
-            self._zeros[key] = tf.zeros(variable.shape, variable.dtype)
-        return self._zeros[key]
-
-    def _host_gradients(self, compute_loss, variables):
-        """Eager forward/backward of `compute_loss()` (loss, extras) through
-        the shared layer functions; missing gradients are zeros."""
-        with self.layer_functions.active():
-            with tf.GradientTape() as tape:
-                loss, extras = compute_loss()
-            grads = tape.gradient(loss, variables)
-        return [self._zero_gradient(v) if g is None else g
-                for g, v in zip(grads, variables)], extras
-
-    def _host_apply(self, update_weights, update_arch, grads):
-        """Compiled: all-reduce, clip, decay and apply per-replica gradients
-        (network variables first, then architecture variables)."""
-        def replica(grads):
-            count = self._num_network_variables if update_weights else 0
-            if update_weights:
-                self.apply_weight_gradients(list(grads[:count]))
-            if update_arch:
-                self.apply_arch_gradients(list(grads[count:]))
-        self.strategy.run(replica, (grads,))
-
-    def _host_train(self, batch, forward, update_weights, update_arch, prefix=""):
-        """Per replica: eager forward/backward of `forward(inputs)`; then the
-        compiled update of the chosen variable sets; the step's means."""
-        variables = ((self.model.network_variables if update_weights else [])
-                     + (self.model.architecture_variables if update_arch else []))
-
-        def replica(batch):
-            inputs, targets = self.task.unpack(batch)
-            grads, sums = self._host_gradients(
-                lambda: self.replica_loss(targets, forward(inputs)), variables)
-            return grads, sums, self.task.count(targets)
-
-        grads, sums, count = self.strategy.run(replica, (batch,))
-        self._apply_host[(update_weights, update_arch)](grads)
-        return self._means((sums, count), prefix)
-
-    def _host_update(self, batch, stream, update_weights, update_arch, prefix=""):
-        return self._host_train(batch, lambda inputs: self.forward(inputs, stream),
-                                update_weights, update_arch, prefix)
-
-    def _host_fixed_weight_step(self, batch, edge_weights):
-        return self._advance(self._host_train(
-            batch, lambda inputs: self.model.forward(inputs, edge_weights, training=True),
-            True, False))
-
-    def _host_recalibration_step(self, inputs, edge_weights):
-        def replica(inputs):
-            with self.layer_functions.active():
-                self.model.forward(inputs, edge_weights, training=True)
-            sync_replica_statistics(self._statistics)
-            return tf.shape(inputs)[0]
-        return self.strategy.run(replica, (inputs,))
-
-    def _host_eval_step(self, batch, weights):
-        def replica(batch):
-            with self.layer_functions.active():
-                return self._eval_replica(batch, weights)
-        values, count = self.strategy.run(replica, (batch,))
-        return reduce_sums(self.strategy, list(values) + [count])
 
     def use_batch_signature(self, train_spec, arch_spec=None):
         """Compiles the training steps for batches of these specs (a
@@ -425,14 +280,7 @@ class Searcher:
         functions are traced per exact input shape, the same in every
         process), so they are kept.
         """
-        if self.execution == "host":
-            return
-        self.joint_step = tf.function(self._joint_step, input_signature=[train_spec])
-        self.weight_step = tf.function(self._weight_step, input_signature=[train_spec])
-        if arch_spec is not None:
-            self.arch_step = tf.function(self._arch_step, input_signature=[arch_spec])
-            self.unrolled_arch_step = tf.function(self._unrolled_arch_step,
-                                                  input_signature=[arch_spec, train_spec])
+        self.steps.use_batch_signature(train_spec, arch_spec)
 
     # -- eager helpers -----------------------------------------------------
     def distribute(self, dataset_fn):
@@ -455,28 +303,12 @@ class Searcher:
             if batch_weights is None:
                 batch_weights = self.sample_eval_weights(tf.constant(index, tf.int64))
             if eval_step is None:
-                eval_step = self._eval_step_for(dataset, batch_weights)
+                eval_step = self.steps.evaluation_for(dataset, batch_weights)
             *values, batch_count = eval_step(batch, batch_weights)
             for key, value in zip(keys, values):
                 totals[key] += float(value)
             count += int(batch_count)
         return self.task.eval_metrics(totals, count)
-
-    def _eval_step_for(self, dataset, weights):
-        """The evaluation step compiled for `dataset`'s element_spec (graph
-        execution), for the reason given in `use_batch_signature`: a last,
-        shorter batch would otherwise relax the first trace, and a resumed
-        process that evaluates first in a later epoch would run another graph
-        than the uninterrupted one."""
-        spec = getattr(dataset, "element_spec", None)
-        if self.execution == "host" or spec is None:
-            return self.eval_step
-        signature = [spec, tf.nest.map_structure(
-            lambda w: tf.TensorSpec.from_tensor(tf.convert_to_tensor(w)), weights)]
-        key = repr(signature)
-        if key not in self._eval_steps:
-            self._eval_steps[key] = tf.function(self._eval_step, input_signature=signature)
-        return self._eval_steps[key]
 
     def recalibrate_batch_norm(self, dataset, edge_weights, batches):
         """Re-estimates batch-norm moving statistics for one fixed child.

@@ -20,7 +20,7 @@ A *supernet* built by a space is a Keras model with:
 
 A supernet may set ``supports_host_execution = True`` when its ``forward``,
 run eagerly, calls only the selected ops through
-``datanas.engine.layer_functions.call_layer``: the searcher then runs its
+``datanas.core.layer_functions.call_layer``: the searcher then runs its
 steps host-driven (``SearchConfig.execution``), without compiling the
 supernet as one graph.
 """

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from datanas.estimators import estimator_class
 from datanas.estimators.efficiency import check_cost_lambda, efficiency_credit, mixed_logits
 
 __all__ = ["COST_METRICS", "DEFAULT_COST_LAMBDA", "LATENCY_BATCH", "LATENCY_REPEATS",
@@ -98,9 +99,10 @@ class ResourceAwareSampling:
     def _init_cost_lambda(self, cost_lambda, weighting):
         """Validates lam and sets ``self.cost_lambda``; lam < 1 needs EGS."""
         self.cost_lambda = check_cost_lambda(cost_lambda)
-        if self.cost_lambda < 1.0 and weighting != "egs":
+        if self.cost_lambda < 1.0 and not estimator_class(weighting).binary_codes:
             raise ValueError(f"cost_lambda={cost_lambda} (resource-aware sampling) needs "
-                             f"weighting='egs' (DATA, GDAS); got weighting={weighting!r}.")
+                             f"a weighting that samples binary codes ('egs': DATA, GDAS); "
+                             f"got weighting={weighting!r}.")
 
     def _add_credit(self, name, shape):
         """The credit variable of one logit matrix ``shape`` = [inputs, K]:

@@ -1,3 +1,3 @@
 """Training a found architecture from scratch: trainer.py (steps + the
-engine's run loop), export.py (SavedModel), model_stats.py (parameters,
-multiply-adds)."""
+engine's run loop), export.py (SavedModel), cell_summaries.py
+(TensorBoard text and pictures of the trained cell)."""

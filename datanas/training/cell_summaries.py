@@ -4,7 +4,7 @@ A training run's TensorBoard shows its scalars (the run loop's) and, once,
 at the end of its first epoch (step 1), what it trains:
 
 * text ``genotype``: every (op, input) pair of every node of every cell
-  (``datanas.analysis.cell_drawing.genotype_text``);
+  (``datanas.spaces.drawing.genotype_text``);
 * images ``cell/<kind>`` (normal and reduce, or recurrent): the cells drawn
   by Graphviz, when its ``dot`` program is on PATH (otherwise one line says
   so and only the text is written).
@@ -13,7 +13,7 @@ A run resumed after its first epoch does not write them again (they are in
 the event files of the process that ran that epoch).
 """
 
-from datanas.analysis.cell_drawing import (INSTALL_HINT, cell_kinds, dot_available,
+from datanas.spaces.drawing import (INSTALL_HINT, cell_kinds, dot_available,
                                            genotype_dot, genotype_text, render_dot)
 
 __all__ = ["write_cell_summaries"]

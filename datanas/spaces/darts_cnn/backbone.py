@@ -9,7 +9,7 @@
 
 import keras
 
-from datanas.engine.tracking import LayerList
+from datanas.core.tracking import LayerList
 from datanas.spaces.darts_cnn.ops import BN_EPSILON, BN_MOMENTUM
 
 __all__ = ["reduction_cell_indices", "batch_norm", "CifarStem", "ImageNetStem", "stack_cells",

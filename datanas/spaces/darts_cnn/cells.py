@@ -21,8 +21,8 @@ Terms are kept in nested ``LayerList`` s, so checkpoints see every variable.
 import keras
 import tensorflow as tf
 
-from datanas.engine.layer_functions import call_layer
-from datanas.engine.tracking import LayerList, SeedStateTracking
+from datanas.core.layer_functions import call_layer
+from datanas.core.tracking import LayerList, SeedStateTracking
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 from datanas.spaces.darts_cnn.mixed_edge import MixedEdge
 from datanas.spaces.darts_cnn.ops import Identity, build_conv_op, cell_input_preprocessing

@@ -30,14 +30,14 @@ the parameter / multiply-add count the trainers print (tested).
 import numpy as np
 import tensorflow as tf
 
-from datanas.engine.layer_functions import configuration_key
+from datanas.core.layer_functions import configuration_key
 from datanas.estimators import inclusion_probabilities
 from datanas.spaces.darts_cnn.backbone import reduction_cell_indices
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS
 from datanas.spaces.darts_cnn.ops import build_conv_op
 from datanas.spaces.resource_aware import (COST_METRICS, LATENCY_BATCH, median_seconds,
                                            scope_credit_table)
-from datanas.training.model_stats import count_multiply_adds, count_parameters
+from datanas.core.model_stats import count_multiply_adds, count_parameters
 
 __all__ = ["COST_METRICS", "LATENCY_BATCH", "op_cost", "cost_tables", "scope_credit",
            "expected_child_cost", "cell_plan", "final_cost_tables", "final_fixed_cost",

@@ -51,8 +51,8 @@ import math
 import keras
 import tensorflow as tf
 
-from datanas.engine.layer_functions import call_layer
-from datanas.engine.tracking import LayerList
+from datanas.core.layer_functions import call_layer
+from datanas.core.tracking import LayerList
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 from datanas.spaces.darts_cnn.ops import build_conv_op
 

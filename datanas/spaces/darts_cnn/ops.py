@@ -18,7 +18,7 @@ import math
 import keras
 import tensorflow as tf
 
-from datanas.engine.tracking import LayerList
+from datanas.core.tracking import LayerList
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 
 __all__ = [

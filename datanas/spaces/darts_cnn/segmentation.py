@@ -40,7 +40,7 @@ from datanas.spaces.darts_cnn.backbone import (ImageNetStem, batch_norm, build_c
 from datanas.spaces.darts_cnn.cells import GenotypeCell
 from datanas.spaces.darts_cnn.networks import checked_network_genotype
 from datanas.spaces.darts_cnn.ops import OpChain
-from datanas.engine.tracking import LayerList
+from datanas.core.tracking import LayerList
 
 __all__ = ["OUTPUT_STRIDES", "STEM_STRIDE", "ASPP_RATES", "CellPlan", "dilated_cell_plan",
            "ConvBNReLU", "ASPP", "NetworkDeepLabV3"]

@@ -175,7 +175,7 @@ class DartsCNNSpace(SearchSpace):
                 for metric, (_, fixed, tables) in supernet.budgets.items()}
 
     def child_weights(self, supernet, genotype):
-        combine = supernet.edge_combine if supernet.weighting == "egs" else "sum"
+        combine = supernet.edge_combine if supernet.estimator.binary_codes else "sum"
         return derivation.genotype_to_weights(genotype, supernet.primitives, supernet.num_nodes,
                                               edge_combine=combine)
 

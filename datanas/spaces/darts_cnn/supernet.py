@@ -42,7 +42,7 @@ that kind and by the whole batch, so a forward pass runs one child network.
 import keras
 import tensorflow as tf
 
-from datanas.estimators import WEIGHTINGS, inclusion_probabilities, make_estimator
+from datanas.estimators import estimator_class, inclusion_probabilities, make_estimator
 from datanas.spaces.darts_cnn.backbone import (CifarStem, build_cell_stack, check_int,
                                                reduction_cell_indices, stack_cells)
 from datanas.spaces.darts_cnn.cells import SearchCell
@@ -50,7 +50,7 @@ from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, check
 from datanas.spaces.darts_cnn.mixed_edge import EGS_GRADIENTS, SKIP_MECHANISMS
 from datanas.spaces.resource_aware import ResourceAwareSampling
 
-__all__ = ["SearchNetwork", "EGS_SCOPES", "EDGE_COMBINES", "EGS_GRADIENTS", "WEIGHTINGS",
+__all__ = ["SearchNetwork", "EGS_SCOPES", "EDGE_COMBINES", "EGS_GRADIENTS",
            "reduction_cell_indices", "node_sampling_seed", "combine_edge_code"]
 
 EGS_SCOPES = ("edge", "node")
@@ -137,15 +137,16 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
         check_int("num_nodes", num_nodes, 1)
         check_int("stem_multiplier", stem_multiplier, 1)
         _check_choice("egs_scope", egs_scope, EGS_SCOPES)
-        _check_choice("weighting", weighting, WEIGHTINGS)
+        binary_codes = estimator_class(weighting).binary_codes
         _check_choice("mode", mode, ("sparse", "dense"))
         _check_choice("skip", skip, SKIP_MECHANISMS)
         _check_choice("egs_gradient", egs_gradient, EGS_GRADIENTS)
         _check_choice("edge_combine", edge_combine, EDGE_COMBINES)
         self.skip, self.egs_gradient, self.edge_combine = skip, egs_gradient, edge_combine
         self._init_cost_lambda(cost_lambda, weighting)
-        if weighting == "softmax" and mode == "sparse":
-            raise ValueError("weighting='softmax' gives every op a non-zero weight; use mode='dense'.")
+        if not binary_codes and mode == "sparse":
+            raise ValueError(f"weighting={weighting!r} gives every op a non-zero weight; "
+                             "use mode='dense'.")
         self.primitives = check_primitives(primitives)
         self.num_classes, self.init_channels = num_classes, init_channels
         self.num_cells, self.num_nodes = num_cells, num_nodes
@@ -273,7 +274,7 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
                 else:
                     out = self.estimator.deterministic_code(values)
                 out = tf.reshape(out, tf.shape(logits)) if flat else out
-                if self.weighting == "egs":
+                if self.estimator.binary_codes:
                     out = combine_edge_code(out, self.primitives, self.edge_combine)
                 per_node.append(out)
             weights[kind] = per_node

@@ -25,7 +25,7 @@ and the mean square of the dropped outputs (AR); the task weighs them.
 import keras
 import tensorflow as tf
 
-from datanas.estimators import WEIGHTINGS, make_estimator
+from datanas.estimators import estimator_class, make_estimator
 from datanas.spaces.darts_rnn.carried_state import CarriedState, replica_rows
 from datanas.spaces.darts_rnn.cells import EGS_GRADIENTS, RecurrentCell, SearchRecurrentCell
 from datanas.spaces.darts_rnn.genotype import RNN_PRIMITIVES, check_rnn_primitives
@@ -241,11 +241,8 @@ class RNNSearchModel(ResourceAwareSampling, _LanguageModel):
         if egs_scope not in EGS_SCOPES:
             raise ValueError(f"egs_scope must be one of {', '.join(EGS_SCOPES)}; "
                              f"got {egs_scope!r}.")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}; "
-                             f"got {weighting!r}.")
-        if weighting == "softmax" and mode == "sparse":
-            raise ValueError("weighting='softmax' gives every pair a non-zero weight; "
+        if not estimator_class(weighting).binary_codes and mode == "sparse":
+            raise ValueError(f"weighting={weighting!r} gives every pair a non-zero weight; "
                              "use mode='dense'.")
         if edge_combine not in EDGE_COMBINES:
             raise ValueError(f"edge_combine must be one of {', '.join(EDGE_COMBINES)}; "
@@ -298,7 +295,7 @@ class RNNSearchModel(ResourceAwareSampling, _LanguageModel):
     def combine(self, code):
         """A node's EGS code as the cell weighs it (``combine_edge_code``);
         softmax weights unchanged."""
-        if self.weighting != "egs":
+        if not self.estimator.binary_codes:
             return code
         return combine_edge_code(code, self.primitives, self.edge_combine)
 
