@@ -319,3 +319,42 @@ def test_a_trainer_ends_a_refused_resume_with_its_one_line():
         with flags_core.run_errors("search_cifar"):
             raise RunFileDamaged(message)
     assert stop.value.code == f"search_cifar: error: {message}"
+
+
+def test_a_torn_random_search_record_is_cut_and_read_back_from_its_checkpoint(
+        tmp_path, global_seed, capsys):
+    pytest.importorskip("sklearn")
+    # pylint: disable=import-outside-toplevel
+    from data_tf.image_datasets import load_image_dataset
+    from data_tf.search_inputs import make_search_inputs
+    from datanas.search.config import SearchConfig
+    from datanas.search.runs import SupernetShape, build_search, run_method_search
+
+    global_seed(0)
+    dataset = load_image_dataset("digits")
+    inputs = make_search_inputs(dataset, batch_size=32, train_size=200, seed=0)
+    shape = SupernetShape(num_cells=3, init_channels=4, num_nodes=1,
+                          primitives=("none", "max_pool_3x3", "skip_connect"))
+    model, config = build_search("random", dataset.num_classes, dataset.image_shape,
+                                 SearchConfig(epochs=2, seed=0), shape, random_candidates=2)
+    run_method_search("random", model, inputs, config, str(tmp_path), random_candidates=2,
+                      verbose=0)
+    path = tmp_path / "candidates.jsonl"
+    complete = path.read_bytes()
+    last = complete.rstrip(b"\n").rfind(b"\n") + 1
+    path.write_bytes(complete[:last + 40])   # a kill while candidate 1's record was appended
+    capsys.readouterr()
+    again = run_method_search("random", model, inputs, config, str(tmp_path),
+                              random_candidates=2, verbose=0)
+    err = capsys.readouterr().err
+    assert "candidates.jsonl ended in an incomplete record" in err
+    assert (tmp_path / "candidates.jsonl.torn").read_bytes() == complete[last:last + 40]
+
+    def without_time(records):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+    before = [json.loads(line) for line in complete.splitlines()]
+    after = [json.loads(line) for line in path.read_bytes().splitlines()]
+    assert without_time(after) == without_time(before)
+    assert again.final["best_candidate"] == max(before, key=lambda r: r["valid_accuracy"])[
+        "candidate"]

@@ -19,13 +19,14 @@ skipped; an interrupted candidate resumes from its own step checkpoint.
 
 import dataclasses
 import os
+import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from datanas.engine.loop import Program, run_loop
-from datanas.engine.run_files import append_jsonl, read_jsonl, write_json_atomic
+from datanas.engine.run_files import append_jsonl, cut_torn_tail, read_jsonl, write_json_atomic
 from datanas.engine.strategy import distributed_epoch, run_directory
 from datanas.search.run import SearchResult, make_searcher, write_genotype, write_search_config
 from datanas.spaces import get_space
@@ -115,6 +116,11 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
         **dataclasses.asdict(config), "method": "random", "candidates": candidates,
         "epochs_per_candidate": epochs}, metadata)
     records_path = os.path.join(model_dir, "candidates.jsonl")
+    torn = cut_torn_tail(records_path)   # a kill while a record was appended
+    if torn:
+        print(f"{records_path} ended in an incomplete record: cut back to its last complete "
+              f"record (the cut bytes are kept in {torn}); that candidate is read back from its "
+              "checkpoint.", file=sys.stderr, flush=True)
     records = read_jsonl(records_path)
     if records and verbose:
         print(f"Resuming random search: {len(records)} of {candidates} candidates done.",
