@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from datanas.spaces.drawing import (GraphvizNotFoundError, draw_genotype, genotype_dot,
-                                           genotype_text, output_format)
-from datanas.core.probability_image import edge_labels, probability_heatmap
+from datanas.core.probability_image import probability_heatmap
+from datanas.spaces.drawing import (GraphvizNotFoundError, draw_genotype, edge_labels,
+                                    genotype_dot, genotype_text, output_format)
 from datanas.search.epoch_pictures import EpochPictures
 from datanas.spaces import get_space
 from datanas.spaces.darts_cnn.genotype import Genotype, GenotypeError

@@ -11,7 +11,7 @@ image is a ``uint8`` array ``[height, width, 3]`` ready for
 
 import numpy as np
 
-__all__ = ["colour_map", "probability_heatmap", "edge_labels"]
+__all__ = ["colour_map", "probability_heatmap"]
 
 # (position, RGB) anchors of the colour scale (viridis at 0, .25, .5, .75, 1).
 _ANCHORS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
@@ -62,19 +62,3 @@ def probability_heatmap(node_matrices, *, cell_height=10, cell_width=16, separat
         gap = np.broadcast_to(_SEPARATOR, (height, separator, 3))
         image = np.concatenate([image, gap, np.repeat(ramp, scale_width, axis=1)], axis=1)
     return np.ascontiguousarray(image, dtype=np.uint8)
-
-
-def edge_labels(kind, num_nodes):
-    """Row labels of a cell's heat-map, top to bottom: 'node 2 <- c_{k-2}', ...
-
-    `kind` "normal"/"reduce": nodes 2.. with inputs c_{k-2}, c_{k-1} and the
-    earlier nodes; "recurrent": nodes s1.. with inputs s0...
-    """
-    labels = []
-    for position in range(num_nodes):
-        if kind == "recurrent":
-            labels += [f"s{position + 1} <- s{source}" for source in range(position + 1)]
-        else:
-            names = ["c_{k-2}", "c_{k-1}"] + [f"node {i}" for i in range(2, position + 2)]
-            labels += [f"node {position + 2} <- {name}" for name in names]
-    return labels

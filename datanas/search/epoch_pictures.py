@@ -29,14 +29,12 @@ import random
 
 import numpy as np
 
-from datanas.spaces.drawing import INSTALL_HINT, dot_available, genotype_dot, render_dot
-from datanas.core.probability_image import edge_labels, probability_heatmap
+from datanas.core.probability_image import probability_heatmap
+from datanas.spaces.drawing import (INSTALL_HINT, cell_kinds, dot_available, genotype_dot,
+                                    render_dot)
 from datanas.engine.run_files import write_json_atomic
 
-__all__ = ["EpochPictures", "snapshot_path", "CELL_KINDS_IN_PROBABILITIES"]
-
-#: Keys of a space's ``probabilities()`` that hold a cell's per-node entries.
-CELL_KINDS_IN_PROBABILITIES = ("normal", "reduce", "recurrent")
+__all__ = ["EpochPictures", "snapshot_path"]
 
 
 def snapshot_path(model_dir, epoch):
@@ -107,7 +105,9 @@ class EpochPictures:
         return scalars
 
     def _kinds(self):
-        return [kind for kind in CELL_KINDS_IN_PROBABILITIES if kind in self._probabilities]
+        """The genotype's cell kinds (``cell_kinds``) that the space's
+        ``probabilities()`` holds per-node entries for."""
+        return [kind for kind in cell_kinds(self._genotype) if kind in self._probabilities]
 
     def write_summaries(self, epoch):
         """The epoch's images, into the default TensorBoard writer (the run
@@ -125,7 +125,7 @@ class EpochPictures:
         for kind in self._kinds():
             nodes = self._probabilities[kind]
             image = probability_heatmap([node[key] for node in nodes])
-            rows = edge_labels(kind, len(nodes))
+            rows = self.space.probability_rows(kind, len(nodes))
             description = (f"{kind} cell: {what}, scope {self._probabilities.get('scope')}; "
                            "dark purple = 0, yellow = 1 (scale at the right). Columns, left to "
                            f"right: {', '.join(primitives)}. Rows, top to bottom (a white line "

@@ -97,4 +97,12 @@ class SearchSpace(abc.ABC):
 
     @abc.abstractmethod
     def final_network(self, genotype, **kwargs):
-        """The network trained from scratch for `genotype`."""
+        """The network trained from scratch for `genotype`: a Keras model
+        with what ``datanas.training.final_network.FinalNetwork`` names."""
+
+    def probability_rows(self, kind, num_nodes):
+        """Row labels, top to bottom, of the (edge x op) probability image of
+        cell `kind` with `num_nodes` nodes (``probabilities()[kind]``)."""
+        del kind
+        return [f"node {node} <- input {source}" for node in range(num_nodes)
+                for source in range(node + 1)]

@@ -1,15 +1,11 @@
 """Pictures of found cells: a genotype as plain text, as Graphviz DOT, or
 rendered by Graphviz's ``dot`` binary (PNG, SVG, PDF).
 
-Works for the convolutional cell pair (``Genotype``: normal and reduction
-cell) and the recurrent cell (``RecurrentGenotype``).
-
-* Convolutional cell: inputs ``c_{k-2}`` (node 0) and ``c_{k-1}`` (node 1),
-  intermediate nodes 2..N+1 (each the SUM of its (op, input) pairs), output
-  ``c_{k}`` = concat of the listed nodes.
-* Recurrent cell: inputs ``x_t`` and ``h_{t-1}``, ``s0`` their tanh highway,
-  nodes ``s1..sN`` (each the MEAN of its (activation, input) pairs), output
-  ``h_t`` = mean of the listed nodes.
+Works for any genotype that says what it draws: ``cell_kinds`` (the names
+of its cells) and ``cell_graph(kind)`` (a :class:`CellGraph`: input nodes,
+computed nodes with their (op, input) pairs, the output).  The DARTS
+convolutional pair (``Genotype``) and the recurrent cell
+(``RecurrentGenotype``) do; so can a new space's genotype.
 
 DATA's EGS may keep several ops on one edge; in DOT each (op, input) pair is
 its own edge, so several ops between the same two nodes are parallel,
@@ -21,16 +17,14 @@ as a subprocess; no Python binding is needed).  Without it,
 still work.  Standard library only.
 """
 
+import dataclasses
 import os
 import shutil
 import subprocess
 
-from datanas.spaces.darts_cnn.genotype import CELL_KINDS, Genotype
-from datanas.spaces.darts_rnn.genotype import RecurrentGenotype
-
-__all__ = ["OUTPUT_FORMATS", "IMAGE_FORMATS", "INSTALL_HINT", "GraphvizNotFoundError",
+__all__ = ["CellGraph", "OUTPUT_FORMATS", "IMAGE_FORMATS", "INSTALL_HINT", "GraphvizNotFoundError",
            "cell_kinds", "genotype_text", "genotype_dot", "dot_available", "render_dot", "output_format",
-           "draw_genotype"]
+           "draw_genotype", "edge_labels"]
 
 #: Image formats rendered by ``dot``.
 IMAGE_FORMATS = ("png", "svg", "pdf")
@@ -53,18 +47,33 @@ class GraphvizNotFoundError(RuntimeError):
     """The ``dot`` executable of Graphviz is not on PATH."""
 
 
+@dataclasses.dataclass(frozen=True)
+class CellGraph:
+    """One cell as a graph, what a genotype's ``cell_graph(kind)`` returns.
+
+    inputs: [(id, label)]; nodes: [(id, label, combine, [(op, source_id)])]
+    in order (combine "sum", "mean", ... or "highway": drawn as a fixed node,
+    not counted); output: (label, combine, [source ids]).  Ids are local to
+    the cell.  text_labels: {id: label} used instead in the text form;
+    node_word: what a node's pairs hold ("op", "activation").
+    """
+    inputs: list
+    nodes: list
+    output: tuple
+    text_labels: dict = dataclasses.field(default_factory=dict)
+    node_word: str = "op"
+
+
 def _check_genotype(genotype):
-    if not isinstance(genotype, (Genotype, RecurrentGenotype)):
-        raise TypeError(f"expected a Genotype or RecurrentGenotype, got "
+    if not (hasattr(genotype, "cell_kinds") and hasattr(genotype, "cell_graph")):
+        raise TypeError(f"expected a genotype with cell_kinds and cell_graph(kind), got "
                         f"{type(genotype).__name__}")
     return genotype
 
 
 def cell_kinds(genotype):
-    """The cell kinds a genotype holds: ("normal", "reduce") or ("recurrent",)."""
-    if isinstance(_check_genotype(genotype), RecurrentGenotype):
-        return ("recurrent",)
-    return CELL_KINDS
+    """The cell kinds a genotype holds, e.g. ("normal", "reduce") or ("recurrent",)."""
+    return tuple(_check_genotype(genotype).cell_kinds)
 
 
 def _select_kinds(genotype, kinds):
@@ -85,21 +94,8 @@ def _select_kinds(genotype, kinds):
 
 
 def _cell_graph(genotype, kind):
-    """(inputs, nodes, output) of one cell.
-
-    inputs: [(id, label)]; nodes: [(id, label, combine, [(op, source_id)])];
-    output: (label, combine, [source ids]).  Ids are ints local to the cell.
-    """
-    if kind == "recurrent":
-        inputs = [("x", "x_t"), ("h", "h_{t-1}")]
-        nodes = [(0, "s0", "highway", [("tanh highway", "x"), ("tanh highway", "h")])]
-        for position, pairs in enumerate(genotype.recurrent):
-            nodes.append((position + 1, f"s{position + 1}", "mean", list(pairs)))
-        return inputs, nodes, ("h_t", "mean", list(genotype.concat))
-    inputs = [(0, "c_{k-2}"), (1, "c_{k-1}")]
-    nodes = [(j + 2, str(j + 2), "sum", list(pairs))
-             for j, pairs in enumerate(genotype.cell(kind))]
-    return inputs, nodes, ("c_{k}", "concat", list(genotype.concat(kind)))
+    graph = genotype.cell_graph(kind)
+    return graph.inputs, graph.nodes, graph.output
 
 
 def _labels(inputs, nodes):
@@ -109,13 +105,14 @@ def _labels(inputs, nodes):
 
 
 def _cell_text(genotype, kind):
-    inputs, nodes, (out_label, out_combine, out_sources) = _cell_graph(genotype, kind)
+    graph = genotype.cell_graph(kind)
+    inputs, nodes, (out_label, out_combine, out_sources) = graph.inputs, graph.nodes, graph.output
     labels = _labels(inputs, nodes)
-    if kind != "recurrent":   # intermediate nodes by their genotype index
-        labels.update({node_id: f"node {node_id}" for node_id, _, _, _ in nodes})
-    node_word = "activation" if kind == "recurrent" else "op"
+    labels.update(graph.text_labels)
+    node_word = graph.node_word
+    counted = sum(1 for _, _, combine, _ in nodes if combine != "highway")
     lines = [f"{kind} cell: inputs {', '.join(label for _, label in inputs)}; "
-             f"{len(nodes) - (1 if kind == 'recurrent' else 0)} nodes; output {out_label} = "
+             f"{counted} nodes; output {out_label} = "
              f"{out_combine}({', '.join(labels[s] for s in out_sources)})"]
     for node_id, label, combine, pairs in nodes:
         if combine == "highway":
@@ -252,3 +249,19 @@ def draw_genotype(genotype, path, kinds=None):
     with open(path, "wb") as handle:
         handle.write(data)
     return path
+
+
+def edge_labels(kind, num_nodes):
+    """Row labels of a cell's heat-map, top to bottom: 'node 2 <- c_{k-2}', ...
+
+    `kind` "normal"/"reduce": nodes 2.. with inputs c_{k-2}, c_{k-1} and the
+    earlier nodes; "recurrent": nodes s1.. with inputs s0...
+    """
+    labels = []
+    for position in range(num_nodes):
+        if kind == "recurrent":
+            labels += [f"s{position + 1} <- s{source}" for source in range(position + 1)]
+        else:
+            names = ["c_{k-2}", "c_{k-1}"] + [f"node {i}" for i in range(2, position + 2)]
+            labels += [f"node {position + 2} <- {name}" for name in names]
+    return labels

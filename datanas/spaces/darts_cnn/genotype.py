@@ -42,6 +42,9 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from datanas.spaces.drawing import CellGraph
+from datanas.spaces.genotype_reading import GenotypeError, read_genotype_text
+
 __all__ = [
     "CONV_PRIMITIVES",
     "GENOTYPE_OPS",
@@ -90,14 +93,6 @@ def check_primitives(primitives) -> tuple:
         raise ValueError(f"primitives {list(primitives)} must be distinct and include an op "
                          "other than 'none'.")
     return primitives
-
-
-class GenotypeError(ValueError):
-    """A genotype (object, dict, JSON text or file) is malformed.
-
-    The message is a single sentence-like line that names, when known, the
-    file, the cell, the node and pair, the offending value and what is allowed.
-    """
 
 
 # --------------------------------------------------------------------------
@@ -408,6 +403,19 @@ class Genotype:
         """Number of ``skip_connect`` pairs (a symptom of skip-connect collapse)."""
         return self.op_counts(kind).get("skip_connect", 0)
 
+    #: The cells a drawing shows (``datanas.spaces.drawing``).
+    cell_kinds = CELL_KINDS
+
+    def cell_graph(self, kind: str) -> CellGraph:
+        """One cell as a graph: inputs c_{k-2} (node 0) and c_{k-1} (node 1),
+        nodes 2.. (each the SUM of its (op, input) pairs), output the concat
+        of the listed nodes."""
+        nodes = [(j + NUM_INPUT_NODES, str(j + NUM_INPUT_NODES), "sum", list(pairs))
+                 for j, pairs in enumerate(self.cell(kind))]
+        return CellGraph(inputs=[(0, "c_{k-2}"), (1, "c_{k-1}")], nodes=nodes,
+                         output=("c_{k}", "concat", list(self.concat(kind))),
+                         text_labels={node_id: f"node {node_id}" for node_id, *_ in nodes})
+
     def summary(self) -> str:
         """Short multi-line human-readable description."""
         lines = []
@@ -456,28 +464,6 @@ def save_genotype(genotype: Genotype, path: str | os.PathLike) -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-def read_genotype_text(path: str | os.PathLike) -> tuple[str, str]:
-    """(text, path read) of a genotype JSON file, or of a search run
-    directory's ``genotype.json``; GenotypeError (one line naming the path)
-    when it is missing or unreadable.  Every space's loader reads through it."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        candidate = os.path.join(path, "genotype.json")
-        if not os.path.isfile(candidate):
-            raise GenotypeError(f"directory {path!r} holds no genotype.json; give a genotype "
-                                "JSON file or the directory of a finished search run")
-        path = candidate
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            return handle.read(), path
-    except FileNotFoundError as exc:
-        raise GenotypeError(f"genotype file {path!r} does not exist") from exc
-    except UnicodeDecodeError as exc:
-        raise GenotypeError(f"genotype file {path!r} is not valid UTF-8 text: {exc}") from exc
-    except OSError as exc:
-        raise GenotypeError(f"genotype file {path!r} cannot be read: {exc}") from exc
 
 
 def load_genotype(path: str | os.PathLike) -> Genotype:

@@ -11,6 +11,7 @@ import numpy as np
 
 from datanas.spaces import register_space
 from datanas.spaces.base import SearchSpace
+from datanas.spaces.drawing import edge_labels
 from datanas.spaces.node_rules import distribution_entropies, selection_probabilities
 from datanas.spaces.darts_cnn import costs, derivation
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, Genotype
@@ -224,6 +225,9 @@ class DartsCNNSpace(SearchSpace):
             "expected_child_cost": expected, "derived_child_cost": derived,
             "note": "sums over the supernet's cells of the chosen ops' costs (stem, "
                     "preprocessing and classifier excluded)"}}
+
+    def probability_rows(self, kind, num_nodes):
+        return edge_labels(kind, num_nodes)
 
     def genotype_from_dict(self, data):
         return Genotype.from_dict(data)

@@ -27,7 +27,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from datanas.spaces.darts_cnn.genotype import GenotypeError, read_genotype_text
+from datanas.spaces.drawing import CellGraph
+from datanas.spaces.genotype_reading import GenotypeError, read_genotype_text
 
 __all__ = ["RNN_PRIMITIVES", "RNN_GENOTYPE_OPS", "RecurrentGenotype", "check_rnn_primitives",
            "load_recurrent_genotype", "DARTS_RNN", "GenotypeError"]
@@ -142,6 +143,21 @@ class RecurrentGenotype:
     def num_nodes(self):
         """Intermediate nodes after s_0."""
         return len(self.recurrent)
+
+    #: The cells a drawing shows (``datanas.spaces.drawing``).
+    cell_kinds = ("recurrent",)
+
+    def cell_graph(self, kind="recurrent"):
+        """The cell as a graph: inputs x_t and h_{t-1}, s0 their tanh highway,
+        nodes s1.. (each the MEAN of its (activation, input) pairs), output h_t
+        the mean of the listed nodes."""
+        if kind != "recurrent":
+            raise ValueError(f"a recurrent genotype has only the 'recurrent' cell; got {kind!r}")
+        nodes = [(0, "s0", "highway", [("tanh highway", "x"), ("tanh highway", "h")])]
+        for position, pairs in enumerate(self.recurrent):
+            nodes.append((position + 1, f"s{position + 1}", "mean", list(pairs)))
+        return CellGraph(inputs=[("x", "x_t"), ("h", "h_{t-1}")], nodes=nodes,
+                         output=("h_t", "mean", list(self.concat)), node_word="activation")
 
     def to_dict(self):
         return {"recurrent": [[[name, index] for name, index in node]

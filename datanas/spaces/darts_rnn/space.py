@@ -24,6 +24,7 @@ import tensorflow as tf
 from datanas.estimators import EnsembleGumbelSoftmax
 from datanas.spaces import register_space
 from datanas.spaces.base import SearchSpace
+from datanas.spaces.drawing import edge_labels
 from datanas.spaces.darts_rnn import costs
 from datanas.spaces.darts_rnn.genotype import (RNN_PRIMITIVES, RecurrentGenotype,
                                               check_rnn_primitives)
@@ -200,6 +201,9 @@ class DartsRNNSpace(SearchSpace):
                     "per (node, input) edge with at least one pair, plus each pair's own "
                     "highway term (W_0, the first node, the output mean, embedding and "
                     "decoder excluded)"}}
+
+    def probability_rows(self, kind, num_nodes):
+        return edge_labels(kind, num_nodes)
 
     def genotype_from_dict(self, data):
         return RecurrentGenotype.from_dict(data)
