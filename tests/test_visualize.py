@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 
 from datanas.core.probability_image import probability_heatmap
-from datanas.spaces.drawing import (GraphvizNotFoundError, draw_genotype, edge_labels,
-                                    genotype_dot, genotype_text, output_format)
+from datanas.spaces import get_space
+from datanas.spaces.drawing import (GraphvizNotFoundError, draw_genotype, genotype_dot,
+                                    genotype_text, output_format)
 from datanas.search.epoch_pictures import EpochPictures
 from datanas.spaces import get_space
 from datanas.spaces.darts_cnn.genotype import Genotype, GenotypeError
@@ -163,10 +164,11 @@ def test_heatmap_pixels_follow_the_probabilities():
     np.testing.assert_array_equal(image[2, 0], [255, 255, 255])  # node separator
     np.testing.assert_array_equal(image[3, 0], [253, 231, 37])
     np.testing.assert_array_equal(image[5, 0], [33, 145, 140])   # 0.5
-    assert edge_labels("normal", 2) == ["node 2 <- c_{k-2}", "node 2 <- c_{k-1}",
-                                        "node 3 <- c_{k-2}", "node 3 <- c_{k-1}",
-                                        "node 3 <- node 2"]
-    assert edge_labels("recurrent", 2) == ["s1 <- s0", "s2 <- s0", "s2 <- s1"]
+    assert get_space("darts_cnn").probability_rows("normal", 2) == [
+        "node 2 <- c_{k-2}", "node 2 <- c_{k-1}", "node 3 <- c_{k-2}", "node 3 <- c_{k-1}",
+        "node 3 <- node 2"]
+    assert get_space("darts_rnn").probability_rows("recurrent", 2) == [
+        "s1 <- s0", "s2 <- s0", "s2 <- s1"]
 
 
 def _state(model):

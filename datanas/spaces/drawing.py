@@ -24,7 +24,7 @@ import subprocess
 
 __all__ = ["CellGraph", "OUTPUT_FORMATS", "IMAGE_FORMATS", "INSTALL_HINT", "GraphvizNotFoundError",
            "cell_kinds", "genotype_text", "genotype_dot", "dot_available", "render_dot", "output_format",
-           "draw_genotype", "edge_labels"]
+           "draw_genotype"]
 
 #: Image formats rendered by ``dot``.
 IMAGE_FORMATS = ("png", "svg", "pdf")
@@ -249,19 +249,3 @@ def draw_genotype(genotype, path, kinds=None):
     with open(path, "wb") as handle:
         handle.write(data)
     return path
-
-
-def edge_labels(kind, num_nodes):
-    """Row labels of a cell's heat-map, top to bottom: 'node 2 <- c_{k-2}', ...
-
-    `kind` "normal"/"reduce": nodes 2.. with inputs c_{k-2}, c_{k-1} and the
-    earlier nodes; "recurrent": nodes s1.. with inputs s0...
-    """
-    labels = []
-    for position in range(num_nodes):
-        if kind == "recurrent":
-            labels += [f"s{position + 1} <- s{source}" for source in range(position + 1)]
-        else:
-            names = ["c_{k-2}", "c_{k-1}"] + [f"node {i}" for i in range(2, position + 2)]
-            labels += [f"node {position + 2} <- {name}" for name in names]
-    return labels

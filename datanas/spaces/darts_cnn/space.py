@@ -11,7 +11,6 @@ import numpy as np
 
 from datanas.spaces import register_space
 from datanas.spaces.base import SearchSpace
-from datanas.spaces.drawing import edge_labels
 from datanas.spaces.node_rules import distribution_entropies, selection_probabilities
 from datanas.spaces.darts_cnn import costs, derivation
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, Genotype
@@ -227,7 +226,13 @@ class DartsCNNSpace(SearchSpace):
                     "preprocessing and classifier excluded)"}}
 
     def probability_rows(self, kind, num_nodes):
-        return edge_labels(kind, num_nodes)
+        """'node 2 <- c_{k-2}', ...: nodes 2.. with inputs c_{k-2}, c_{k-1} and
+        the earlier nodes."""
+        labels = []
+        for position in range(num_nodes):
+            names = ["c_{k-2}", "c_{k-1}"] + [f"node {i}" for i in range(2, position + 2)]
+            labels += [f"node {position + 2} <- {name}" for name in names]
+        return labels
 
     def genotype_from_dict(self, data):
         return Genotype.from_dict(data)

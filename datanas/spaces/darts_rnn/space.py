@@ -24,7 +24,6 @@ import tensorflow as tf
 from datanas.estimators import EnsembleGumbelSoftmax
 from datanas.spaces import register_space
 from datanas.spaces.base import SearchSpace
-from datanas.spaces.drawing import edge_labels
 from datanas.spaces.darts_rnn import costs
 from datanas.spaces.darts_rnn.genotype import (RNN_PRIMITIVES, RecurrentGenotype,
                                               check_rnn_primitives)
@@ -203,7 +202,9 @@ class DartsRNNSpace(SearchSpace):
                     "decoder excluded)"}}
 
     def probability_rows(self, kind, num_nodes):
-        return edge_labels(kind, num_nodes)
+        """'s1 <- s0', 's2 <- s0', ...: nodes s1.. with inputs s0 and the earlier nodes."""
+        return [f"s{position + 1} <- s{source}" for position in range(num_nodes)
+                for source in range(position + 1)]
 
     def genotype_from_dict(self, data):
         return RecurrentGenotype.from_dict(data)
