@@ -651,10 +651,15 @@ def run_errors(trainer):
 
 def _report_finished(plan, result_file):
     """Prints what a finished run's result file says (nothing is written)."""
-    from datanas.engine.run_files import read_json  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel
+    from datanas.engine.run_files import RunFileDamaged, read_json
 
     path = os.path.join(plan.model_dir, result_file)
-    result = read_json(path)   # a damaged file: one line naming it
+    try:
+        result = read_json(path)
+    except RunFileDamaged as damaged:   # one line naming it, and the way out
+        raise RunFileDamaged(f"{damaged} Move it away and rerun the same command: the run's "
+                             "last checkpoint writes it again.") from None
     print(f"The run in {plan.model_dir} already finished with these settings; nothing was "
           f"changed. Result ({path}):", flush=True)
     for key, value in result.items():

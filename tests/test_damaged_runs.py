@@ -265,9 +265,11 @@ def test_a_truncated_result_file_of_a_finished_run_is_named(tmp_path):
     from flags import core as flags_core  # pylint: disable=import-outside-toplevel
     (tmp_path / "search_result.json").write_text('{"final": {"valid_acc')
     plan = RunPlan("finished", str(tmp_path), {})
-    with pytest.raises(RunFileDamaged, match="search_result.json is damaged") as error:
+    with pytest.raises(RunFileDamaged, match="search_result.json is damaged.*Move it away and "
+                       "rerun the same command") as error:
         flags_core._report_finished(plan, "search_result.json")  # pylint: disable=protected-access
     assert str(tmp_path / "search_result.json") in str(error.value)
+    assert "\n" not in str(error.value)
 
 
 def test_records_without_a_checkpoint_are_set_aside_when_the_run_starts_over(runs, tmp_path):
