@@ -44,7 +44,7 @@ def main(argv):
     from data_tf.image_datasets import DatasetNotFoundError
     from data_tf.imagenet_inputs import make_imagenet_inputs
     from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
-    from datanas.spaces.darts_cnn.networks import NetworkImageNet
+    from datanas.spaces import get_space
     from datanas.core.model_stats import (IMAGENET_MOBILE_MULT_ADDS, count_multiply_adds,
                                               count_parameters)
     from datanas.training.trainer import run_training
@@ -65,9 +65,10 @@ def main(argv):
         if finished:
             return
         with strategy.scope():
-            model = NetworkImageNet(genotype, num_classes=inputs.num_classes,
-                                    init_channels=FLAGS.init_channels, layers=FLAGS.layers,
-                                    auxiliary=FLAGS.auxiliary)
+            model = get_space("darts_cnn").final_network(
+                genotype, setting="imagenet", num_classes=inputs.num_classes,
+                init_channels=FLAGS.init_channels, layers=FLAGS.layers,
+                auxiliary=FLAGS.auxiliary)
             model.build((None, size, size, 3))
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_imagenet: error: {error}")

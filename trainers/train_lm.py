@@ -42,7 +42,7 @@ def main(argv):
     from data_tf.lm_inputs import make_lm_train_inputs
     from data_tf.text_corpora import load_text_corpus
     from datanas.spaces.darts_rnn.genotype import GenotypeError, load_recurrent_genotype
-    from datanas.spaces.darts_rnn.language_model import RNNLanguageModel
+    from datanas.spaces import get_space
     from datanas.training.lm_trainer import run_lm_training
 
     trainer = f"train_{FLAGS.dataset}"
@@ -63,8 +63,8 @@ def main(argv):
         if finished:
             return
         with strategy.scope():
-            model = RNNLanguageModel(
-                genotype, corpus.vocab_size,
+            model = get_space("darts_rnn").final_network(
+                genotype, vocab_size=corpus.vocab_size,
                 hidden_size=flags_lm.dataset_default(FLAGS, "hidden_size"),
                 dropout=FLAGS.dropout, dropout_h=flags_lm.dataset_default(FLAGS, "dropout_h"),
                 dropout_x=FLAGS.dropout_x, dropout_i=FLAGS.dropout_i,

@@ -37,7 +37,7 @@ def main(argv):
     from data_tf.voc import IGNORE_LABEL, VOC_CLASSES, voc_file_error
     from data_tf.voc_inputs import make_voc_inputs
     from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
-    from datanas.spaces.darts_cnn.segmentation import NetworkDeepLabV3
+    from datanas.spaces import get_space
     from datanas.tasks import SegmentationTask
     from datanas.core.model_stats import count_parameters
     from datanas.training.trainer import run_training
@@ -60,10 +60,10 @@ def main(argv):
             return
         task = SegmentationTask(len(VOC_CLASSES), IGNORE_LABEL, class_names=VOC_CLASSES)
         with strategy.scope():
-            model = NetworkDeepLabV3(genotype, num_classes=len(VOC_CLASSES),
-                                     init_channels=FLAGS.init_channels, layers=FLAGS.layers,
-                                     output_stride=output_stride,
-                                     aspp_channels=FLAGS.aspp_channels)
+            model = get_space("darts_cnn").final_network(
+                genotype, setting="segmentation", num_classes=len(VOC_CLASSES),
+                init_channels=FLAGS.init_channels, layers=FLAGS.layers,
+                output_stride=output_stride, aspp_channels=FLAGS.aspp_channels)
             model.build((None, None, None, 3))
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_voc: error: {error}")

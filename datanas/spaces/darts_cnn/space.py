@@ -16,6 +16,7 @@ from datanas.spaces.darts_cnn import costs, derivation
 from datanas.spaces.darts_cnn.genotype import CELL_KINDS, CONV_PRIMITIVES, Genotype
 from datanas.spaces.darts_cnn.networks import NetworkCIFAR, NetworkImageNet
 from datanas.spaces.darts_cnn.random_cells import sample_uniform_genotype
+from datanas.spaces.darts_cnn.segmentation import NetworkDeepLabV3
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
 from datanas.spaces.resource_aware import (DEFAULT_COST_LAMBDA, check_cost_settings,
                                            resolve_cost_lambda)
@@ -237,10 +238,16 @@ class DartsCNNSpace(SearchSpace):
     def genotype_from_dict(self, data):
         return Genotype.from_dict(data)
 
+    #: The final network of each training setting.
+    final_networks = {"cifar": NetworkCIFAR, "imagenet": NetworkImageNet,
+                      "segmentation": NetworkDeepLabV3}
+
     def final_network(self, genotype, *, setting="cifar", **kwargs):
-        if setting == "imagenet":
-            return NetworkImageNet(genotype, **kwargs)
-        return NetworkCIFAR(genotype, **kwargs)
+        """NetworkCIFAR, NetworkImageNet or NetworkDeepLabV3 (`setting`) of `genotype`."""
+        if setting not in self.final_networks:
+            raise ValueError(f"setting must be one of {', '.join(self.final_networks)}; "
+                             f"got {setting!r}.")
+        return self.final_networks[setting](genotype, **kwargs)
 
 
 DARTS_CNN = register_space(DartsCNNSpace())
