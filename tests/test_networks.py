@@ -217,7 +217,9 @@ def test_train_cifar_trainer_runs(tmp_path, summary_tags, readme_python_blocks):
     # test set with the snippet's own normalisation reproduces the trainer's
     # test loss, so the snippet preprocesses exactly as the trainer does; the
     # reuse snippet's three handles give the same logits.
-    serving, reuse = readme_python_blocks
+    # Found by what they do, not by their number or order in the README.
+    serving, = [b for b in readme_python_blocks if "loaded.serve(" in b and "test accuracy" in b]
+    reuse, = [b for b in readme_python_blocks if "TFSMLayer" in b]
     check = textwrap.dedent("""
         import json
         batch = images[:8]
