@@ -82,13 +82,11 @@ class ChainSupernet(keras.Model):
         self.built = True
 
     @property
-    def architecture_variables(self):
-        return list(self.arch_logits)
-
-    @property
     def network_variables(self):
-        arch = {id(v) for v in self.arch_logits}
-        return [v for v in self.trainable_variables if id(v) not in arch]
+        layers = [self.stem, *self.denses, self.classifier]
+        return [v for layer in layers for v in layer.trainable_variables]
+
+    architecture_variables = property(lambda self: list(self.arch_logits))
 
     def edge_weights(self, stochastic, seed=None):
         if not stochastic:

@@ -19,10 +19,12 @@ with ``@register_estimator("name")``; the name is what a supernet's
 
 import keras
 
+from datanas.core.registry import Registry
+
 __all__ = ["Estimator", "register_estimator", "estimator_class", "estimator_names",
            "make_estimator"]
 
-_ESTIMATORS = {}
+_ESTIMATORS = Registry("weighting must be one of {known}; got {name!r}.")
 
 
 class Estimator(keras.layers.Layer):
@@ -69,21 +71,18 @@ def register_estimator(name):
     def register(cls):
         if not (isinstance(cls, type) and issubclass(cls, Estimator)):
             raise TypeError(f"expected an Estimator subclass, got {cls!r}.")
-        _ESTIMATORS[name] = cls
-        return cls
+        return _ESTIMATORS.register(name, cls)
     return register
 
 
 def estimator_names():
     """The registered estimator names, in registration order."""
-    return tuple(_ESTIMATORS)
+    return _ESTIMATORS.names()
 
 
 def estimator_class(name):
     """The estimator class registered as `name`; ValueError naming the known ones."""
-    if name not in _ESTIMATORS:
-        raise ValueError(f"weighting must be one of {', '.join(_ESTIMATORS)}; got {name!r}.")
-    return _ESTIMATORS[name]
+    return _ESTIMATORS.get(name)
 
 
 def make_estimator(weighting, *, num_samples=1, temperature=1.0, seed=None, name="estimator"):

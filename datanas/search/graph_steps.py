@@ -11,23 +11,23 @@ import functools
 import tensorflow as tf
 
 from datanas.engine.steps import reduce_sums, sync_replica_statistics
+from datanas.search.sampled_steps import SampledSteps
 
 __all__ = ["GraphSteps"]
 
 
-class GraphSteps:
+class GraphSteps(SampledSteps):
     """The compiled steps of one `Searcher` (see ``searcher.py``)."""
 
     def __init__(self, searcher, *, stream_weights, stream_arch):
-        self.searcher = searcher
-        self._streams = stream_weights, stream_arch
+        super().__init__(searcher, stream_weights=stream_weights, stream_arch=stream_arch)
         # Batches may vary in shape (a last partial batch, variable-length
         # BPTT windows): a second shape generalises the trace instead of
         # compiling one graph per shape.
         compile_step = functools.partial(tf.function, reduce_retracing=True)
-        self.joint = compile_step(self._joint)
-        self.weight = compile_step(self._weight)
-        self.arch = compile_step(self._arch)
+        self.joint = compile_step(self.joint_update)
+        self.weight = compile_step(self.weight_update)
+        self.arch = compile_step(self.arch_update)
         # Edge weights are an input, so every fixed child shares one graph.
         self.fixed_weight = compile_step(self._fixed_weight)
         self.recalibration = compile_step(self._recalibration)
@@ -64,20 +64,11 @@ class GraphSteps:
         return sums, s.task.count(targets)
 
     # -- cross-replica steps -----------------------------------------------
-    def _run_update(self, batch, stream, update_weights, update_arch, prefix=""):
+    def update(self, batch, stream, update_weights, update_arch, prefix=""):
         per_replica = self.searcher.strategy.run(
             self._replica_update, (batch,),
             dict(stream=stream, update_weights=update_weights, update_arch=update_arch))
         return self.searcher.means(per_replica, prefix)
-
-    def _joint(self, batch):
-        return self.searcher.advance(self._run_update(batch, self._streams[0], True, True))
-
-    def _weight(self, batch):
-        return self.searcher.advance(self._run_update(batch, self._streams[0], True, False))
-
-    def _arch(self, batch):
-        return self._run_update(batch, self._streams[1], False, True, "arch_")
 
     def _fixed_weight(self, batch, edge_weights):
         s = self.searcher
@@ -103,10 +94,10 @@ class GraphSteps:
     def use_batch_signature(self, train_spec, arch_spec=None):
         """Compiles the training steps for batches of these specs (see
         ``Searcher.use_batch_signature``)."""
-        self.joint = tf.function(self._joint, input_signature=[train_spec])
-        self.weight = tf.function(self._weight, input_signature=[train_spec])
+        self.joint = tf.function(self.joint_update, input_signature=[train_spec])
+        self.weight = tf.function(self.weight_update, input_signature=[train_spec])
         if arch_spec is not None:
-            self.arch = tf.function(self._arch, input_signature=[arch_spec])
+            self.arch = tf.function(self.arch_update, input_signature=[arch_spec])
             self.unrolled_arch = tf.function(self.searcher.unrolled_arch_update,
                                              input_signature=[arch_spec, train_spec])
 

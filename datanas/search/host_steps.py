@@ -15,16 +15,17 @@ import functools
 import tensorflow as tf
 
 from datanas.engine.steps import reduce_sums, sync_replica_statistics
+from datanas.search.sampled_steps import SampledSteps
 
 __all__ = ["HostSteps"]
 
 
-class HostSteps:
+class HostSteps(SampledSteps):
     """The host-driven steps of one `Searcher` (see ``searcher.py``)."""
 
     def __init__(self, searcher, *, stream_weights, stream_arch):
-        self.searcher = searcher
-        self._streams = stream_weights, stream_arch
+        super().__init__(searcher, stream_weights=stream_weights, stream_arch=stream_arch)
+        self.joint, self.weight, self.arch = self.joint_update, self.weight_update, self.arch_update
         self._zeros = {}
         self._num_network_variables = len(searcher.model.network_variables)
         self._apply = {
@@ -34,15 +35,6 @@ class HostSteps:
         self.unrolled_arch = tf.function(searcher.unrolled_arch_update, reduce_retracing=True)
 
     # -- the steps ---------------------------------------------------------
-    def joint(self, batch):
-        return self.searcher.advance(self._sampled_update(batch, self._streams[0], True, True))
-
-    def weight(self, batch):
-        return self.searcher.advance(self._sampled_update(batch, self._streams[0], True, False))
-
-    def arch(self, batch):
-        return self._sampled_update(batch, self._streams[1], False, True, "arch_")
-
     def fixed_weight(self, batch, edge_weights):
         model = self.searcher.model
         return self.searcher.advance(self._train(
@@ -129,6 +121,6 @@ class HostSteps:
         self._apply[(update_weights, update_arch)](grads)
         return s.means((sums, count), prefix)
 
-    def _sampled_update(self, batch, stream, update_weights, update_arch, prefix=""):
+    def update(self, batch, stream, update_weights, update_arch, prefix=""):
         return self._train(batch, lambda inputs: self.searcher.forward(inputs, stream),
                            update_weights, update_arch, prefix)

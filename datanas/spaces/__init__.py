@@ -5,30 +5,28 @@ Each space lives in its own sub-package and registers an instance of its
 ``space.py`` that calls ``register_space``, and one import below.
 """
 
+from datanas.core.registry import Registry
 from datanas.spaces.base import SearchSpace
 
 __all__ = ["SearchSpace", "register_space", "get_space", "space_names"]
 
-_SPACES = {}
+_SPACES = Registry("unknown search space {name!r}; known: {known}.")
 
 
 def register_space(space):
     """Registers a SearchSpace instance under `space.name`."""
     if not isinstance(space, SearchSpace):
         raise TypeError(f"expected a SearchSpace, got {type(space).__name__}.")
-    _SPACES[space.name] = space
-    return space
+    return _SPACES.register(space.name, space)
 
 
 def space_names():
-    return tuple(_SPACES)
+    return _SPACES.names()
 
 
 def get_space(name):
     """The registered space called `name`; ValueError naming the known ones."""
-    if name not in _SPACES:
-        raise ValueError(f"unknown search space {name!r}; known: {', '.join(_SPACES)}.")
-    return _SPACES[name]
+    return _SPACES.get(name)
 
 
 # Registration of the built-in spaces.
