@@ -9,6 +9,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from datanas.core.tracking import LayerList
@@ -252,3 +253,11 @@ def test_a_space_defined_in_tests_searches_derives_trains_and_draws(tmp_path):
     assert text.startswith("chain cell: inputs x; 3 nodes; output y = last(h3)")
     assert f"h1 = sum of 1 (op, input) pair: {genotype.ops[0]}(x)" in text
     assert '"chain_0" -> "chain_1"' in genotype_dot(genotype)
+
+
+def test_the_trainer_refuses_a_model_that_is_not_a_final_network():
+    from datanas.training.trainer import GenotypeTrainer  # pylint: disable=import-outside-toplevel
+    model = keras.Sequential([keras.layers.Dense(CLASSES)])
+    with pytest.raises(TypeError, match="Sequential cannot be trained as a final network: it has "
+                                        "no logits_and_auxiliary or drop_path_rate"):
+        GenotypeTrainer(model, TrainConfig(epochs=1), steps_per_epoch=1)

@@ -14,10 +14,9 @@ class FinalNetwork(Protocol):
     """A Keras model trained from scratch by ``datanas.training``."""
 
     #: Non-trainable scalar variable: the drop-path probability of the epoch
-    #: (the trainer ramps it; a network without drop-path ignores it).
+    #: (the trainer ramps it; a network without drop-path ignores it).  A
+    #: ``genotype`` attribute, when there is one, is drawn into TensorBoard.
     drop_path_rate: object
-    #: The genotype it was built from (TensorBoard text and pictures), or None.
-    genotype: object
 
     def logits_and_auxiliary(self, inputs, training=None):
         """(outputs, auxiliary outputs or None) of a training forward pass."""

@@ -31,6 +31,7 @@ from datanas.engine.loop import RunState
 from datanas.tasks import ClassificationTask
 from datanas.training.cell_summaries import write_cell_summaries
 from datanas.training.export import export_saved_model
+from datanas.training.final_network import FinalNetwork
 
 __all__ = ["TrainConfig", "GenotypeTrainer", "TrainingProgram", "run_training", "LR_SCHEDULES"]
 
@@ -85,6 +86,11 @@ class GenotypeTrainer:
 
     def __init__(self, model, config, steps_per_epoch, strategy=None, global_batch_size=None,
                  task=None):
+        if not isinstance(model, FinalNetwork):
+            missing = [name for name in ("logits_and_auxiliary", "drop_path_rate")
+                       if not hasattr(model, name)]
+            raise TypeError(f"{type(model).__name__} cannot be trained as a final network: it "
+                            f"has no {' or '.join(missing)} (datanas.training.final_network).")
         self.model, self.config = model, config
         self.strategy = strategy or tf.distribute.get_strategy()
         self.global_batch_size = global_batch_size
