@@ -89,7 +89,7 @@ class SearchInputs:
 
 
 def make_search_inputs(dataset, *, batch_size, train_size=None, validation_fraction=0.1,
-                       separate_arch_split=False, seed=0, augment=None):
+                       separate_arch_split=False, seed=0, augment=None, validation=None):
     """Builds the search splits from an ImageDataset's training images.
 
     Args:
@@ -102,11 +102,19 @@ def make_search_inputs(dataset, *, batch_size, train_size=None, validation_fract
       separate_arch_split: halve the rest into weight / architecture splits.
       seed: seeds subset, splits, shuffling and augmentation.
       augment: AugmentConfig; default `default_augment(dataset)`.
+      validation: optional (images, labels) in the dataset's format: the
+        validation split as given (`validation_fraction` is then unused and
+        every selected training image trains).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     images, labels = take_subset(dataset.train_images, dataset.train_labels, train_size, seed)
-    train_idx, valid_idx = train_validation_split(len(labels), validation_fraction, seed)
+    if validation is None:
+        train_idx, valid_idx = train_validation_split(len(labels), validation_fraction, seed)
+        valid_images, valid_labels = images[valid_idx], labels[valid_idx]
+    else:
+        train_idx = np.arange(len(labels))
+        valid_images, valid_labels = validation
     arch_images = arch_labels = None
     if separate_arch_split:
         half_w, half_a = split_in_halves(len(train_idx), seed)
@@ -119,6 +127,6 @@ def make_search_inputs(dataset, *, batch_size, train_size=None, validation_fract
     return SearchInputs(
         train_images=images[train_idx], train_labels=labels[train_idx],
         arch_images=arch_images, arch_labels=arch_labels,
-        valid_images=images[valid_idx], valid_labels=labels[valid_idx],
+        valid_images=valid_images, valid_labels=valid_labels,
         batch_size=batch_size, mean=dataset.mean, std=dataset.std,
         augment=augment or default_augment(dataset), seed=seed)

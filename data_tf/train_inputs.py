@@ -69,11 +69,12 @@ class TrainInputs:
 
 
 def make_train_inputs(dataset, *, batch_size, train_size=None, validation_fraction=0.1,
-                      cutout=0, seed=0):
-    """Splits an ImageDataset for training a fixed network."""
+                      cutout=0, seed=0, validation=None):
+    """Splits an ImageDataset for training a fixed network; `validation`
+    (images, labels) in the dataset's format replaces the carved split."""
     images, labels = take_subset(dataset.train_images, dataset.train_labels, train_size, seed)
-    valid = None
-    if validation_fraction > 0:
+    valid = None if validation is None else tuple(validation)
+    if validation is None and validation_fraction > 0:
         train_idx, valid_idx = train_validation_split(len(labels), validation_fraction, seed)
         valid = (images[valid_idx], labels[valid_idx])
         images, labels = images[train_idx], labels[train_idx]

@@ -232,7 +232,7 @@ def _format(record, keys):
 
 
 def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
-             select_on=None, select_max=True, max_to_keep=2, log_keys=None):
+             select_on=None, select_max=True, max_to_keep=2, log_keys=None, callbacks=None):
     """Runs `program` to its last epoch in `model_dir`, resuming if checkpointed.
 
     Args:
@@ -247,6 +247,10 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
         perplexity).
       log_keys: record keys printed at each epoch end (default: all floats
         not starting with "train_").
+      callbacks: objects with Keras' ``on_epoch_end(epoch, logs)`` (e.g.
+        ``keras.callbacks.Callback``), called with the 0-based epoch and a
+        copy of its record once the epoch is checkpointed, so a callback
+        that raises loses no work.
     Returns:
       LoopResult.
     Raises:
@@ -360,6 +364,8 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
                 keys = log_keys or [k for k in record if not k.startswith("train_")
                                     and k not in ("epoch", "epoch_seconds") and k not in settings]
                 print("  " + _format(record, keys), flush=True)
+            for callback in callbacks or ():
+                callback.on_epoch_end(epoch, dict(record))
     writer.flush()
     return LoopResult(history=history, last_record=history[-1] if history else {},
                       best_value=sign * float(best_value.numpy()) if select_on else None,

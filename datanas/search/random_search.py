@@ -77,7 +77,7 @@ class CandidateProgram(Program):
 
 def run_random_search(model, inputs, config, model_dir, *, candidates, space="darts_cnn",
                       task=None, strategy=None, verbose=1, metadata=None,
-                      checkpoint_every_steps=0):
+                      checkpoint_every_steps=0, callbacks=None):
     """Trains `candidates` uniform cells, `config.epochs` epochs in all.
 
     `model` is a built supernet whose estimator gives binary codes (its
@@ -139,7 +139,7 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
         loop = run_loop(program, os.path.join(model_dir, "candidates", str(index)),
                         verbose=verbose,
                         checkpoint_every_steps=checkpoint_every_steps, max_to_keep=1,
-                        log_keys=[headline])
+                        log_keys=[headline], callbacks=callbacks)
         last = loop.last_record
         record = {"candidate": index, "epochs": epochs[index],
                   **{k: v for k, v in last.items() if k.startswith(("train_", "valid_"))},

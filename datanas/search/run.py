@@ -174,7 +174,7 @@ def _child_evaluation(searcher, inputs, valid_data, child_weights, bn_recalibrat
 
 def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None,
                strategy=None, verbose=1, metadata=None, checkpoint_every_steps=200,
-               bn_recalibration_batches=0):
+               bn_recalibration_batches=0, callbacks=None):
     """Runs (or resumes) a whole search and writes its artifacts.
 
     Re-running with the same `model_dir` resumes from the last checkpoint,
@@ -222,7 +222,8 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
     loop = run_loop(SearchProgram(searcher, space, inputs, valid_data, pictures), model_dir,
                     verbose=verbose,
                     checkpoint_every_steps=checkpoint_every_steps,
-                    log_keys=[f"valid_{headline}", "valid_loss", "arch_entropy"])
+                    log_keys=[f"valid_{headline}", "valid_loss", "arch_entropy"],
+                    callbacks=callbacks)
 
     genotypes = {name: space.derive(model, name, config.seed) for name in space.derivation_rules}
     for name, genotype in genotypes.items():

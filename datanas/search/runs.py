@@ -55,6 +55,7 @@ def resolve_method(method, config, shape, *, space="darts_cnn", search_mode=None
     ``egs_scope`` None means the method's default.
     """
     space = get_space(space) if isinstance(space, str) else space
+    method_scope(method, None)   # an unknown method: one line naming the allowed ones
     if method == "random":
         network = {"weighting": "egs", "mode": "sparse", "num_samples": shape.num_samples,
                    "scope": method_scope("random", shape.egs_scope)}
@@ -109,17 +110,19 @@ def build_search(method, num_classes, image_shape, config, shape, *, space="dart
 
 def run_method_search(method, model, inputs, config, model_dir, *, space="darts_cnn",
                       random_candidates=8, strategy=None, checkpoint_every_steps=200, verbose=1,
-                      metadata=None, bn_recalibration_batches=0, task=None):
+                      metadata=None, bn_recalibration_batches=0, task=None, callbacks=None):
     """Runs the search of `method` (see build_search) and returns its SearchResult.
 
     `task`: a datanas.tasks Task (default: classification over the model's
-    outputs)."""
+    outputs).  `callbacks`: Keras callbacks told each epoch's record
+    (``on_epoch_end``); for random search, each candidate's epochs."""
     metadata = {**(metadata or {}), "method": method}
     if method == "random":
         return run_random_search(model, inputs, config, model_dir, candidates=random_candidates,
                                  space=space, task=task, strategy=strategy, verbose=verbose,
-                                 metadata=metadata, checkpoint_every_steps=checkpoint_every_steps)
+                                 metadata=metadata, checkpoint_every_steps=checkpoint_every_steps,
+                                 callbacks=callbacks)
     return run_search(model, inputs, config, model_dir, space=space, strategy=strategy,
                       verbose=verbose, metadata=metadata, task=task,
                       checkpoint_every_steps=checkpoint_every_steps,
-                      bn_recalibration_batches=bn_recalibration_batches)
+                      bn_recalibration_batches=bn_recalibration_batches, callbacks=callbacks)

@@ -227,7 +227,7 @@ class TrainingProgram(Program):
 def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_epoch,
                  image_shape, select_on=None, export_dir=None, verbose=1, metadata=None,
                  strategy=None, global_batch_size=None, checkpoint_every_steps=0, task=None,
-                 final_eval_sets=None):
+                 final_eval_sets=None, callbacks=None):
     """Trains `model` and writes everything into `model_dir`.
 
     Rerunning with the same `model_dir` resumes from the last checkpoint
@@ -245,6 +245,7 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
         mIoU) picks the best checkpoint; None keeps only the last (no
         selection on the test split by default).
       export_dir: if set, the final model is exported there as a SavedModel.
+      callbacks: Keras callbacks told each epoch's record (``on_epoch_end``).
     """
     strategy = strategy or tf.distribute.get_strategy()
     model_dir = run_directory(strategy, model_dir)
@@ -265,7 +266,8 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
                     select_on=f"{select_on}_{task.headline}" if select_on else None,
                     select_max=task.headline_higher_is_better,
                     log_keys=[f"{name}_{key}" for name in [*eval_sets, *(final_eval_sets or {})]
-                              for key in task.log_metrics])
+                              for key in task.log_metrics],
+                    callbacks=callbacks)
     results = {"final": loop.last_record, "best_selected_on": select_on,
                f"best_{task.headline}": loop.best_value if select_on else None,
                "epochs": config.epochs}
