@@ -8,7 +8,7 @@ authors' gradient: undrawn ops forward only), ``egsM-sampled`` (the fast
 variant: undrawn ops not computed), ``dense``
 (the same step with DARTS softmax mixing, every op computed), a ``-host``
 suffix on either (``egs4-host``, ``dense-host``: the host-driven step, see
-``datanas/search/searcher.py``; without it the step is the compiled graph),
+``datanas/searching/searcher.py``; without it the step is the compiled graph),
 ``darts2``
 (second-order DARTS architecture step + weight step) and ``child`` (a plain
 SGD step of one EGS-sampled child, M=4 at the initial logits, built as a
@@ -104,8 +104,8 @@ def _child_step(images, labels):
 
 
 def _search_step(variant, images, labels):
-    from datanas.search.config import SearchConfig
-    from datanas.search.searcher import Searcher
+    from datanas.searching.config import SearchConfig
+    from datanas.searching.searcher import Searcher
     from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
     execution = "graph"

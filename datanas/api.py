@@ -43,8 +43,8 @@ from datanas.core.image_standardization import ImageStandardization
 from datanas.engine.run_files import read_jsonl
 from datanas.engine.run_identity import FORMAT_VERSION, begin_run, plan_run
 from datanas.engine.run_lock import release_run_lock
-from datanas.search.config import SearchConfig
-from datanas.search.runs import SupernetShape, build_search, resolve_method, run_method_search
+from datanas.searching.config import SearchConfig
+from datanas.searching.runs import SupernetShape, build_search, resolve_method, run_method_search
 from datanas.spaces import get_space
 from datanas.spaces.darts_cnn.genotype import Genotype, load_genotype as _load_genotype
 from datanas.spaces.darts_cnn.networks import NetworkCIFAR

@@ -313,8 +313,8 @@ def define_cifar_train_flags():
 
 def search_config_from_flags(flag_values):
     """SearchConfig and the space's settings from parsed define_search_flags values
-    (method-specific fields are filled in by datanas.search.runs.build_search)."""
-    from datanas.search.config import SearchConfig  # pylint: disable=import-outside-toplevel
+    (method-specific fields are filled in by datanas.searching.runs.build_search)."""
+    from datanas.searching.config import SearchConfig  # pylint: disable=import-outside-toplevel
     from datanas.spaces import get_space  # pylint: disable=import-outside-toplevel
 
     check_layers(flag_values)
@@ -358,7 +358,7 @@ EGS_FLAGS = ("egs_gradient", "edge_combine")
 def egs_options_from_flags(flag_values):
     """{egs_gradient, edge_combine} of the search flags (None: the method's);
     refused for a --method that samples no EGS code (darts, random)."""
-    from datanas.search.methods import EGS_METHODS  # pylint: disable=import-outside-toplevel
+    from datanas.searching.methods import EGS_METHODS  # pylint: disable=import-outside-toplevel
 
     values = {name: flag_values[name].value for name in EGS_FLAGS}
     given = [f"--{name}={value}" for name, value in values.items() if value is not None]
@@ -554,7 +554,7 @@ def run_identity(flag_values, trainer, inputs):
     settings = {k: v for k, v in sorted(trainer_flag_values(flag_values).items())
                 if k not in NOT_IDENTITY}
     # pylint: disable=import-outside-toplevel
-    from datanas.search.methods import EGS_METHODS, SEARCH_METHODS, method_temperatures
+    from datanas.searching.methods import EGS_METHODS, SEARCH_METHODS, method_temperatures
     method = settings.get("method")
     if method in SEARCH_METHODS and "initial_temperature" in settings:
         # The temperatures the run anneals: unset ones are the method's

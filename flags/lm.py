@@ -172,7 +172,7 @@ def _check_float32(flag_values):
 def lm_search_config_from_flags(flag_values):
     """(SearchConfig, RecurrentShape) of the recurrent search flags."""
     # pylint: disable=import-outside-toplevel
-    from datanas.search.config import SearchConfig
+    from datanas.searching.config import SearchConfig
     from datanas.spaces.darts_rnn.space import RecurrentShape
 
     _check_float32(flag_values)

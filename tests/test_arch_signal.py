@@ -12,8 +12,8 @@ import tensorflow as tf
 from datanas.analysis.arch_signal import (Estimator, architecture_gradients,
                                           gradient_statistics, measure_during_warmup)
 from datanas.analysis.seed_agreement import seed_agreement
-from datanas.search.config import SearchConfig
-from datanas.search.searcher import Searcher
+from datanas.searching.config import SearchConfig
+from datanas.searching.searcher import Searcher
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
 from datanas.tasks import ClassificationTask
 

@@ -11,8 +11,8 @@ from data_tf.image_datasets import load_image_dataset
 from data_tf.search_inputs import make_search_inputs
 from datanas.estimators import EnsembleGumbelSoftmax
 from datanas.estimators.efficiency import efficiency_credit, mixed_logits
-from datanas.search.config import SearchConfig
-from datanas.search.run import run_search
+from datanas.searching.config import SearchConfig
+from datanas.searching.run import run_search
 from datanas.spaces.darts_cnn import costs
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES
 from datanas.spaces.darts_cnn.networks import NetworkCIFAR

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from datanas.search.config import SearchConfig
-from datanas.search.searcher import Searcher
-from datanas.search.unrolled import _loss_at, unrolled_arch_gradients
+from datanas.searching.config import SearchConfig
+from datanas.searching.searcher import Searcher
+from datanas.searching.unrolled import _loss_at, unrolled_arch_gradients
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
 PRIMITIVES = ("none", "avg_pool_3x3", "skip_connect", "sep_conv_3x3")

@@ -60,8 +60,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np, tensorflow as tf, keras
     from datanas.engine.strategy import build_strategy, configure_cpu_devices
-    from datanas.search.config import SearchConfig
-    from datanas.search.searcher import Searcher
+    from datanas.searching.config import SearchConfig
+    from datanas.searching.searcher import Searcher
     from datanas.spaces.darts_cnn.supernet import SearchNetwork
     configure_cpu_devices(2)
     tf.config.experimental.enable_op_determinism()
@@ -119,8 +119,8 @@ STATISTICS_SCRIPT = textwrap.dedent("""
     import numpy as np, tensorflow as tf, keras
     from datanas.engine.steps import batch_norm_statistics
     from datanas.engine.strategy import build_strategy, configure_cpu_devices
-    from datanas.search.config import SearchConfig
-    from datanas.search.searcher import Searcher
+    from datanas.searching.config import SearchConfig
+    from datanas.searching.searcher import Searcher
     from datanas.spaces.darts_cnn.genotype import DARTS_V2
     from datanas.spaces.darts_cnn.networks import NetworkCIFAR
     from datanas.spaces.darts_cnn.supernet import SearchNetwork

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from datanas.search.config import SearchConfig
-from datanas.search.runs import build_search, resolve_method
+from datanas.searching.config import SearchConfig
+from datanas.searching.runs import build_search, resolve_method
 from datanas.spaces.darts_cnn.space import SupernetShape
 
 PRIMITIVES = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
@@ -44,8 +44,8 @@ def test_gdas_alternates_splits_anneals_10_to_01_and_derives_top2(tmp_path, glob
     pytest.importorskip("sklearn")
     from data_tf.image_datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
     from data_tf.search_inputs import make_search_inputs  # pylint: disable=import-outside-toplevel
-    from datanas.search import run as run_module  # pylint: disable=import-outside-toplevel
-    from datanas.search.run import run_search  # pylint: disable=import-outside-toplevel
+    from datanas.searching import run as run_module  # pylint: disable=import-outside-toplevel
+    from datanas.searching.run import run_search  # pylint: disable=import-outside-toplevel
     from datanas.spaces.darts_cnn.genotype import load_genotype  # pylint: disable=import-outside-toplevel
 
     global_seed(0)

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from datanas.core.layer_functions import LayerFunctions, call_layer
-from datanas.search.config import SearchConfig
-from datanas.search.searcher import HOST_AUTO_MAX_STEPS, Searcher, resolve_execution
+from datanas.searching.config import SearchConfig
+from datanas.searching.searcher import HOST_AUTO_MAX_STEPS, Searcher, resolve_execution
 from datanas.spaces.darts_cnn import mixed_edge
 from datanas.spaces.darts_cnn.ops import build_conv_op
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES

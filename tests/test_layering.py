@@ -22,7 +22,7 @@ LAYERS = (
     ("estimators",),
     ("spaces", "tasks"),
     ("engine",),
-    ("search", "training"),
+    ("searching", "training"),
     ("analysis",),
     ("layers",),
 )
@@ -67,6 +67,16 @@ def _violations(path, package=PACKAGE):
     return found
 
 
+def test_only_the_api_sits_above_the_packages_and_reads_data_tf():
+    """The package top holds __init__.py and api.py; api.py may import any
+    layer and data_tf (the caller's data), nothing imports api but __init__."""
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__.py", "api.py"], top
+    for path in _modules():
+        assert not any(name == "datanas.api" or name.startswith("datanas.api.")
+                       for _, name in _imported_names(path)), path
+
+
 def test_every_package_of_datanas_has_a_layer():
     packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert packages == set(RANK), f"packages without a layer: {sorted(packages - set(RANK))}"
@@ -78,7 +88,7 @@ def test_no_module_imports_against_the_layer_order():
 
 
 @pytest.mark.parametrize("source, expected", [
-    ("from datanas.search.config import X\n", "may not import search"),
+    ("from datanas.searching.config import X\n", "may not import search"),
     ("import datanas.engine.loop\n", "may not import engine"),
     ("from flags import core\n", "outside the library"),
 ])

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from datanas.spaces.darts_cnn.genotype import CONV_PRIMITIVES, load_genotype
-from datanas.search.methods import method_settings
-from datanas.search.random_search import CandidateProgram, candidate_genotypes
+from datanas.searching.methods import method_settings
+from datanas.searching.random_search import CandidateProgram, candidate_genotypes
 from datanas.spaces.darts_cnn.random_cells import sample_uniform_genotype
 from datanas.spaces.darts_cnn.space import DARTS_CNN
 
@@ -57,8 +57,8 @@ def test_each_method_keeps_its_own_logit_decay_unless_one_is_set():
     # since its smaller gradient is outweighed by that decay.  One config
     # (as the ablation runner builds) resolves per method; an explicit decay
     # holds for every method.
-    from datanas.search.config import SearchConfig  # pylint: disable=import-outside-toplevel
-    from datanas.search.runs import resolve_method  # pylint: disable=import-outside-toplevel
+    from datanas.searching.config import SearchConfig  # pylint: disable=import-outside-toplevel
+    from datanas.searching.runs import resolve_method  # pylint: disable=import-outside-toplevel
     from datanas.spaces.darts_cnn.space import SupernetShape  # pylint: disable=import-outside-toplevel
 
     config = SearchConfig(epochs=2)
@@ -142,8 +142,8 @@ def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_pat
     pytest.importorskip("sklearn")
     from data_tf.image_datasets import load_image_dataset
     from data_tf.search_inputs import make_search_inputs
-    from datanas.search.config import SearchConfig
-    from datanas.search.runs import SupernetShape, build_search, run_method_search
+    from datanas.searching.config import SearchConfig
+    from datanas.searching.runs import SupernetShape, build_search, run_method_search
 
     global_seed(0)   # the supernet's initial weights
     dataset = load_image_dataset("digits")
@@ -154,7 +154,7 @@ def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_pat
                                  SearchConfig(epochs=6, seed=0), shape, random_candidates=3)
     assert config.epochs == 6   # the search's budget, shared out over the 3 candidates
     from datanas.spaces.darts_cnn.derivation import genotype_to_weights
-    from datanas.search.searcher import Searcher
+    from datanas.searching.searcher import Searcher
     searcher = Searcher(model, config, inputs.steps_per_epoch)
     state = searcher.snapshot_state()   # the initial weights every candidate starts from
     result = run_method_search("random", model, inputs, config, str(tmp_path),
@@ -215,8 +215,8 @@ def test_random_search_costs_the_search_s_epochs(tmp_path, global_seed):
     pytest.importorskip("sklearn")
     from data_tf.image_datasets import load_image_dataset
     from data_tf.search_inputs import make_search_inputs
-    from datanas.search.config import SearchConfig
-    from datanas.search.runs import (SupernetShape, build_search, random_epochs_per_candidate,
+    from datanas.searching.config import SearchConfig
+    from datanas.searching.runs import (SupernetShape, build_search, random_epochs_per_candidate,
                                      resolve_method, run_method_search)
 
     assert random_epochs_per_candidate(20, 8) == [3, 3, 3, 3, 2, 2, 2, 2]

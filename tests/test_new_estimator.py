@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from datanas.estimators import Estimator, estimator_names, make_estimator, register_estimator
-from datanas.search.config import SearchConfig
-from datanas.search.searcher import Searcher
+from datanas.searching.config import SearchConfig
+from datanas.searching.searcher import Searcher
 from datanas.spaces import get_space
 from datanas.spaces.drawing import genotype_text
 from datanas.tasks import ClassificationTask

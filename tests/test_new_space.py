@@ -14,9 +14,9 @@ import tensorflow as tf
 
 from datanas.core.tracking import LayerList
 from datanas.estimators import make_estimator
-from datanas.search.config import SearchConfig
-from datanas.search.inputs import SearchInputs
-from datanas.search.run import run_search
+from datanas.searching.config import SearchConfig
+from datanas.searching.inputs import SearchInputs
+from datanas.searching.run import run_search
 from datanas.spaces import get_space, register_space
 from datanas.spaces.base import SearchSpace
 from datanas.spaces.drawing import CellGraph, genotype_dot, genotype_text

@@ -12,9 +12,9 @@ import tensorflow as tf
 
 from datanas.core.precision import DTYPE_POLICIES, set_dtype_policy
 from datanas.engine.run_identity import RunRefused, plan_run
-from datanas.search.config import SearchConfig
-from datanas.search.run import run_search
-from datanas.search.searcher import Searcher
+from datanas.searching.config import SearchConfig
+from datanas.searching.run import run_search
+from datanas.searching.searcher import Searcher
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
 from datanas.spaces.darts_cnn.segmentation import NetworkDeepLabV3
 from datanas.spaces.darts_cnn.genotype import DARTS_V2

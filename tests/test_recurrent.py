@@ -495,8 +495,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import numpy as np, tensorflow as tf, keras
     from data_tf import load_text_corpus, make_lm_train_inputs
     from datanas.engine.strategy import build_strategy, configure_cpu_devices
-    from datanas.search.config import SearchConfig
-    from datanas.search.searcher import Searcher
+    from datanas.searching.config import SearchConfig
+    from datanas.searching.searcher import Searcher
     from datanas.spaces.darts_rnn.genotype import DARTS_RNN
     from datanas.spaces.darts_rnn.language_model import RNNLanguageModel, RNNSearchModel
     from datanas.tasks import LanguageModelingTask

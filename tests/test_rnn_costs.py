@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from datanas.engine.checkpoints import restore_exactly
 from datanas.estimators.efficiency import efficiency_credit
-from datanas.search.config import SearchConfig
-from datanas.search.runs import build_search
+from datanas.searching.config import SearchConfig
+from datanas.searching.runs import build_search
 from datanas.spaces.darts_rnn import costs
 from datanas.spaces.darts_rnn.cells import RecurrentCell
 from datanas.spaces.darts_rnn.genotype import RecurrentGenotype

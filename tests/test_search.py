@@ -13,9 +13,9 @@ import tensorflow as tf
 from data_tf.image_datasets import load_image_dataset
 from data_tf.search_inputs import make_search_inputs
 from datanas.spaces.darts_cnn.genotype import load_genotype
-from datanas.search.config import SearchConfig, temperature_at
-from datanas.search.run import run_search
-from datanas.search.searcher import Searcher
+from datanas.searching.config import SearchConfig, temperature_at
+from datanas.searching.run import run_search
+from datanas.searching.searcher import Searcher
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,7 +56,7 @@ def test_arch_warmup_epochs_keep_the_logits_still_then_train_them(tmp_path):
     of 0: the logits (and so the selection entropy) stay exactly at their
     initial values, then move."""
     pytest.importorskip("sklearn")
-    from datanas.search.config import arch_learning_rate_at
+    from datanas.searching.config import arch_learning_rate_at
     from datanas.spaces import get_space
     config = SearchConfig(epochs=2, seed=0, arch_warmup_epochs=1, arch_learning_rate=1e-2)
     assert [arch_learning_rate_at(config, e) for e in range(2)] == [0.0, 1e-2]
@@ -150,7 +150,7 @@ def test_run_search_on_digits_writes_artifacts(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0]["temperature"] == 5.0 and history[1]["temperature"] == 1.0
     assert os.listdir(tmp_path / "tensorboard")
-    # What a user watches (datanas.search.epoch_pictures; drawings in tests/test_visualize.py).
+    # What a user watches (datanas.searching.epoch_pictures; drawings in tests/test_visualize.py).
     images = {}
     for path in (tmp_path / "tensorboard").iterdir():
         for event in tf.compat.v1.train.summary_iterator(str(path)):

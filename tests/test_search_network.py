@@ -128,8 +128,8 @@ def test_both_skip_mechanisms_give_the_same_search(global_seed):
     tf.cond graph give the same losses and architecture for the same seed,
     over joint steps that sample different children (every kind of op: the
     pools, both skip_connect forms, a separable and a dilated conv)."""
-    from datanas.search.config import SearchConfig  # pylint: disable=import-outside-toplevel
-    from datanas.search.searcher import Searcher  # pylint: disable=import-outside-toplevel
+    from datanas.searching.config import SearchConfig  # pylint: disable=import-outside-toplevel
+    from datanas.searching.searcher import Searcher  # pylint: disable=import-outside-toplevel
 
     rng = np.random.default_rng(5)
     batches = [(tf.constant(rng.normal(size=(8, 8, 8, 1)).astype("float32")),

@@ -17,7 +17,7 @@ from datanas.core.probability_image import probability_heatmap
 from datanas.spaces import get_space
 from datanas.spaces.drawing import (GraphvizNotFoundError, draw_genotype, genotype_dot,
                                     genotype_text, output_format)
-from datanas.search.epoch_pictures import EpochPictures
+from datanas.searching.epoch_pictures import EpochPictures
 from datanas.spaces import get_space
 from datanas.spaces.darts_cnn.genotype import Genotype, GenotypeError
 from datanas.spaces.darts_cnn.supernet import SearchNetwork

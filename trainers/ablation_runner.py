@@ -51,7 +51,7 @@ def _build(spec, dataset, base_config, shape, data, random_candidates):
     import keras  # pylint: disable=import-outside-toplevel
 
     from data_tf.search_inputs import make_search_inputs  # pylint: disable=import-outside-toplevel
-    from datanas.search.runs import build_search  # pylint: disable=import-outside-toplevel
+    from datanas.searching.runs import build_search  # pylint: disable=import-outside-toplevel
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
@@ -67,7 +67,7 @@ def _build(spec, dataset, base_config, shape, data, random_candidates):
 
 def _search(spec, dataset, base_config, shape, data, run_dir, *, random_candidates,
             bn_recalibration_batches, verbose):
-    from datanas.search.runs import run_method_search  # pylint: disable=import-outside-toplevel
+    from datanas.searching.runs import run_method_search  # pylint: disable=import-outside-toplevel
 
     model, config, inputs = _build(spec, dataset, base_config, shape, data, random_candidates)
     start = time.time()
@@ -94,7 +94,7 @@ def _measure_rule_children(run_dir, model, config, inputs, own_rule, bn_recalibr
     (``run_search``'s evaluation of its own child, cell by cell; the child
     inside the supernet is weighted as the supernet combines an edge's ops,
     ``space.child_weights``).  Written to ``gap_rules.json``."""
-    from datanas.search.run import _child_evaluation, make_searcher  # pylint: disable=import-outside-toplevel
+    from datanas.searching.run import _child_evaluation, make_searcher  # pylint: disable=import-outside-toplevel
 
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -208,9 +208,9 @@ def _resolved(spec, base_config, shape, random_candidates):
     """What the run's method makes of the shared settings: its supernet
     settings and its full SearchConfig (search mode, temperatures,
     estimator gradient, edge combination, derivation...)."""
-    from datanas.search.runs import resolve_method  # pylint: disable=import-outside-toplevel
+    from datanas.searching.runs import resolve_method  # pylint: disable=import-outside-toplevel
 
-    from datanas.search.runs import random_epochs_per_candidate  # pylint: disable=import-outside-toplevel
+    from datanas.searching.runs import random_epochs_per_candidate  # pylint: disable=import-outside-toplevel
 
     network, config = resolve_method(spec.method, _spec_config(spec, base_config),
                                      _spec_shape(spec, shape),
@@ -353,7 +353,7 @@ def ablation_specs(ablation, *, base_config, shape, methods=None, m_values=None,
     Raises:
       ValueError: one line naming the bad setting.
     """
-    from datanas.search.runs import resolve_method  # pylint: disable=import-outside-toplevel
+    from datanas.searching.runs import resolve_method  # pylint: disable=import-outside-toplevel
 
     methods = list(methods or ("data", "darts", "gdas"))
     m_values = list(m_values or range(1, len(shape.primitives) + 1))

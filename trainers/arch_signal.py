@@ -117,9 +117,9 @@ def main(argv):
     import keras
 
     from data_tf.search_inputs import make_search_inputs
-    from datanas.search.config import SearchConfig
-    from datanas.search.runs import SupernetShape, build_search
-    from datanas.search.searcher import Searcher
+    from datanas.searching.config import SearchConfig
+    from datanas.searching.runs import SupernetShape, build_search
+    from datanas.searching.searcher import Searcher
     from datanas.tasks import ClassificationTask
 
     try:

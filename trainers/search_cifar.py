@@ -32,7 +32,7 @@ def main(argv):
     # Heavy imports after flag parsing so --help is fast.
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from data_tf.search_inputs import make_search_inputs
-    from datanas.search.runs import build_search, resolve_method, run_method_search
+    from datanas.searching.runs import build_search, resolve_method, run_method_search
 
     method_args = dict(space=FLAGS.space, search_mode=FLAGS.search_mode,
                        derivation=FLAGS.derivation, darts_order=int(FLAGS.darts_order),

@@ -42,7 +42,7 @@ def main(argv):
     from data_tf.image_datasets import DatasetNotFoundError
     from data_tf.lm_inputs import make_lm_search_inputs
     from data_tf.text_corpora import load_text_corpus
-    from datanas.search.runs import build_search, resolve_method, run_method_search
+    from datanas.searching.runs import build_search, resolve_method, run_method_search
     from datanas.tasks import LanguageModelingTask
 
     method_args = dict(space="darts_rnn", search_mode=FLAGS.search_mode,

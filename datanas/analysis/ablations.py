@@ -84,7 +84,7 @@ def parse_method(token, num_samples):
     ablation's (so one seeds table can hold DATA M=4 and M=7), and
     "data_sampled" / "data_sampled_M<m>" for DATA searching with the sampled
     gradient (egs_gradient None: the shared config's)."""
-    from datanas.search.methods import SEARCH_METHODS   # pylint: disable=import-outside-toplevel
+    from datanas.searching.methods import SEARCH_METHODS   # pylint: disable=import-outside-toplevel
     if token in SEARCH_METHODS:
         return token, (1 if token == "gdas" else num_samples), None, None
     match = _DATA_VARIANT.fullmatch(token)

@@ -1,6 +1,6 @@
 """Compiled layer functions shared by every layer of one configuration.
 
-A host-driven search step (``execution="host"``, see ``search/searcher.py``)
+A host-driven search step (``execution="host"``, see ``searching/searcher.py``)
 runs the supernet eagerly: Python reads the sampled code and calls only the
 selected ops, so nothing of the unselected supernet is ever built or run.
 Calling Keras layers eagerly op by op would be slow, and compiling one

@@ -2,7 +2,7 @@
 
 Settings (``SupernetShape``): the paper's CIFAR search is 8 cells, C=16,
 4 intermediate nodes, the 8 DARTS ops.  ``egs_scope`` None means the
-method's default (see ``datanas.search.methods``).
+method's default (see ``datanas.searching.methods``).
 """
 
 import dataclasses

@@ -7,10 +7,10 @@ data, optimisers and budgets.  The space is chosen by name.
 
 import dataclasses
 
-from datanas.search.methods import (DEFAULT_DERIVATION, EGS_METHODS, method_arch_weight_decay, method_scope,
+from datanas.searching.methods import (DEFAULT_DERIVATION, EGS_METHODS, method_arch_weight_decay, method_scope,
                                     method_settings, method_temperatures)
-from datanas.search.random_search import run_random_search
-from datanas.search.run import run_search
+from datanas.searching.random_search import run_random_search
+from datanas.searching.run import run_search
 from datanas.spaces import get_space
 from datanas.spaces.darts_cnn.space import SupernetShape
 

@@ -4,14 +4,14 @@ Weights: SGD, momentum 0.9, cosine learning rate 0.025 -> 0.001, L2 weight
 decay 3e-4 added to the clipped gradient (global norm 5).  Architecture
 logits: Adam 3e-4, betas (0.5, 0.999) (DARTS' search settings, which the
 DATA paper follows); L2 weight decay of the logits: the method's (None,
-filled in by datanas.search.runs.resolve_method; DARTS and GDAS 1e-3 as in
-their papers, DATA 0 -- datanas.search.methods.ARCH_WEIGHT_DECAY says why).  The EGS temperature
+filled in by datanas.searching.runs.resolve_method; DARTS and GDAS 1e-3 as in
+their papers, DATA 0 -- datanas.searching.methods.ARCH_WEIGHT_DECAY says why).  The EGS temperature
 anneals linearly over epochs, from the method's (None, filled in by
 resolve_method: 5 -> 1 for DATA, 10 -> 0.1 for GDAS; 5 -> 1 without a
 method) or the given values; the architecture learning rate is 0 for the
 first ``arch_warmup_epochs`` epochs.  ``egs_gradient`` and ``edge_combine``
 record the EGS supernet's settings (None: the method's, filled in by
-resolve_method; see datanas.search.methods).
+resolve_method; see datanas.searching.methods).
 """
 
 import dataclasses
@@ -59,7 +59,7 @@ class SearchConfig:
     # warm-up of PC-DARTS / DARTS+).  None (= 0) keeps the identities of runs
     # made before this setting.
     arch_warmup_epochs: int | None = None
-    # None: the method's (datanas.search.methods.TEMPERATURES, filled in by
+    # None: the method's (datanas.searching.methods.TEMPERATURES, filled in by
     # runs.resolve_method); DEFAULT_TEMPERATURES without a method.
     initial_temperature: float | None = None
     final_temperature: float | None = None

@@ -5,7 +5,7 @@ e.g. two distinct inputs per node with uniform ops in the DARTS space, as in
 the random baselines of DARTS and Li & Talwalkar 2019).  The search's
 weight-training epochs (``config.epochs``, the budget of the search it is
 compared with) are shared out over the candidates, the remainder one epoch
-each to the first ones (``datanas.search.runs.random_epochs_per_candidate``),
+each to the first ones (``datanas.searching.runs.random_epochs_per_candidate``),
 so the baseline costs what a search costs.  Each candidate trains, from the
 same initial weights, as the fixed child inside the search supernet (only
 its ops run; its learning rate decays over its own epochs), driven by the
@@ -28,7 +28,7 @@ import tensorflow as tf
 from datanas.engine.loop import Program, run_loop
 from datanas.engine.run_files import append_jsonl, cut_torn_tail, read_jsonl, write_json_atomic
 from datanas.engine.strategy import distributed_epoch, run_directory
-from datanas.search.run import SearchResult, make_searcher, write_genotype, write_search_config
+from datanas.searching.run import SearchResult, make_searcher, write_genotype, write_search_config
 from datanas.spaces import get_space
 
 __all__ = ["candidate_genotypes", "run_random_search", "CandidateProgram"]
@@ -88,7 +88,7 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
     ``candidates/<i>/`` (each candidate's run), ``genotype.json`` (the best
     candidate) and ``search_result.json`` into `model_dir`.
     """
-    from datanas.search.runs import random_epochs_per_candidate  # pylint: disable=import-outside-toplevel
+    from datanas.searching.runs import random_epochs_per_candidate  # pylint: disable=import-outside-toplevel
 
     if not model.estimator.binary_codes:
         raise ValueError("random search runs candidates as fixed children of a sparse supernet "

@@ -34,10 +34,10 @@ from datanas.engine.loop import RunState
 from datanas.engine.steps import (all_reduce_sum, apply_update, batch_norm_statistics,
                                   guarded_sums, reduce_sums, scaled_loss,
                                   sync_replica_statistics)
-from datanas.search.graph_steps import GraphSteps
-from datanas.search.host_steps import HostSteps
-from datanas.search.methods import DEFAULT_ARCH_WEIGHT_DECAY
-from datanas.search.unrolled import unrolled_arch_gradients
+from datanas.searching.graph_steps import GraphSteps
+from datanas.searching.host_steps import HostSteps
+from datanas.searching.methods import DEFAULT_ARCH_WEIGHT_DECAY
+from datanas.searching.unrolled import unrolled_arch_gradients
 from datanas.tasks import ClassificationTask
 
 __all__ = ["Searcher", "STREAM_WEIGHTS", "STREAM_ARCH", "HOST_AUTO_MAX_STEPS",

@@ -11,7 +11,7 @@ import functools
 import tensorflow as tf
 
 from datanas.engine.steps import reduce_sums, sync_replica_statistics
-from datanas.search.sampled_steps import SampledSteps
+from datanas.searching.sampled_steps import SampledSteps
 
 __all__ = ["GraphSteps"]
 

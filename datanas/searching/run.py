@@ -15,9 +15,9 @@ import tensorflow as tf
 from datanas.engine.loop import Program, run_loop
 from datanas.engine.run_files import write_json_atomic
 from datanas.engine.strategy import distributed_epoch, num_input_pipelines, run_directory
-from datanas.search.config import arch_learning_rate_at, temperature_at
-from datanas.search.epoch_pictures import EpochPictures
-from datanas.search.searcher import Searcher
+from datanas.searching.config import arch_learning_rate_at, temperature_at
+from datanas.searching.epoch_pictures import EpochPictures
+from datanas.searching.searcher import Searcher
 from datanas.spaces import get_space
 
 __all__ = ["SearchResult", "SearchProgram", "make_searcher", "write_search_config",
@@ -189,7 +189,7 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
     of the space, ``arch_probabilities.json`` and ``search_result.json``; after
     every epoch ``cell_epoch_NNN.json`` (the genotype derived then) and
     TensorBoard images of the probabilities and the derived cell
-    (``datanas.search.epoch_pictures``).
+    (``datanas.searching.epoch_pictures``).
 
     The derived child is evaluated inside the supernet with the inherited
     weights (paper Table 8); with `bn_recalibration_batches` > 0 it is also

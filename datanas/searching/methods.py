@@ -48,12 +48,12 @@ couples every logit to it.
 single-level joint step and temperature; kept as a named variant.
 ``darts`` is first order by default; ``darts_order=2`` takes the unrolled
 second-order architecture gradient.  ``random`` is run by
-:mod:`datanas.search.random_search`.
+:mod:`datanas.searching.random_search`.
 """
 
 import dataclasses
 
-from datanas.search.config import EDGE_COMBINES, EGS_GRADIENTS
+from datanas.searching.config import EDGE_COMBINES, EGS_GRADIENTS
 
 __all__ = ["SEARCH_METHODS", "SCOPES", "MethodSettings", "method_settings", "method_scope",
            "ARCH_WEIGHT_DECAY", "method_arch_weight_decay", "TEMPERATURES",
@@ -198,7 +198,7 @@ def method_settings(method, *, num_samples=4, search_mode=None, derivation=None,
     _check_method(method)
     if method == "random":
         raise ValueError("method 'random' trains sampled cells without a supernet; use "
-                         "datanas.search.random_search.run_random_search.")
+                         "datanas.searching.random_search.run_random_search.")
     if darts_order not in (1, 2):
         raise ValueError(f"darts_order must be 1 or 2, got {darts_order!r}.")
     if darts_order == 2 and method != "darts":
