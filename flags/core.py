@@ -449,7 +449,7 @@ def strategy_from_flags(flag_values):
     """Sets the dtype policy and builds the strategy the distribution flags
     ask for (after parsing)."""
     # pylint: disable=import-outside-toplevel
-    from datanas.engine.precision import set_dtype_policy
+    from datanas.core.precision import set_dtype_policy
     from datanas.engine.strategy import (build_strategy, configure_cpu_devices,
                                          make_deterministic)
 

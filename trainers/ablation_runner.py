@@ -172,8 +172,8 @@ def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
     import keras  # pylint: disable=import-outside-toplevel
 
     from data_tf.train_inputs import make_train_inputs  # pylint: disable=import-outside-toplevel
-    from datanas.training.model_stats import count_multiply_adds, count_parameters  # pylint: disable=import-outside-toplevel
-    from datanas.spaces.darts_cnn.networks import NetworkCIFAR  # pylint: disable=import-outside-toplevel
+    from datanas.core.model_stats import count_multiply_adds, count_parameters  # pylint: disable=import-outside-toplevel
+    from datanas.spaces import get_space  # pylint: disable=import-outside-toplevel
     from datanas.training.trainer import TrainConfig, run_training  # pylint: disable=import-outside-toplevel
 
     start = time.time()
@@ -181,9 +181,9 @@ def _retrain(genotype, dataset, retrain, seed, run_dir, verbose):
     keras.utils.set_random_seed(seed)
     inputs = make_train_inputs(dataset, batch_size=retrain.batch_size,
                                train_size=retrain.train_size, seed=seed)
-    model = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
-                         init_channels=retrain.init_channels, layers=retrain.layers,
-                         auxiliary=False)
+    model = get_space("darts_cnn").final_network(
+        genotype, setting="cifar", num_classes=dataset.num_classes,
+        init_channels=retrain.init_channels, layers=retrain.layers, auxiliary=False)
     model.build((None,) + dataset.image_shape)
     config = TrainConfig(epochs=retrain.epochs, learning_rate=retrain.learning_rate,
                          drop_path_prob=0.0, auxiliary_weight=0.0, seed=seed)

@@ -37,8 +37,8 @@ def main(argv):
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from data_tf.train_inputs import make_train_inputs
     from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
-    from datanas.training.model_stats import count_multiply_adds, count_parameters
-    from datanas.spaces.darts_cnn.networks import NetworkCIFAR
+    from datanas.core.model_stats import count_multiply_adds, count_parameters
+    from datanas.spaces import get_space
     from datanas.training.trainer import run_training
 
     try:
@@ -58,9 +58,10 @@ def main(argv):
         if finished:
             return
         with strategy.scope():
-            model = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
-                                 init_channels=FLAGS.init_channels, layers=FLAGS.layers,
-                                 auxiliary=FLAGS.auxiliary, stem_stride=int(FLAGS.stem_stride))
+            model = get_space("darts_cnn").final_network(
+                genotype, setting="cifar", num_classes=dataset.num_classes,
+                init_channels=FLAGS.init_channels, layers=FLAGS.layers,
+                auxiliary=FLAGS.auxiliary, stem_stride=int(FLAGS.stem_stride))
             model.build((None,) + dataset.image_shape)
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_cifar: error: {error}")
