@@ -150,14 +150,17 @@ def test_host_and_graph_steps_give_the_same_search(mode, global_seed):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_host_step_runs_only_the_sampled_ops(monkeypatch):
-    """Every op called in a host-driven step has a non-zero bit in that
-    step's code, and every selected op is called exactly once -- also after
-    the search run has given the steps its dataset's batch signature, and
-    for a last, shorter batch (which reuses the functions already traced)."""
+@pytest.mark.parametrize("gradient", ["sampled", "full"])
+def test_host_step_runs_the_sampled_ops_and_undrawn_ones_only_forward(monkeypatch, gradient):
+    """With egs_gradient="sampled" every op called in a host-driven step has
+    a non-zero bit in that step's code, and every selected op is called
+    exactly once -- also after the search run has given the steps its
+    dataset's batch signature, and for a last, shorter batch (which reuses
+    the functions already traced).  With "full" (the authors' gradient)
+    every op is called once: the undrawn ones forward only."""
     # All 8 DARTS ops (host steps build nothing, so this stays quick): M=3
     # draws switch on at most 3 of an edge's 7 computable ops.
-    model = _network(egs_scope="edge", primitives=CONV_PRIMITIVES)
+    model = _network(egs_scope="edge", primitives=CONV_PRIMITIVES, egs_gradient=gradient)
     searcher = Searcher(model, SearchConfig(epochs=1, seed=3), steps_per_epoch=2)
     batches = _batches(2)
     batches[1] = tuple(t[:5] for t in batches[1])
@@ -190,6 +193,10 @@ def test_host_step_runs_only_the_sampled_ops(monkeypatch):
                 for position, edge in enumerate(node_edges):
                     expected += [(kind, node, position, k)
                                  for k, op in enumerate(edge.candidate_ops)
-                                 if op is not None and weights[position, k] != 0]
+                                 if op is not None and (weights[position, k] != 0
+                                                        or gradient == "full")]
         assert sorted(called) == sorted(expected)
-        assert len(called) < 0.5 * len(edges)   # a child, not the supernet
+        if gradient == "sampled":
+            assert len(called) < 0.5 * len(edges)   # a child, not the supernet
+        else:
+            assert len(called) == len(edges)        # every op, once

@@ -66,9 +66,10 @@ def test_each_method_keeps_its_own_logit_decay_unless_one_is_set():
     decays = {}
     for method, samples in (("data", 4), ("gdas", 1), ("darts", 4), ("random", 4)):
         shape = SupernetShape(num_cells=3, init_channels=4, num_samples=samples)
-        decays[method] = resolve_method(method, config, shape)[1].arch_weight_decay
+        extra = {"random_candidates": 2} if method == "random" else {}   # an epoch each
+        decays[method] = resolve_method(method, config, shape, **extra)[1].arch_weight_decay
         explicit = SearchConfig(epochs=2, arch_weight_decay=5e-4)
-        assert resolve_method(method, explicit, shape)[1].arch_weight_decay == 5e-4
+        assert resolve_method(method, explicit, shape, **extra)[1].arch_weight_decay == 5e-4
     assert decays == {"data": 0.0, "gdas": 1e-3, "darts": 1e-3, "random": 0.0}
     with pytest.raises(ValueError, match="arch_weight_decay must be a number >= 0"):
         SearchConfig(arch_weight_decay=-1e-3)
