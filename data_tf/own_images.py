@@ -231,6 +231,16 @@ def _finish(name, train_x, train_y, test_x, test_y, class_names, source,
         allow_horizontal_flip=bool(allow_horizontal_flip), mean=mean, std=std)
 
 
+def _hold_out_test_split(train_x, train_y, test_fraction, seed):
+    """(train x, train y, test x, test y, what was held out, in words): a
+    class-stratified test split carved from the training images."""
+    fraction = _check_fraction(test_fraction)
+    train_idx, test_idx = _stratified_test_split(train_y, fraction, seed)
+    held = (f"{len(test_idx)} images, {fraction:.0%} of each class, held out as the test split "
+            f"with seed {seed}")
+    return train_x[train_idx], train_y[train_idx], train_x[test_idx], train_y[test_idx], held
+
+
 def _stratified_test_split(labels, fraction, seed):
     """(train_idx, test_idx): about ``fraction`` of every class (one at least,
     never a class's last image) held out, by a seeded permutation."""
@@ -470,12 +480,9 @@ def dataset_from_folder(directory, *, image_size=None, test_fraction=DEFAULT_TES
     train_x = images[:n_train]
     test_x = images[n_train:] if test_y is not None else None
     if test_y is None:
-        fraction = _check_fraction(test_fraction)
-        train_idx, test_idx = _stratified_test_split(train_y, fraction, seed)
-        train_x, test_x = train_x[train_idx], train_x[test_idx]
-        train_y, test_y = train_y[train_idx], train_y[test_idx]
-        note = (f"{train_root} (no test/ sub-tree: {len(test_idx)} images, {fraction:.0%} of "
-                f"each class, held out as the test split with seed {seed})")
+        train_x, train_y, test_x, test_y, held = _hold_out_test_split(
+            train_x, train_y, test_fraction, seed)
+        note = f"{train_root} (no test/ sub-tree: {held})"
     return _finish(name or os.path.basename(os.path.normpath(directory)), train_x, train_y,
                    test_x, test_y, class_names, note, allow_horizontal_flip, directory)
 
@@ -601,12 +608,9 @@ def _from_tf(train, test, *, name, source, class_names, image_size, max_examples
     train_x, test_x = images[:n_train], (images[n_train:] if test_y is not None else None)
     names = _class_names(class_names, train_y, test_y, name)
     if test_y is None and test_fraction is not None:
-        fraction = _check_fraction(test_fraction)
-        train_idx, test_idx = _stratified_test_split(train_y, fraction, seed)
-        train_x, test_x = train_x[train_idx], train_x[test_idx]
-        train_y, test_y = train_y[train_idx], train_y[test_idx]
-        source = (f"{source} (no test split: {len(test_idx)} images, {fraction:.0%} of each "
-                  f"class, held out as the test split with seed {seed})")
+        train_x, train_y, test_x, test_y, held = _hold_out_test_split(
+            train_x, train_y, test_fraction, seed)
+        source = f"{source} (no test split: {held})"
     return _finish(name, train_x, train_y, test_x, test_y, names, source,
                    allow_horizontal_flip, name)
 

@@ -21,38 +21,15 @@ import pytest
 import tensorflow as tf
 
 from datanas.engine import checkpoints
-from datanas.engine.loop import Program, RunState, run_loop
+from datanas.engine.loop import run_loop
 from datanas.engine.run_files import RunFileDamaged
 from datanas.engine.run_identity import RunPlan, plan_run
 
+import test_engine_loop  # noqa: E402  (tests/ is on the path: the shared test program)
 
-class LinearProgram(Program):
-    """Least squares with momentum, 3 epochs of 4 steps (as test_engine_loop)."""
 
-    def __init__(self):
-        self.weights = tf.Variable(tf.zeros([3]), name="weights")
-        self.optimizer = tf.keras.optimizers.SGD(0.1, momentum=0.9)
-        self.optimizer.build([self.weights])
-        self.state = RunState(["loss"])
-        self.epochs, self.steps_per_epoch = 3, 4
-        rng = np.random.default_rng(0)
-        self.x = rng.normal(size=(12, 8, 3)).astype("float32")
-        self.y = self.x @ np.array([1.0, -2.0, 0.5], "float32")
-
-    def checkpoint_objects(self):
-        return {"weights": self.weights, "optimizer": self.optimizer}
-
-    def batches(self, epoch, skip):
-        for step in range(skip, self.steps_per_epoch):
-            yield epoch * self.steps_per_epoch + step
-
-    def train_step(self, index):
-        x, y = self.x[index], self.y[index]
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean((tf.linalg.matvec(x, self.weights) - y) ** 2)
-        self.optimizer.apply_gradients([(tape.gradient(loss, self.weights), self.weights)])
-        self.state.step.assign_add(1)
-        return {"loss": loss}
+class LinearProgram(test_engine_loop.LinearProgram):
+    """The engine tests' least squares with momentum, 3 epochs of 4 steps."""
 
     def variables(self):
         return [v.numpy() for v in [self.weights, *self.optimizer.variables]]
