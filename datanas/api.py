@@ -44,11 +44,13 @@ from datanas.engine.run_files import read_jsonl
 from datanas.engine.run_identity import FORMAT_VERSION, begin_run, plan_run
 from datanas.engine.run_lock import release_run_lock
 from datanas.searching.config import SearchConfig
-from datanas.searching.runs import SupernetShape, build_search, resolve_method, run_method_search
+from datanas.searching.runs import build_search, resolve_method, run_method_search
+from datanas.spaces.darts_cnn.space import SupernetShape
 from datanas.spaces import get_space
 from datanas.spaces.darts_cnn.genotype import Genotype, load_genotype as _load_genotype
 from datanas.spaces.darts_cnn.networks import NetworkCIFAR
 from datanas.training.trainer import TrainConfig, run_training
+from datanas.tasks import ClassificationTask
 
 __all__ = ["search", "train", "SearchResult", "load_genotype", "save_genotype"]
 
@@ -258,9 +260,10 @@ def search(train_data, validation_data=None, *, method="data", num_samples=4, ep
                                         for rule in space.derivation_rules)))
         try:
             keras.utils.set_random_seed(seed)
+            task = ClassificationTask(dataset.num_classes)
             model, config = build_search(method, dataset.num_classes, dataset.image_shape,
-                                         base_config, shape, **method_args)
-            run_method_search(method, model, inputs, config, model_dir,
+                                         base_config, shape, task=task, **method_args)
+            run_method_search(method, model, inputs, config, model_dir, task=task,
                               random_candidates=method_args.get("random_candidates", 8),
                               verbose=verbose, callbacks=callbacks,
                               metadata={"dataset": dataset.name, "data_source": dataset.source,

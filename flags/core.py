@@ -24,7 +24,8 @@ __all__ = ["define_preset_flag", "TRAIN_PRESETS", "define_run_flags", "define_im
            "prepare_training_run", "prepare_search_run",
            "run_errors", "run_identity", "check_layers", "trainer_flag_values", "NOT_IDENTITY",
            "ADDED_WITH_DEFAULT", "added_defaults",
-           "search_config_from_flags", "strategy_from_flags", "SEARCH_PRESETS"]
+           "search_config_from_flags", "strategy_from_flags", "SEARCH_PRESETS",
+           "search_method_choices", "image_space_choices", "derivation_rule_choices"]
 
 # Presets fill in flags the user did not set on the command line.
 SEARCH_PRESETS = {
@@ -142,10 +143,30 @@ def define_egs_flags():
                            "refuse the flag.")
 
 
+def search_method_choices():
+    """--method choices: the search methods datanas knows."""
+    from datanas.searching.methods import SEARCH_METHODS  # pylint: disable=import-outside-toplevel
+    return SEARCH_METHODS
+
+
+def image_space_choices():
+    """--space choices of the image search: the registered spaces whose
+    supernet reads images (a language-model space has its own trainer)."""
+    from datanas.spaces import get_space, space_names  # pylint: disable=import-outside-toplevel
+    return tuple(name for name in space_names() if get_space(name).input_kind == "images")
+
+
+def derivation_rule_choices(spaces=None):
+    """--derivation choices: every rule of the registered spaces (or of
+    `spaces`), earlier names included."""
+    from datanas.spaces import derivation_rule_names  # pylint: disable=import-outside-toplevel
+    return derivation_rule_names(spaces)
+
+
 def define_search_flags():
     """Search-space, estimator and optimiser flags of the search trainers."""
     define_preset_flag(SEARCH_PRESETS)
-    absl_flags.DEFINE_enum("method", "data", ["data", "gdas", "snas_like", "darts", "random"],
+    absl_flags.DEFINE_enum("method", "data", list(search_method_choices()),
                            "data: EGS with M samples, joint steps, per-edge codes divided by "
                            "their ones, every op's gradient, node_sample derivation (the DATA "
                            "authors' search); gdas: GDAS -- one hard Gumbel op per edge (M=1), "
@@ -156,7 +177,7 @@ def define_search_flags():
                            "architecture steps, top-2 derivation; random: uniform cells trained "
                            "for equal budgets, best on validation.")
     absl_flags.DEFINE_integer("M", 4, "EGS sampling times M (1 = Gumbel-Softmax).", lower_bound=1)
-    absl_flags.DEFINE_enum("space", "darts_cnn", ["darts_cnn"],
+    absl_flags.DEFINE_enum("space", "darts_cnn", list(image_space_choices()),
                            "Search space (datanas.spaces registry).")
     absl_flags.DEFINE_enum("egs_scope", None, ["node", "edge"],
                            "Scope of one architecture distribution: per edge over its ops "
@@ -197,8 +218,7 @@ def define_search_flags():
                            "alternate: architecture on a held-out half of the training split. "
                            "Default: the method's (alternate for darts and gdas, joint "
                            "otherwise).")
-    absl_flags.DEFINE_enum("derivation", None, ["node_sample", "node_infer", "sample",
-                                                "inclusion", "most_likely", "darts"],
+    absl_flags.DEFINE_enum("derivation", None, list(derivation_rule_choices()),
                            "How the final genotype is derived (all rules are written): "
                            "node_sample = per node, M EGS draws over the node's (input, op) "
                            "probabilities, at most M pairs (the DATA authors'); node_infer = "
@@ -608,10 +628,13 @@ def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, stra
 #: Result file of a search run, and the files kept under attempt names when a
 #: finished search is extended (--extend_run).
 SEARCH_RESULT_FILE = "search_result.json"
-SEARCH_RESULT_FILES = (SEARCH_RESULT_FILE, "genotype.json", "genotype_node_sample.json",
-                       "genotype_node_infer.json", "genotype_sample.json",
-                       "genotype_inclusion.json", "genotype_darts.json",
-                       "arch_probabilities.json")
+def _search_result_files():
+    from datanas.spaces import result_genotype_files  # pylint: disable=import-outside-toplevel
+    return (SEARCH_RESULT_FILE, "genotype.json", *result_genotype_files(),
+            "arch_probabilities.json")
+
+
+SEARCH_RESULT_FILES = _search_result_files()
 
 
 def prepare_search_run(flag_values, *, trainer, inputs, strategy):

@@ -73,7 +73,7 @@ def _define_cell_flags(default_hidden):
 def define_lm_search_flags():
     """Recurrent search: method, estimator, cell size, optimisers."""
     flags_core.define_preset_flag(LM_SEARCH_PRESETS)
-    absl_flags.DEFINE_enum("method", "data", ["data", "gdas", "snas_like", "darts", "random"],
+    absl_flags.DEFINE_enum("method", "data", list(flags_core.search_method_choices()),
                            "data: EGS with M samples, joint steps; gdas: GDAS -- one hard "
                            "Gumbel op per edge (M=1), logits on a held-out split, temperature "
                            "10 -> 0.1; snas_like: that sample with DATA's joint steps and "
@@ -88,7 +88,8 @@ def define_lm_search_flags():
     absl_flags.DEFINE_enum("search_mode", None, ["joint", "alternate"],
                            "joint (DATA) or alternate (architecture on a held-out half of "
                            "the training stream; darts' default).")
-    absl_flags.DEFINE_enum("derivation", None, ["sample", "inclusion", "darts"],
+    absl_flags.DEFINE_enum("derivation", None,
+                           list(flags_core.derivation_rule_choices(["darts_rnn"])),
                            "Rule of the written genotype.json (all rules are written).")
     absl_flags.DEFINE_enum("darts_order", "1", ["1", "2"], "DARTS architecture gradient order.")
     absl_flags.DEFINE_integer("epochs", 50, "Search epochs (DARTS: 50).", lower_bound=1)

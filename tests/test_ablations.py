@@ -14,7 +14,7 @@ from datanas.analysis.ablations import (RetrainSettings, SearchData, plan_runs, 
 from trainers.ablation_runner import run_ablation
 from datanas.engine.run_lock import acquire_run_lock, release_run_lock
 from datanas.searching.config import SearchConfig
-from datanas.searching.runs import SupernetShape
+from datanas.spaces.darts_cnn.space import SupernetShape
 
 PRIMITIVES = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -307,7 +307,8 @@ def test_a_torn_random_search_record_is_cut_and_read_back_from_its_checkpoint(
     from data_tf.image_datasets import load_image_dataset
     from data_tf.search_inputs import make_search_inputs
     from datanas.searching.config import SearchConfig
-    from datanas.searching.runs import SupernetShape, build_search, run_method_search
+    from datanas.searching.runs import build_search, run_method_search
+    from datanas.spaces.darts_cnn.space import SupernetShape
 
     global_seed(0)
     dataset = load_image_dataset("digits")

@@ -144,7 +144,8 @@ def test_random_search_trains_candidates_from_the_same_start_and_resumes(tmp_pat
     from data_tf.image_datasets import load_image_dataset
     from data_tf.search_inputs import make_search_inputs
     from datanas.searching.config import SearchConfig
-    from datanas.searching.runs import SupernetShape, build_search, run_method_search
+    from datanas.searching.runs import build_search, run_method_search
+    from datanas.spaces.darts_cnn.space import SupernetShape
 
     global_seed(0)   # the supernet's initial weights
     dataset = load_image_dataset("digits")
@@ -217,7 +218,8 @@ def test_random_search_costs_the_search_s_epochs(tmp_path, global_seed):
     from data_tf.image_datasets import load_image_dataset
     from data_tf.search_inputs import make_search_inputs
     from datanas.searching.config import SearchConfig
-    from datanas.searching.runs import (SupernetShape, build_search, random_epochs_per_candidate,
+    from datanas.spaces.darts_cnn.space import SupernetShape
+    from datanas.searching.runs import (build_search, random_epochs_per_candidate,
                                      resolve_method, run_method_search)
 
     assert random_epochs_per_candidate(20, 8) == [3, 3, 3, 3, 2, 2, 2, 2]

@@ -62,9 +62,9 @@ def _apply_ops(h, dense, weights):
 
 
 class ChainSupernet(keras.Model):
-    """Stem, `edges` mixed edges over OPS, a classifier."""
+    """Stem and `edges` mixed edges over OPS (the body), then the task's head."""
 
-    def __init__(self, edges, weighting, seed, **kwargs):
+    def __init__(self, edges, weighting, seed, head, **kwargs):
         super().__init__(**kwargs)
         self.num_edges, self.weighting, self.seed = edges, weighting, seed
         self.estimator = make_estimator(weighting, num_samples=2, temperature=1.0, seed=seed)
@@ -72,7 +72,7 @@ class ChainSupernet(keras.Model):
         self.stem = keras.layers.Dense(UNITS, name="stem")
         self.denses = LayerList([keras.layers.Dense(UNITS, name=f"dense_{i}")
                                  for i in range(edges)], name="denses")
-        self.classifier = keras.layers.Dense(CLASSES, name="classifier")
+        self.head = head
         init = keras.initializers.RandomNormal(stddev=1e-3, seed=seed)
         self.arch_logits = [self.add_weight(shape=(len(OPS),), initializer=init,
                                             name=f"arch_{i}") for i in range(edges)]
@@ -84,7 +84,7 @@ class ChainSupernet(keras.Model):
 
     @property
     def network_variables(self):
-        layers = [self.stem, *self.denses, self.classifier]
+        layers = [self.stem, *self.denses, self.head]
         return [v for layer in layers for v in layer.trainable_variables]
 
     architecture_variables = property(lambda self: list(self.arch_logits))
@@ -100,7 +100,7 @@ class ChainSupernet(keras.Model):
         h = self.stem(self.flatten(inputs))
         for dense, w in zip(self.denses, weights):
             h = _apply_ops(h, dense, tf.cast(w, h.dtype))
-        return self.classifier(h)
+        return self.head(h)
 
     def call(self, inputs, training=None):
         return self.forward(inputs, self.edge_weights(stochastic=False), training)
@@ -152,8 +152,9 @@ class ChainSpace(SearchSpace):
 
     def build_supernet(self, settings, *, num_outputs, input_shape, weighting, mode,
                        num_samples, scope, temperature, seed, egs_gradient="full",
-                       edge_combine="mean"):
-        model = ChainSupernet(settings.edges, weighting, seed)
+                       edge_combine="mean", head=None):
+        model = ChainSupernet(settings.edges, weighting, seed,
+                              head or keras.layers.Dense(num_outputs, name="head"))
         model.build((None,) + tuple(input_shape))
         return model
 
@@ -227,10 +228,11 @@ def test_the_chain_space_is_found_by_its_name():
 
 def test_a_space_defined_in_tests_searches_derives_trains_and_draws(tmp_path):
     space = get_space("test_chain")
+    task = ClassificationTask(CLASSES)
     supernet = space.build_supernet(ChainSettings(), num_outputs=CLASSES, input_shape=SHAPE,
                                     weighting="egs", mode="sparse", num_samples=2,
-                                    scope="edge", temperature=1.0, seed=0)
-    task = ClassificationTask(CLASSES)
+                                    scope="edge", temperature=1.0, seed=0,
+                                    head=task.build_head())
     result = run_search(supernet, ArrayInputs(), SearchConfig(epochs=2, seed=0,
                                                               derivation="argmax"),
                         str(tmp_path / "search"), space=space, task=task, verbose=0)

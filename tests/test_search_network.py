@@ -148,3 +148,40 @@ def test_both_skip_mechanisms_give_the_same_search(global_seed):
     assert len(set(np.round(loss_a, 4))) == len(loss_a)  # the steps did differ
     for a, b in zip(weights_a, weights_b):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_supernet_is_a_body_under_the_tasks_head():
+    """The space builds stem and cells; the head is the task's layer, kept
+    in the config (a model rebuilt from it has the same head) and among the
+    network variables, never the architecture ones."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    from datanas.core.heads import ClassificationHead  # pylint: disable=import-outside-toplevel
+    from datanas.tasks import ClassificationTask, default_task  # pylint: disable=import-outside-toplevel
+
+    task = ClassificationTask(7)
+    net = SearchNetwork(head=task.build_head(), init_channels=4, num_cells=3, num_nodes=2,
+                        num_samples=2, seed=0)
+    net.build((None, 8, 8, 1))
+    assert isinstance(net.head, ClassificationHead) and net.num_classes == 7
+    assert net(np.zeros((2, 8, 8, 1), np.float32)).shape == (2, 7)
+    head_ids = {id(v) for v in net.head.trainable_variables}
+    assert head_ids <= {id(v) for v in net.network_variables}
+    assert not head_ids & {id(v) for v in net.architecture_variables}
+    rebuilt = SearchNetwork.from_config(net.get_config())
+    rebuilt.build((None, 8, 8, 1))
+    assert isinstance(rebuilt.head, ClassificationHead) and rebuilt.head.num_classes == 7
+    assert default_task(net).num_classes == 7
+
+    class Regression(keras.layers.Layer):   # any head a task may bring
+        def call(self, features):
+            return keras.ops.mean(features, axis=(1, 2))[:, :1]
+
+    other = SearchNetwork(head=Regression(), init_channels=4, num_cells=3, num_nodes=2,
+                          num_samples=2, seed=0)
+    other.build((None, 8, 8, 1))
+    assert other(np.zeros((2, 8, 8, 1), np.float32)).shape == (2, 1)
+    with pytest.raises(ValueError, match="pass task="):
+        default_task(other)
+    with pytest.raises(ValueError, match="not both"):
+        SearchNetwork(10, head=task.build_head())

@@ -118,7 +118,8 @@ def main(argv):
 
     from data_tf.search_inputs import make_search_inputs
     from datanas.searching.config import SearchConfig
-    from datanas.searching.runs import SupernetShape, build_search
+    from datanas.searching.runs import build_search
+    from datanas.spaces.darts_cnn.space import SupernetShape
     from datanas.searching.searcher import Searcher
     from datanas.tasks import ClassificationTask
 

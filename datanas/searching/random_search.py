@@ -143,8 +143,7 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
         last = loop.last_record
         record = {"candidate": index, "epochs": epochs[index],
                   **{k: v for k, v in last.items() if k.startswith(("train_", "valid_"))},
-                  "skip_connects": space.describe(genotype).get("skip_connects", {}).get(
-                      "normal"),
+                  "cell": space.describe(genotype),
                   "seconds": time.time() - candidate_start, "genotype": genotype.to_dict()}
         records.append(record)
         append_jsonl(records_path, record)

@@ -12,9 +12,8 @@ from datanas.searching.methods import (DEFAULT_DERIVATION, EGS_METHODS, method_a
 from datanas.searching.random_search import run_random_search
 from datanas.searching.run import run_search
 from datanas.spaces import get_space
-from datanas.spaces.darts_cnn.space import SupernetShape
 
-__all__ = ["SupernetShape", "resolve_method", "build_search", "run_method_search",
+__all__ = ["resolve_method", "build_search", "run_method_search",
            "random_epochs_per_candidate"]
 
 
@@ -89,18 +88,22 @@ def resolve_method(method, config, shape, *, space="darts_cnn", search_mode=None
         config, derivation=space.canonical_rule(config.derivation))
 
 
-def build_search(method, num_classes, image_shape, config, shape, *, space="darts_cnn",
-                 strategy=None, **method_args):
+def build_search(method, num_outputs, input_shape, config, shape, *, space="darts_cnn",
+                 strategy=None, task=None, **method_args):
     """Builds the (supernet, config) pair a method searches with (see
-    resolve_method for `config`, `shape` and `method_args`).  The model is
-    created in `strategy.scope()` when a strategy is given."""
+    resolve_method for `config`, `shape` and `method_args`).  The space
+    builds the body; `task` (a datanas.tasks Task), when given, puts its
+    head on it (``Task.build_head``), else the space's default head of
+    `num_outputs` outputs does.  The model is created in `strategy.scope()`
+    when a strategy is given."""
     space = get_space(space) if isinstance(space, str) else space
     network, config = resolve_method(method, config, shape, space=space, **method_args)
 
     def make():
-        return space.build_supernet(shape, num_outputs=num_classes, input_shape=image_shape,
+        head = task.build_head() if task is not None else None
+        return space.build_supernet(shape, num_outputs=num_outputs, input_shape=input_shape,
                                     temperature=config.initial_temperature, seed=config.seed,
-                                    **network)
+                                    head=head, **network)
 
     if strategy is None:
         return make(), config

@@ -38,7 +38,7 @@ from datanas.searching.graph_steps import GraphSteps
 from datanas.searching.host_steps import HostSteps
 from datanas.searching.methods import DEFAULT_ARCH_WEIGHT_DECAY
 from datanas.searching.unrolled import unrolled_arch_gradients
-from datanas.tasks import ClassificationTask
+from datanas.tasks import default_task
 
 __all__ = ["Searcher", "STREAM_WEIGHTS", "STREAM_ARCH", "HOST_AUTO_MAX_STEPS",
            "resolve_execution"]
@@ -101,8 +101,7 @@ class Searcher:
                  task=None):
         if not model.built:
             raise ValueError("build the supernet (model.build(input_shape)) before searching.")
-        # Default task: classification over the supernet's outputs.
-        task = task or ClassificationTask(model.num_classes)
+        task = task if task is not None else default_task(model)
         self.model, self.task, self.config = model, task, config
         self.statistics = batch_norm_statistics(model)   # averaged over replicas per update
         self.strategy = strategy or tf.distribute.get_strategy()

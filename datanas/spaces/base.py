@@ -35,6 +35,9 @@ class SearchSpace(abc.ABC):
 
     #: Registry name (``--space``).
     name = None
+    #: What the supernet reads: "images" (the image search trainers offer
+    #: the space) or "tokens" (the language-model search trainers).
+    input_kind = "images"
     #: Derivation rules ``derive`` accepts; the first is the default of DATA.
     derivation_rules = ()
     #: Dataclass of the space's size settings (cells, channels, nodes, ops...).
@@ -54,11 +57,14 @@ class SearchSpace(abc.ABC):
     @abc.abstractmethod
     def build_supernet(self, settings, *, num_outputs, input_shape, weighting, mode,
                        num_samples, scope, temperature, seed, egs_gradient="full",
-                       edge_combine="mean"):
+                       edge_combine="mean", head=None):
         """A built supernet (see the module docstring).  ``egs_gradient``:
         whether undrawn ops are computed forward only ("full") or not at all
         ("sampled"); ``edge_combine``: whether an edge averages ("mean") or
-        adds ("sum") the ops its code selects."""
+        adds ("sum") the ops its code selects.  ``head``: the task's layer
+        from the body's last features to the outputs (``Task.build_head``),
+        or None where the space's network ends in its own `num_outputs`
+        outputs (e.g. a language model's decoder tied to its embedding)."""
 
     @abc.abstractmethod
     def derive(self, supernet, rule, seed):

@@ -44,6 +44,14 @@ class Task(abc.ABC):
         """Evaluation metrics printed at each epoch end (prefixed by the split)."""
         return ("loss", self.headline)
 
+    def build_head(self, name="head"):
+        """The Keras layer from a search space's body (its last feature map)
+        to this task's outputs, or None where the space's network ends in
+        its own outputs (a language model's tied decoder, a segmentation
+        decoder)."""
+        del name
+        return None
+
     def unpack(self, batch):
         """(inputs, targets) of a batch from the input pipeline."""
         inputs, targets = batch

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from datanas.core.heads import ClassificationHead
 from datanas.tasks.base import Task
 
 __all__ = ["ClassificationTask"]
@@ -42,6 +43,10 @@ class ClassificationTask(Task):
     # Losses and sums are at least float32 whatever the model's compute dtype:
     # a bfloat16 cross-entropy keeps ~3 significant digits, and in_top_k has no
     # bfloat16 kernel; float64 models (gradient checks) keep float64.
+
+    def build_head(self, name="head"):
+        """Global average pooling, then `num_classes` logits."""
+        return ClassificationHead(self.num_classes, name=name)
 
     def per_example_loss(self, targets, outputs):
         labels = tf.cast(targets, tf.int32)

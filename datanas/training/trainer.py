@@ -28,7 +28,7 @@ from datanas.engine.steps import (apply_update, batch_norm_statistics, guarded_s
                                   scaled_loss, sync_replica_statistics)
 from datanas.engine.strategy import distributed_epoch, is_chief, run_directory
 from datanas.engine.loop import RunState
-from datanas.tasks import ClassificationTask
+from datanas.tasks import default_task
 from datanas.training.cell_summaries import write_cell_summaries
 from datanas.training.export import export_saved_model
 from datanas.training.final_network import FinalNetwork
@@ -94,8 +94,8 @@ class GenotypeTrainer:
         self.model, self.config = model, config
         self.strategy = strategy or tf.distribute.get_strategy()
         self.global_batch_size = global_batch_size
-        self.task = task or ClassificationTask(model.num_classes,
-                                               label_smoothing=config.label_smoothing)
+        self.task = task if task is not None else default_task(
+            model, label_smoothing=config.label_smoothing)
         total = max(1, config.epochs * steps_per_epoch)
         with self.strategy.scope():
             if config.lr_schedule == "cosine":

@@ -91,8 +91,9 @@ class DartsCNNSpace(SearchSpace):
 
     def build_supernet(self, settings, *, num_outputs, input_shape, weighting, mode,
                        num_samples, scope, temperature, seed, egs_gradient="full",
-                       edge_combine="mean"):
-        model = SearchNetwork(num_outputs, init_channels=settings.init_channels,
+                       edge_combine="mean", head=None):
+        model = SearchNetwork(None if head is not None else num_outputs, head=head,
+                              init_channels=settings.init_channels,
                               num_cells=settings.num_cells, num_nodes=settings.num_nodes,
                               egs_scope=scope, primitives=settings.primitives,
                               num_samples=num_samples, weighting=weighting, mode=mode,

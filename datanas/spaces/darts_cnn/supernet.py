@@ -1,4 +1,4 @@
-"""The supernet searched by DATA: stem, L search cells, classifier.
+"""The supernet searched by DATA: stem and L search cells (the body), then the task's head.
 
 Architecture logits are their own variable set (``architecture_variables``),
 separate from the network weights (``network_variables``).  Each cell kind
@@ -42,6 +42,7 @@ that kind and by the whole batch, so a forward pass runs one child network.
 import keras
 import tensorflow as tf
 
+from datanas.core.heads import ClassificationHead
 from datanas.estimators import estimator_class, inclusion_probabilities, make_estimator
 from datanas.spaces.darts_cnn.backbone import (CifarStem, build_cell_stack, check_int,
                                                reduction_cell_indices, stack_cells)
@@ -90,7 +91,8 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
     steps, ``supports_host_execution``).
 
     Args:
-      num_classes: classifier outputs.
+      num_classes: outputs of the default head, a ClassificationHead (give
+        this or `head`).
       init_channels: C, channels of the first cells (doubled at reductions).
       num_cells: L, number of stacked cells.
       num_nodes: intermediate nodes per cell.
@@ -114,6 +116,10 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
       cost_lambda: lam of resource-aware sampling; 1.0 = the learned
         distribution only.  Below 1 the supernet holds one non-trainable
         credit matrix per node (uniform until ``set_efficiency_credit``).
+      head: the Keras layer from the last cell's feature map to the
+        outputs (``Task.build_head``); default a ClassificationHead of
+        `num_classes`.  The stem and cells are the space's body; the head
+        is the task's.
     """
 
     @property
@@ -122,13 +128,22 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
         which the compiled graph does 2.5x faster (README benchmark)."""
         return self.mode == "sparse"
 
-    def __init__(self, num_classes, init_channels=16, num_cells=8, num_nodes=4,
+    def __init__(self, num_classes=None, init_channels=16, num_cells=8, num_nodes=4,
                  stem_multiplier=3, primitives=CONV_PRIMITIVES, num_samples=4,
                  egs_scope="edge", weighting="egs", mode="sparse", temperature=5.0,
                  arch_init_scale=1e-3, seed=None, skip="cond", cost_lambda=1.0,
-                 egs_gradient="full", edge_combine="mean", **kwargs):
+                 egs_gradient="full", edge_combine="mean", head=None, **kwargs):
         super().__init__(**kwargs)
-        check_int("num_classes", num_classes, 2)
+        if (head is None) == (num_classes is None):
+            raise ValueError("give the supernet either num_classes (a classification head) or "
+                             f"a head layer, not {'both' if head is not None else 'neither'}.")
+        if isinstance(head, dict):   # from get_config
+            head = keras.saving.deserialize_keras_object(head)
+        if head is None:
+            check_int("num_classes", num_classes, 2)
+            head = ClassificationHead(num_classes, name="head")
+        elif not isinstance(head, keras.layers.Layer):
+            raise TypeError(f"head must be a Keras layer, got {type(head).__name__}.")
         check_int("init_channels", init_channels, 2)
         if init_channels % 2:
             raise ValueError(f"init_channels must be even (factorized reductions split "
@@ -148,7 +163,8 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
             raise ValueError(f"weighting={weighting!r} gives every op a non-zero weight; "
                              "use mode='dense'.")
         self.primitives = check_primitives(primitives)
-        self.num_classes, self.init_channels = num_classes, init_channels
+        self.num_classes = getattr(head, "num_classes", None)
+        self.init_channels = init_channels
         self.num_cells, self.num_nodes = num_cells, num_nodes
         self.stem_multiplier = stem_multiplier
         self.num_samples, self.egs_scope = num_samples, egs_scope
@@ -163,8 +179,7 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
                                      channels, reduction, reduction_prev, num_nodes,
                                      self.primitives, mode=mode, skip=skip,
                                      gradient=egs_gradient, name=f"cell_{index}"))
-        self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
-        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        self.head = head
 
         initializer = keras.initializers.RandomNormal(stddev=arch_init_scale, seed=seed)
         self.arch_logits = {kind: [] for kind in CELL_KINDS}
@@ -207,7 +222,8 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
         self.stem.build(tuple(input_shape))
         s0, s1 = self.stem.compute_output_shape(tuple(input_shape))
         last = build_cell_stack(self.cells, s0, s1)
-        self.classifier.build((last[0], last[-1]))
+        if not self.head.built:   # a head from a config may arrive built
+            self.head.build(tuple(last))
         self.built = True
 
     # -- architecture weights ----------------------------------------------
@@ -286,14 +302,15 @@ class SearchNetwork(ResourceAwareSampling, keras.Model):
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
             s0, s1 = s1, cell((s0, s1), weights[kind], training=training)
-        return self.classifier(self.global_pool(s1))
+        return self.head(s1)
 
     def call(self, inputs, training=None):
         return self.forward(inputs, self.edge_weights(stochastic=bool(training)), training=training)
 
     def get_config(self):
         temperature = getattr(self.estimator, "temperature", None)
-        return {**super().get_config(), "num_classes": self.num_classes,
+        return {**super().get_config(), "num_classes": None,
+                "head": keras.saving.serialize_keras_object(self.head),
                 "init_channels": self.init_channels, "num_cells": self.num_cells,
                 "num_nodes": self.num_nodes, "stem_multiplier": self.stem_multiplier,
                 "primitives": list(self.primitives), "num_samples": self.num_samples,

@@ -88,14 +88,18 @@ class DartsRNNSpace(SearchSpace):
     """One recurrent cell for language modelling (paper Section 4.2)."""
 
     name = "darts_rnn"
+    input_kind = "tokens"
     derivation_rules = ("sample", "inclusion", "darts")
     rule_aliases = {"most_likely": "inclusion"}
     settings_class = RecurrentShape
 
     def build_supernet(self, settings, *, num_outputs, input_shape=None, weighting, mode,
                        num_samples, scope, temperature, seed, egs_gradient="full",
-                       edge_combine="mean"):
+                       edge_combine="mean", head=None):
         del input_shape  # token windows of any length
+        if head is not None:
+            raise ValueError("the darts_rnn language model ends in its own decoder (tied to its "
+                             f"embedding); it takes no separate head, got {head.name!r}.")
         model = RNNSearchModel(
             num_outputs, hidden_size=settings.hidden_size, num_nodes=settings.num_nodes,
             primitives=tuple(settings.primitives), num_samples=num_samples, egs_scope=scope,
