@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from datanas.core.probability_image import probability_heatmap
+from datanas.engine.run_identity import IDENTITY_FILE
 from datanas.spaces import get_space
 from datanas.spaces.drawing import (GraphvizNotFoundError, draw_genotype, genotype_dot,
                                     genotype_text, output_format)
@@ -288,3 +290,106 @@ def test_training_runs_show_their_cell_once_in_tensorboard(genotype, tmp_path, s
     text = _text_summaries(tmp_path)["genotype"]
     for line in genotype_text(genotype).splitlines():
         assert line in text
+
+
+
+_MAINS = """
+import json, sys
+from absl import flags
+from trainers import visualize
+for argv in json.loads(sys.argv[1]):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["visualize", *argv])
+    try:
+        visualize.main(["visualize"])
+        print("RESULT " + json.dumps([0, ""]), flush=True)
+    except SystemExit as stop:
+        print("RESULT " + json.dumps([1, str(stop.code)]), flush=True)
+"""
+
+
+def _visualize_mains(*argvs):
+    """(exit status, message) of trainers.visualize's main for each argument
+    list, in order, in one subprocess: TensorFlow is imported once, and absl's
+    flags stay out of the test process."""
+    proc = subprocess.run([sys.executable, "-c", _MAINS, json.dumps([list(a) for a in argvs])],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines()
+               if line.startswith("RESULT ")]
+    assert len(results) == len(argvs), proc.stdout[-3000:]
+    return results
+
+
+def _pdf_offsets_hold(data):
+    """The trailer's startxref still points at the cross-reference section."""
+    offset = int(data[data.rindex(b"startxref") + len(b"startxref"):].split()[0])
+    return data[offset:offset + 4] == b"xref" or re.match(rb"\d+ 0 obj", data[offset:offset + 12])
+
+
+def test_visualize_refuses_an_existing_output_and_never_overwrites_a_run_file(tmp_path):
+    genotype = tmp_path / "g.json"
+    genotype.write_text(RECURRENT.to_json())
+    kept, replaced = tmp_path / "kept.txt", tmp_path / "replaced.txt"
+    for path in (kept, replaced):
+        path.write_text("my notes\n")
+    # A run directory: the picture of its own cell may go into it; its files never change.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / IDENTITY_FILE).write_text("{}")
+    (run / "genotype.json").write_text(RECURRENT.to_json())
+    flagfile = run / "flagfile.txt"
+    flagfile.write_text("--epochs=3\n")
+    other = tmp_path / "other_run"
+    (other / "sub").mkdir(parents=True)
+    (other / IDENTITY_FILE).write_text("{}")
+    cases = {
+        "exists": ([f"--genotype={genotype}", f"--output={kept}"], 1),
+        "overwrite": ([f"--genotype={genotype}", f"--output={replaced}", "--overwrite"], 0),
+        "run file": ([f"--genotype={run}", f"--output={flagfile}", "--overwrite"], 1),
+        "other run": ([f"--genotype={genotype}", f"--output={other / 'sub' / 'cell.txt'}"], 1),
+        "other run's genotype": ([f"--genotype={other}", f"--output={run / 'o.dot'}"], 1),
+        "own run": ([f"--genotype={run}", f"--output={run / 'cell.dot'}"], 0),
+        "own run again": ([f"--genotype={run}", f"--output={run / 'cell.dot'}"], 1),
+        "own picture redrawn": ([f"--genotype={run}", f"--output={run / 'cell.dot'}",
+                                 "--overwrite"], 0),
+        "own text": ([f"--genotype={run / 'genotype.json'}", f"--output={run / 'cell.txt'}"], 0),
+        "own text redrawn": ([f"--genotype={run}", f"--output={run / 'cell.txt'}",
+                              "--overwrite"], 0),
+        "a directory": ([f"--genotype={genotype}", f"--output={tmp_path}", "--overwrite"], 1),
+    }
+    images = shutil.which("dot") is not None   # the marks of rendered pictures
+    if images:
+        draw_genotype(RECURRENT, run / "foreign.png")   # a PNG this tool did not write
+        for fmt in ("png", "svg", "pdf"):
+            picture = run / f"cell.{fmt}"
+            cases[f"own {fmt}"] = ([f"--genotype={run}", f"--output={picture}"], 0)
+            cases[f"own {fmt} redrawn"] = ([f"--genotype={run}", f"--output={picture}",
+                                            "--overwrite"], 0)
+        cases["foreign png"] = ([f"--genotype={run}", f"--output={run / 'foreign.png'}",
+                                 "--overwrite"], 1)
+    results = dict(zip(cases, _visualize_mains(*(argv for argv, _ in cases.values()))))
+    for name, (_, status) in cases.items():
+        assert results[name][0] == status, (name, results[name])
+        message = results[name][1]
+        assert (message.startswith("visualize: error: --output=") and "\n" not in message) \
+            if status else message == "", (name, message)
+    assert "exists; pass --overwrite" in results["exists"][1]
+    assert "is a directory" in results["a directory"][1]
+    assert f"{flagfile} is a file of the run directory {run}" in results["run file"][1]
+    assert f"inside the run directory {other}, not the run of" in results["other run"][1]
+    assert f"inside the run directory {run}" in results["other run's genotype"][1]
+    assert kept.read_text() == "my notes\n" and flagfile.read_text() == "--epochs=3\n"
+    assert "s0 = tanh highway" in replaced.read_text()
+    assert not (other / "sub" / "cell.txt").exists() and not (run / "o.dot").exists()
+    assert (run / "cell.dot").read_text().startswith("digraph cells {")
+    assert (run / "cell.txt").read_text() == genotype_text(RECURRENT)
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
+    if images:
+        assert "foreign.png is a file of the run directory" in results["foreign png"][1]
+        png = (run / "cell.png").read_bytes()
+        assert tf.image.decode_png(png).shape[0] > 50
+        assert b"tEXtSoftware\0drawn by datanas trainers.visualize" in png
+        assert b"<svg" in (run / "cell.svg").read_bytes()
+        pdf = (run / "cell.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF") and _pdf_offsets_hold(pdf)
