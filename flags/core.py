@@ -661,14 +661,14 @@ def run_errors(trainer):
     # pylint: disable=import-outside-toplevel
     from datanas.engine.checkpoints import CheckpointMismatchError
     from datanas.engine.loop import NonFiniteError, RunPreempted
-    from datanas.engine.run_files import RunFileDamaged
+    from datanas.engine.run_files import RunFileDamaged, RunWriteFailed
 
     try:
         yield
     except RunPreempted as preempted:
         print(str(preempted), flush=True)
         sys.exit(143)
-    except (NonFiniteError, CheckpointMismatchError, RunFileDamaged) as error:
+    except (NonFiniteError, CheckpointMismatchError, RunFileDamaged, RunWriteFailed) as error:
         sys.exit(f"{trainer}: error: {error}")
 
 
