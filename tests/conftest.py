@@ -168,19 +168,30 @@ def wt2_dir(ptb_dir, tmp_path_factory):
     return str(directory.parent)
 
 
-def readme_python_blocks():
-    """The code of every ```python block of README.md, in order."""
+def markdown_python_blocks(relative_path):
+    """The code of every ```python block of a Markdown file of the
+    repository (path relative to its root), in order."""
     import re  # pylint: disable=import-outside-toplevel
 
-    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "README.md")
-    with open(readme, encoding="utf-8") as handle:
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        relative_path)
+    with open(path, encoding="utf-8") as handle:
         return re.findall(r"^```python\n(.*?)^```", handle.read(), re.MULTILINE | re.DOTALL)
+
+
+def readme_python_blocks():
+    """The code of every ```python block of README.md, in order."""
+    return markdown_python_blocks("README.md")
 
 
 @pytest.fixture(name="readme_python_blocks")
 def readme_python_blocks_fixture():
     return readme_python_blocks()
+
+
+@pytest.fixture(name="api_page_python_blocks")
+def api_page_python_blocks_fixture():
+    return markdown_python_blocks(os.path.join("docs", "api.md"))
 
 def _summary_tags(log_dir):
     """{tag: [(step, plugin name)]} of every TensorBoard event file under `log_dir`."""

@@ -51,6 +51,18 @@ def test_the_readme_block_searches_trains_saves_and_reloads_in_a_fresh_interpret
     assert epochs == 2 and 1 <= widest <= 4    # node_sample keeps at most M=4 pairs a node
 
 
+def test_the_api_page_block_runs_as_written(tmp_path, api_page_python_blocks):
+    """docs/api.md's example, unchanged, in a fresh interpreter: it prints a
+    genotype and four predicted digit classes."""
+    block, = api_page_python_blocks
+    proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"normal=.*\[[0-9] [0-9] [0-9] [0-9]\]\s*$", proc.stdout, re.DOTALL), \
+        proc.stdout[-2000:]
+
+
 class Recorder(keras.callbacks.Callback):
     def __init__(self, stop_after=None):
         super().__init__()
