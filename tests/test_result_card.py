@@ -127,6 +127,28 @@ def test_the_trainer_writes_the_chosen_genotype_then_refuses_another(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_no_candidates_is_one_line_not_a_traceback(tmp_path):
+    with pytest.raises(ValueError, match="no candidates"):
+        rank_candidates([])
+    twice = _candidate(tmp_path, "a", 0.9, 0.8)
+    with pytest.raises(ValueError, match="unique .*repeated: a"):
+        rank_candidates([twice, twice])
+    command = [sys.executable, "-m", "trainers.result_card",
+               f"--genotype_out={tmp_path / 'chosen.json'}"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for name, content in (("empty", "[]"), ("object", '{"name": "a"}')):
+        spec = tmp_path / f"{name}.json"
+        spec.write_text(content)
+        proc = subprocess.run(command + [f"--candidates={spec}"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        errors = [l for l in proc.stderr.splitlines() if l.startswith("result_card: error:")]
+        assert errors == [f"result_card: error: --candidates={spec}: expected a non-empty JSON "
+                          "list of candidates (method, seed, name, search_dir, proxy_dir), got "
+                          + ("an empty list." if name == "empty" else "a dict.")], proc.stderr
+    assert not (tmp_path / "chosen.json").exists()
+
+
 def test_the_shipped_card_is_what_its_shipped_run_files_say(monkeypatch):
     """docs/results/fashion_mnist.json is recomputed from the run files shipped
     beside it (candidates' searches and proxies, the final retraining, every

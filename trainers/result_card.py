@@ -52,14 +52,29 @@ FASHION_MNIST_PUBLISHED = {"2 Conv + pooling": 0.916, "2 Conv + pooling + batch 
                            "WRN-40-4 (8.9M parameters)": 0.967}
 
 
+def _candidate_entries(path):
+    """The entries of the candidates file (read before TensorFlow is imported)."""
+    with open(path) as f:
+        entries = json.load(f)
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("expected a non-empty JSON list of candidates (method, seed, name, "
+                         "search_dir, proxy_dir), got "
+                         + ("an empty list." if isinstance(entries, list)
+                            else f"a {type(entries).__name__}."))
+    return entries
+
+
 def main(argv):
     del argv
+    try:
+        entries = _candidate_entries(FLAGS.candidates)
+    except (OSError, ValueError) as error:
+        sys.exit(f"result_card: error: --candidates={FLAGS.candidates}: {error}")
     from datanas.analysis.result_card import (Candidate, proxied_genotype, rank_candidates,   # pylint: disable=import-outside-toplevel
                                               result_card, write_candidates_csv)
     from datanas.engine.run_files import write_json_atomic   # pylint: disable=import-outside-toplevel
     try:
-        with open(FLAGS.candidates) as f:
-            candidates = [Candidate(**entry) for entry in json.load(f)]
+        candidates = [Candidate(**entry) for entry in entries]
         ranked = rank_candidates(candidates)
     except (OSError, TypeError, ValueError, KeyError) as error:
         sys.exit(f"result_card: error: --candidates={FLAGS.candidates}: {error}")

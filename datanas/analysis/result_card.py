@@ -72,8 +72,15 @@ def rank_candidates(candidates):
 
     The proxy's last epoch is read (every proxy has the same budget); a proxy
     without a validation split is refused, since the choice must not fall to
-    a test accuracy.
+    a test accuracy.  No candidates, or two of one name, is refused.
     """
+    if not candidates:
+        raise ValueError("no candidates to choose from; list at least one searched cell.")
+    names = [candidate.name for candidate in candidates]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"candidate names must be unique (the card names the chosen one); "
+                         f"repeated: {', '.join(repeated)}.")
     rows = []
     for candidate in candidates:
         proxy = _records(candidate.proxy_dir)
