@@ -14,7 +14,7 @@ from flags import core as flags_core
 
 __all__ = ["define_lm_data_flags", "define_lm_search_flags", "define_lm_train_flags",
            "refuse_budget_flags", "parse_search_flags", "lm_search_config_from_flags",
-           "lm_train_config_from_flags", "LM_SEARCH_PRESETS",
+           "lm_train_config_from_flags", "check_bptt_fits", "LM_SEARCH_PRESETS",
            "LM_TRAIN_PRESETS", "DATASET_DEFAULTS"]
 
 #: What the paper changes between PTB and WT2 (None flags take these).
@@ -53,6 +53,34 @@ def define_lm_data_flags(default_dataset="ptb", default_batch_size=64):
     absl_flags.DEFINE_integer("bptt", 35, "Mean truncated-BPTT window length.", lower_bound=2)
     absl_flags.DEFINE_integer("train_tokens", None, "Use only the first N training tokens "
                               "(quick runs).", lower_bound=100)
+
+
+#: (attribute, name) of the streams of data_tf.lm_inputs' LMSearchInputs / LMTrainInputs.
+_STREAMS = (("train_stream", "training"), ("arch_stream", "architecture"),
+            ("valid_stream", "validation"), ("test_stream", "test"))
+
+
+def check_bptt_fits(inputs, bptt, more_data):
+    """Refuses a --bptt longer than a row of any stream of `inputs`.
+
+    Each stream is cut into rows of its batch (``--batch_size``,
+    ``--eval_batch_size``...); a row of n tokens holds windows of at most
+    n - 1 steps (the targets are the next tokens), so a longer --bptt would
+    give every batch a window shorter than asked for, or none.
+    `more_data` names how to get longer rows (e.g. "more --train_tokens").
+
+    Raises:
+      ValueError: one line naming the stream, its sizes and what is allowed.
+    """
+    for attribute, name in _STREAMS:
+        stream = getattr(inputs, attribute, None)
+        if stream is None or bptt <= stream.length - 1:
+            continue
+        raise ValueError(
+            f"--bptt={bptt} is longer than a row of the {name} stream: its "
+            f"{stream.tokens.size} tokens in {stream.flag}={stream.rows} rows give "
+            f"{stream.length} tokens per row, i.e. windows of at most {stream.length - 1} "
+            f"steps; use --bptt<={stream.length - 1}, a smaller {stream.flag} or {more_data}.")
 
 
 def _define_cell_flags(default_hidden):

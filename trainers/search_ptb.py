@@ -58,6 +58,8 @@ def main(argv):
             corpus, batch_size=FLAGS.batch_size, eval_batch_size=FLAGS.eval_batch_size,
             bptt=FLAGS.bptt, separate_arch_split=config.search_mode == "alternate",
             train_tokens=FLAGS.train_tokens, seed=FLAGS.seed)
+        flags_lm.check_bptt_fits(inputs, FLAGS.bptt, "more --train_tokens (the validation "
+                                 "stream is their last 10%)")
         inputs.distributed_steps_per_epoch(1, strategy.num_replicas_in_sync)
         finished = flags_core.prepare_search_run(
             FLAGS, trainer="search_ptb", strategy=strategy,

@@ -21,10 +21,17 @@ restored into the same objects (every variable is assigned again, so
 nothing of the failed attempt remains).  Each of these is one line for the
 user.  If no checkpoint can be read, ``RunFileDamaged`` refuses the resume
 (nothing set aside): a run never starts over its existing checkpoints.
+
+``save_checkpoint`` saves through a manager; a save that fails (a full disk:
+TensorFlow's ``ResourceExhaustedError``, or any other ``OpError``/``OSError``
+of its writer) is one line (``RunWriteFailed``) naming the checkpoint and the
+last complete one, which is intact: the manager lists a checkpoint only
+after all of its files are written.
 """
 
 import os
 import re
+import shutil
 
 import keras
 import tensorflow as tf
@@ -32,10 +39,10 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
-from datanas.engine.run_files import RunFileDamaged, set_aside, write_text_atomic
+from datanas.engine.run_files import RunFileDamaged, set_aside, write_failed, write_text_atomic
 
 __all__ = ["CheckpointMismatchError", "expected_checkpoint_shapes", "restore_exactly",
-           "repair_checkpoint_list", "restore_newest_readable"]
+           "repair_checkpoint_list", "restore_newest_readable", "save_checkpoint"]
 
 #: The CheckpointManager's list of checkpoints in its directory.
 STATE_FILE = "checkpoint"
@@ -241,3 +248,26 @@ def restore_newest_readable(checkpoint, directory, name="ckpt"):
         f"none of the {len(paths)} checkpoint(s) in {directory} can be read ("
         + "; ".join(f"{os.path.basename(p)}: {why}" for p, why in failures)
         + "); nothing was set aside. Move the checkpoints away to start the run over.")
+
+
+def save_checkpoint(manager, number, last=None):
+    """``manager.save(checkpoint_number=number)``; returns the saved prefix.
+
+    Args:
+      manager: a tf.train.CheckpointManager.
+      number: the checkpoint's number (the run's step, or epoch for best/).
+      last: the run's last complete checkpoint, named if the save fails
+        (default: `manager`'s latest).
+    Raises:
+      RunWriteFailed: the save failed (OSError or OpError, e.g. a full
+        disk); the saver's scratch folder (``<prefix>_temp``) is removed,
+        the checkpoints listed before are untouched.
+    """
+    last = last or manager.latest_checkpoint
+    try:
+        return manager.save(checkpoint_number=number)
+    except (OSError, tf.errors.OpError) as error:
+        prefix = f"{manager._checkpoint_prefix}-{number}"   # pylint: disable=protected-access
+        shutil.rmtree(prefix + "_temp", ignore_errors=True)
+        raise write_failed(f"checkpoint {prefix}", error, checkpoint=last,
+                           unchanged=False) from None

@@ -26,7 +26,14 @@ driven by ``run_loop``.  The loop owns what every run needs:
   refused (``RunFileDamaged``): their records cannot be rebuilt, so the user
   puts the file back, or creates an empty one to continue without them.
   Records no checkpoint covers (the checkpoints moved away) are set aside as
-  ``metrics.jsonl.no-checkpoint`` when the run starts at step 0.
+  ``metrics.jsonl.no-checkpoint`` when the run starts at step 0;
+* a non-finite training metric (any step) or end-of-epoch metric (the
+  program's ``end_epoch``: a validation loss or perplexity) stops the run
+  with ``NonFiniteError`` before the step's checkpoint or the epoch's record
+  and checkpoint are written;
+* a checkpoint or run file that cannot be written (a full disk) stops the
+  run with ``RunWriteFailed`` naming it and the last complete checkpoint,
+  which a rerun resumes (``checkpoints.save_checkpoint``, ``run_files``).
 
 ``tf.distribute.experimental.PreemptionCheckpointHandler`` was evaluated for
 the SIGTERM part.  It runs on one-device and mirrored strategies (local
@@ -40,8 +47,8 @@ trainers exit with 143, the same on every strategy.
 """
 
 import dataclasses
-import json
 import math
+import numbers
 import os
 import signal
 import sys
@@ -51,10 +58,11 @@ import time
 import tensorflow as tf
 
 from datanas.core.allocator import keep_malloc_thresholds
-from datanas.engine.checkpoints import repair_checkpoint_list, restore_newest_readable
+from datanas.engine.checkpoints import (repair_checkpoint_list, restore_newest_readable,
+                                       save_checkpoint)
 from datanas.engine.progress import epoch_progbar
-from datanas.engine.run_files import (RunFileDamaged, append_jsonl, cut_torn_tail, read_jsonl,
-                                      set_aside, write_text_atomic)
+from datanas.engine.run_files import (RunFileDamaged, append_jsonl, cut_torn_tail, json_text,
+                                      read_jsonl, set_aside, write_text_atomic)
 
 __all__ = ["RunState", "Program", "RunPreempted", "NonFiniteError", "LoopResult", "run_loop"]
 
@@ -64,8 +72,8 @@ class RunPreempted(Exception):
 
 
 class NonFiniteError(ArithmeticError):
-    """A step gave a non-finite metric or variable; nothing was checkpointed
-    after the last good state."""
+    """A step or an epoch's evaluation gave a non-finite metric or variable;
+    nothing was checkpointed after the last good state."""
 
 
 class RunState(tf.Module):
@@ -213,7 +221,7 @@ def _completed_history(metrics_path, epochs_completed, repairs):
                        f"kept in {torn}.")
         print(repairs[-1], file=sys.stderr, flush=True)
     history = [r for r in read_jsonl(metrics_path) if r["epoch"] <= epochs_completed]
-    write_text_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+    write_text_atomic(metrics_path, "".join(json_text(r) + "\n" for r in history))
     return history
 
 
@@ -224,6 +232,21 @@ def _check_variables(program, step, model_dir):
                              + ", ".join(bad[:5]) + ("..." if len(bad) > 5 else "")
                              + "; the last good checkpoint is kept: lower the learning rate(s) "
                              "and rerun to resume.")
+
+
+def _check_evaluation(evaluated, epoch, model_dir, manager):
+    """NonFiniteError naming the non-finite numbers of an epoch's evaluation
+    (``end_epoch``: e.g. a validation loss or perplexity)."""
+    bad = [k for k, v in evaluated.items()
+           if isinstance(v, numbers.Real) and not math.isfinite(v)]
+    if bad:
+        kept = (f"the last checkpoint, {manager.latest_checkpoint}, is kept"
+                if manager.latest_checkpoint else "the run has no checkpoint yet")
+        raise NonFiniteError(
+            f"epoch {epoch + 1} of {model_dir} gave non-finite "
+            + ", ".join(f"{k}={evaluated[k]}" for k in bad) + ": its record and checkpoint "
+            f"were not written ({kept}); the model diverges on held-out data: lower the "
+            "learning rate(s) or use more data, in a new --model_dir.")
 
 
 def _format(record, keys):
@@ -258,6 +281,10 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
       CheckpointMismatchError: the directory's checkpoint is of another model.
       RunFileDamaged: no checkpoint can be read, a metrics line is damaged,
         or metrics.jsonl is missing after completed epochs (one line).
+      NonFiniteError: a step or an epoch's evaluation gave a non-finite
+        metric, or left non-finite watched variables (one line).
+      RunWriteFailed: a checkpoint or file could not be written (a full
+        disk); the last complete checkpoint is intact (one line).
     """
     keep_malloc_thresholds()   # before any distributed dataset pages every step (allocator.py)
     os.makedirs(model_dir, exist_ok=True)
@@ -334,16 +361,18 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
                 step = int(state.step.numpy())
                 if terminated.raised:
                     _check_variables(program, step, model_dir)
-                    manager.save(checkpoint_number=step)
+                    save_checkpoint(manager, step)
                     raise RunPreempted(f"SIGTERM: checkpoint saved at step {step} in "
                                        f"{model_dir}; rerun the same command to resume.")
                 if checkpoint_every_steps and step % checkpoint_every_steps == 0:
                     _check_variables(program, step, model_dir)
-                    manager.save(checkpoint_number=step)
+                    save_checkpoint(manager, step)
                     if verbose > 1:
                         print(f"checkpoint saved at step {step}", flush=True)
             record = {"epoch": epoch + 1, **settings, **state.means()}
-            record.update(program.end_epoch(epoch))
+            evaluated = program.end_epoch(epoch)
+            _check_evaluation(evaluated, epoch, model_dir, manager)
+            record.update(evaluated)
             record["epoch_seconds"] = time.time() - started
             _check_variables(program, int(state.step.numpy()), model_dir)
             history.append(record)
@@ -351,8 +380,9 @@ def run_loop(program, model_dir, *, verbose=1, checkpoint_every_steps=0,
             state.epochs_completed.assign(epoch + 1)
             if best is not None and sign * record[select_on] > float(best_value.numpy()):
                 best_value.assign(sign * record[select_on])
-                best.save(checkpoint_number=epoch + 1)
-            manager.save(checkpoint_number=int(state.step.numpy()))
+                save_checkpoint(best, epoch + 1, last=manager.latest_checkpoint)
+            save_checkpoint(manager, int(state.step.numpy()))
+            # (TensorBoard's writer logs a failed write itself and goes on)
             with writer.as_default(step=epoch + 1):
                 for key, value in record.items():
                     if key != "epoch" and isinstance(value, (int, float)):

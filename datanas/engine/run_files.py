@@ -82,17 +82,26 @@ def _disk_full(error):
             or "No space left" in str(error))
 
 
-def write_failed(what, error, checkpoint=None, unchanged=True):
-    """The RunWriteFailed for writing `what` (a path, or e.g. "checkpoint
-    <prefix>") that raised `error`.  `checkpoint`: the run's last complete
-    checkpoint (default: the one listed beside `what`, if any).
-    `unchanged`: the file itself was left as it was."""
-    if checkpoint is None:
+_LOOK_UP = object()
+
+
+def write_failed(what, error, checkpoint=_LOOK_UP, unchanged=True):
+    """The RunWriteFailed for writing `what` (a file's path, or e.g.
+    "checkpoint <prefix>") that raised `error`.
+
+    Args:
+      checkpoint: the run's last complete checkpoint, None for none
+        (default: the one listed beside the file `what`, if any).
+      unchanged: the file `what` was left as it was (atomic writers).
+    """
+    if checkpoint is _LOOK_UP:
         checkpoint = last_checkpoint(os.path.dirname(os.path.abspath(str(what))))
     fix = "free space" if _disk_full(error) else "fix that"
     intact = ["it is unchanged"] if unchanged else []
     if checkpoint:
         intact.append(f"the last complete checkpoint, {checkpoint}, is intact")
+    elif not unchanged:
+        intact.append("no earlier checkpoint exists")
     return RunWriteFailed(f"could not write {what} ({_reason(error)}); " + " and ".join(intact)
                           + f": {fix} and rerun the same command"
                           + (" to resume." if checkpoint else "."))

@@ -29,7 +29,7 @@ import keras
 import tensorflow as tf
 
 from datanas.engine.loop import Program, RunState, run_loop
-from datanas.engine.run_files import write_json_atomic
+from datanas.engine.run_files import write_file_atomic, write_json_atomic
 from datanas.engine.steps import apply_update, reduce_sums, scaled_loss
 from datanas.engine.strategy import (distributed_epoch, is_chief, num_input_pipelines,
                                      run_directory)
@@ -281,7 +281,8 @@ def run_lm_training(model, inputs, config, model_dir, *, strategy=None, export_d
                "test_perplexity_at_best_valid": best_test["perplexity"],
                "test_loss_at_best_valid": best_test["loss"],
                "parameters": int(model.count_params())}
-    model.save(os.path.join(model_dir, "model.keras"))
+    # atomic: a full disk is one line (RunWriteFailed), no half-written file
+    write_file_atomic(os.path.join(model_dir, "model.keras"), model.save)
     write_json_atomic(os.path.join(model_dir, "results.json"), results)
     if export_dir and is_chief(trainer.strategy):
         export_saved_model(model, export_dir, (None,), dtype=tf.int32, input_name="tokens")
