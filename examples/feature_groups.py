@@ -30,6 +30,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from datanas.engine.run_identity import RunRefused, check_output_dir  # noqa: E402
 from datanas.layers import EnsembleGumbelSoftmax  # noqa: E402
 
 IMAGE_SIDE = 8
@@ -152,8 +153,26 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None,
                         help="where model.keras goes (default: a temporary directory)")
-    parser.add_argument("--verbose", type=int, default=0, help="model.fit verbosity")
+    parser.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2),
+                        help="model.fit verbosity")
     args = parser.parse_args(argv)
+    # Every value checked before the data is read (one line each, as the trainers).
+    for name, low, what in (("samples", 1, "the most groups kept per step"),
+                            ("epochs", 1, "training epochs"), ("seed", 0, "a seed")):
+        if getattr(args, name) < low:
+            parser.error(f"--{name}={getattr(args, name)}: must be an integer >= {low} ({what}).")
+    sides = [p for p in range(1, IMAGE_SIDE + 1) if IMAGE_SIDE % p == 0]
+    if args.patch not in sides:
+        parser.error(f"--patch={args.patch}: a group's side must divide the {IMAGE_SIDE}-pixel "
+                     f"image side; allowed: {', '.join(map(str, sides))}.")
+    if args.output_dir is not None:
+        if os.path.lexists(args.output_dir) and not os.path.isdir(args.output_dir):
+            parser.error(f"--output_dir={args.output_dir} is an existing file; give a directory "
+                         "(made if missing) for model.keras.")
+        try:   # unwritable, or inside a run directory
+            check_output_dir(args.output_dir, flag="--output_dir")
+        except RunRefused as error:
+            parser.error(str(error))
 
     keras.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_digits_split(args.seed)

@@ -25,6 +25,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from data_tf.image_datasets import load_image_dataset  # noqa: E402
+from data_tf.own_images import MIN_IMAGE_SIDE  # noqa: E402
+from datanas.engine.run_identity import RunRefused, check_output_dir  # noqa: E402
 
 CLASSES = ("bars", "discs", "squares")
 
@@ -70,8 +72,34 @@ def _run(module, *args):
     proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
                           capture_output=True, text=True)
     if proc.returncode:
-        sys.exit(f"{module} failed:\n{proc.stderr[-3000:]}")
+        # A trainer's refusal is one "<trainer>: error: ..." line: shown alone.
+        refusals = [line for line in proc.stderr.splitlines() if ": error: " in line]
+        sys.exit(f"own_images: error: {module} stopped: {refusals[-1]}" if refusals
+                 else f"{module} failed:\n{proc.stderr[-3000:]}")
     return proc.stdout
+
+
+def _check_arguments(parser, args):
+    """Every value refused before anything is written or run, in one line
+    naming it and what is allowed (the trainers' own lower bounds)."""
+    bounds = (("per_class", 2, "one image of each class is held out for testing"),
+              ("image_size", MIN_IMAGE_SIDE, "pixels a side the network needs"),
+              ("search_epochs", 1, "epochs"), ("train_epochs", 1, "epochs"),
+              ("layers", 1, "cells"), ("init_channels", 2, "channels"),
+              ("batch_size", 1, "images"))
+    for name, low, what in bounds:
+        if getattr(args, name) < low:
+            parser.error(f"--{name}={getattr(args, name)}: must be an integer >= {low} ({what}).")
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        parser.error(f"--data_dir={args.data_dir} is not a directory; give a class-folder tree "
+                     "(one sub-folder of images per class), or leave it out to generate one.")
+    if os.path.lexists(args.output_dir) and not os.path.isdir(args.output_dir):
+        parser.error(f"--output_dir={args.output_dir} is an existing file; give a directory "
+                     "(made if missing) for the images and the runs.")
+    try:   # unwritable, or inside a run directory
+        check_output_dir(args.output_dir, flag="--output_dir")
+    except RunRefused as error:
+        parser.error(str(error))
 
 
 def main(argv=None):
@@ -87,6 +115,7 @@ def main(argv=None):
     parser.add_argument("--init_channels", type=int, default=8)
     parser.add_argument("--batch_size", type=int, default=32)
     args = parser.parse_args(argv)
+    _check_arguments(parser, args)
 
     data_dir = args.data_dir
     if data_dir is None:

@@ -203,3 +203,31 @@ def test_the_accuracy_check_serves_as_the_trainer_evaluates(tmp_path, capsys, lo
     card.write_text(json.dumps({"test_accuracy": recorded + 0.01}))
     assert example.main([f"--export_dir={tmp_path / 'export'}", f"--result={card}"]) == 1
     assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_the_accuracy_check_names_an_exports_other_input_shape(tmp_path, capsys, load_example,
+                                                                global_seed):
+    """An export of 8x8 colour images: one line naming both shapes, not the
+    tensor of a refused call (the data is not even read)."""
+    import keras
+    from datanas.training.export import export_saved_model
+
+    global_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    export_saved_model(model, str(tmp_path / "export"), (8, 8, 3))
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"test_accuracy": 0.9}))
+    example = load_example("check_fashion_mnist")
+    argv = [f"--export_dir={tmp_path / 'export'}", f"--result={card}",
+            f"--data_dir={tmp_path / 'no_data'}"]
+    for extra, expected in (
+            ([], f"--export_dir={tmp_path / 'export'} serves images of shape (8, 8, 3), but "
+                 "Fashion-MNIST's are (28, 28, 1)"),
+            (["--tolerance=-0.1"], "--tolerance=-0.1: must be a number >= 0")):
+        with pytest.raises(SystemExit) as stop:
+            example.main(argv + extra)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and len(err.splitlines()) <= 4, err
+        errors = [line for line in err.splitlines() if ": error: " in line]
+        assert len(errors) == 1 and expected in errors[0], err
