@@ -229,8 +229,14 @@ def _read_layout(directory: str, files: tuple):
         return None, "missing " + ", ".join(missing), len(missing)
     texts = {}
     for split, fname in zip(_SPLITS, files):
-        with open(os.path.join(directory, fname), encoding="utf-8") as handle:
-            texts[split] = handle.read()
+        path = os.path.join(directory, fname)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                texts[split] = handle.read()
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path} is not UTF-8 text ({error.reason}: byte "
+                             f"0x{error.object[error.start]:02x} at offset {error.start}); "
+                             "corpus files must be UTF-8 encoded.") from None
         if not texts[split].strip():
             return None, f"{fname} is empty", 0
     return texts, None, 0
@@ -283,7 +289,8 @@ def load_text_corpus(name: str, data_dir: str | None = None) -> TextCorpus:
       vocabulary is reported with one ``absl.logging.info`` line.
 
     Raises:
-      ValueError: unknown ``name``.
+      ValueError: unknown ``name``, or a split file that is not UTF-8 text
+        (the message names the file).
       DatasetNotFoundError: no directory holds the three non-empty split
         files; the message lists every directory inspected and the expected
         file names.

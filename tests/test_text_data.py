@@ -169,6 +169,17 @@ def test_missing_places_and_files_are_named(tmp_path, monkeypatch):
         load_text_corpus("ptb2", str(tmp_path))
 
 
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    directory = _write(tmp_path, {"train.txt": "a b\n", "test.txt": "a\n"})
+    with open(os.path.join(directory, "valid.txt"), "wb") as handle:
+        handle.write("a b\nc\xe9\n".encode("latin-1"))   # 'cé' in Latin-1
+    with pytest.raises(ValueError) as info:
+        load_text_corpus("ptb", directory)
+    assert str(info.value) == (f"{os.path.join(directory, 'valid.txt')} is not UTF-8 text "
+                               "(invalid continuation byte: byte 0xe9 at offset 5); corpus "
+                               "files must be UTF-8 encoded.")
+
+
 def test_importing_data_tf_stays_light():
     code = ("import sys, data_tf, data_tf.text_corpora, data_tf.lm_inputs; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
