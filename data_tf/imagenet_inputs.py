@@ -9,6 +9,7 @@ import dataclasses
 import os
 
 from data_tf import imagenet
+from data_tf.splits import train_size_note
 
 __all__ = ["ImageNetInputs", "make_imagenet_inputs"]
 
@@ -63,6 +64,9 @@ def make_imagenet_inputs(data_dir, *, batch_size, image_size=224, seed=0, train_
         make, source = imagenet.make_tfds_imagenet_pipeline, f"tfds imagenet2012 in {data_dir}"
         available = int(train_split.cardinality())
     num_train = min(available, train_size or available)
+    note = train_size_note(train_size, available, source)
+    if note:
+        print(note, flush=True)
     if num_train < batch_size:
         raise ValueError(f"{num_train} training images but batch_size={batch_size}; lower the "
                          "batch size or use more training images.")

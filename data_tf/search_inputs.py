@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from data_tf.image_pipelines import AugmentConfig, make_image_pipeline
-from data_tf.splits import split_in_halves, take_subset, train_validation_split
+from data_tf.splits import split_in_halves, take_subset, train_size_note, train_validation_split
 
 __all__ = ["SearchInputs", "make_search_inputs", "default_augment"]
 
@@ -108,6 +108,9 @@ def make_search_inputs(dataset, *, batch_size, train_size=None, validation_fract
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    note = train_size_note(train_size, len(dataset.train_labels), dataset.name)
+    if note:
+        print(note, flush=True)
     images, labels = take_subset(dataset.train_images, dataset.train_labels, train_size, seed)
     if validation is None:
         train_idx, valid_idx = train_validation_split(len(labels), validation_fraction, seed)

@@ -12,7 +12,18 @@ import numbers
 
 import numpy as np
 
-__all__ = ["train_validation_split", "take_subset", "split_in_halves"]
+__all__ = ["train_validation_split", "take_subset", "split_in_halves", "train_size_note"]
+
+
+def train_size_note(train_size, available: int, what: str):
+    """The line telling that ``train_size`` asks for more than the
+    ``available`` training images of ``what`` (all of them are used), or
+    None; the input builders print it, so a cap is never silent."""
+    if train_size is None or isinstance(train_size, bool) \
+            or not isinstance(train_size, numbers.Integral) or train_size <= available:
+        return None
+    return (f"train_size={int(train_size)} is more than the {available} training images of "
+            f"{what}: all {available} are used.")
 
 
 def _check_count(num_examples, minimum: int, what: str) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 
 from data_tf.image_pipelines import make_image_pipeline
 from data_tf.search_inputs import default_augment
-from data_tf.splits import take_subset, train_validation_split
+from data_tf.splits import take_subset, train_size_note, train_validation_split
 
 __all__ = ["TrainInputs", "make_train_inputs"]
 
@@ -72,6 +72,9 @@ def make_train_inputs(dataset, *, batch_size, train_size=None, validation_fracti
                       cutout=0, seed=0, validation=None):
     """Splits an ImageDataset for training a fixed network; `validation`
     (images, labels) in the dataset's format replaces the carved split."""
+    note = train_size_note(train_size, len(dataset.train_labels), dataset.name)
+    if note:
+        print(note, flush=True)
     images, labels = take_subset(dataset.train_images, dataset.train_labels, train_size, seed)
     valid = None if validation is None else tuple(validation)
     if validation is None and validation_fraction > 0:

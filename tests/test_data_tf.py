@@ -416,6 +416,30 @@ def test_take_subset_edge_cases():
         take_subset(images, labels, 0, seed=0)
 
 
+def test_a_train_size_above_the_data_is_said_in_one_line(capsys):
+    """Every image input builder uses all images when train_size asks for
+    more, and prints so (imagenet_inputs and voc_inputs print the same note)."""
+    pytest.importorskip("sklearn", reason="scikit-learn not installed")
+    from data_tf.search_inputs import make_search_inputs
+    from data_tf.splits import train_size_note
+    from data_tf.train_inputs import make_train_inputs
+
+    ds = load_image_dataset("digits")
+    available = len(ds.train_labels)
+    said = (f"train_size=5000 is more than the {available} training images of digits: all "
+            f"{available} are used.")
+    for make in (make_search_inputs, make_train_inputs):
+        inputs = make(ds, batch_size=32, train_size=5000, seed=0)
+        assert capsys.readouterr().out.splitlines() == [said]
+        assert sum(inputs.sizes().values()) - inputs.sizes().get("test", 0) == available
+        for size in (None, available, 100):
+            make(ds, batch_size=32, train_size=size, seed=0)
+            assert capsys.readouterr().out == ""
+    assert train_size_note(9, 8, "VOC train in /voc") == (
+        "train_size=9 is more than the 8 training images of VOC train in /voc: all 8 are used.")
+    assert train_size_note(8, 8, "x") is None and train_size_note(None, 8, "x") is None
+
+
 # ---------------------------------------------------------------------------
 # pipelines
 # ---------------------------------------------------------------------------
