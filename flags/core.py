@@ -19,7 +19,7 @@ __all__ = ["define_preset_flag", "TRAIN_PRESETS", "define_run_flags", "define_im
            "define_ablation_flags", "define_train_flags",
            "define_cifar_train_flags",
            "define_distribution_flags", "define_random_search_flags", "define_thread_flags",
-           "apply_preset", "write_flags",
+           "apply_preset", "write_flags", "PreparedRun", "FLAG_FILES",
            "train_config_from_flags", "threads_from_flags", "quiet_logging", "prepare_run",
            "prepare_training_run", "prepare_search_run",
            "run_errors", "run_identity", "check_layers", "trainer_flag_values", "NOT_IDENTITY",
@@ -552,18 +552,27 @@ def _flagfile_line(name, value):
     return f"--{name}={value}"
 
 
-def write_flags(flag_values, model_dir, prefix=""):
+#: The files write_flags writes (kept under attempt names when a run is extended).
+FLAG_FILES = ("flags.json", "flagfile.txt")
+
+
+def write_flags(flag_values, model_dir, prefix="", *, extended=False):
     """Writes the run's flags as JSON and as a flagfile that reproduces them
     (``--flagfile=<model_dir>/flagfile.txt``: lists comma-separated, booleans
-    as --name/--noname)."""
+    as --name/--noname).  `extended`: the run was extended (--extend_run),
+    which only a command with --extend_run reads back, so the flagfile has
+    it; otherwise --extend_run, a one-off request, is left out."""
     from datanas.engine.run_files import (  # pylint: disable=import-outside-toplevel
         write_json_atomic, write_text_atomic)
 
     values = trainer_flag_values(flag_values)
-    write_json_atomic(os.path.join(model_dir, prefix + "flags.json"), dict(sorted(values.items())))
+    flags_json, flagfile = FLAG_FILES
+    write_json_atomic(os.path.join(model_dir, prefix + flags_json), dict(sorted(values.items())))
     lines = [_flagfile_line(name, value) for name, value in sorted(values.items())
              if value is not None and name != "extend_run"]
-    write_text_atomic(os.path.join(model_dir, prefix + "flagfile.txt"), "\n".join(lines) + "\n")
+    if extended:
+        lines.append("--extend_run")
+    write_text_atomic(os.path.join(model_dir, prefix + flagfile), "\n".join(lines) + "\n")
 
 
 def run_identity(flag_values, trainer, inputs):
@@ -589,21 +598,48 @@ def run_identity(flag_values, trainer, inputs):
     return {"format": FORMAT_VERSION, "trainer": trainer, "settings": settings, "inputs": inputs}
 
 
+class PreparedRun:
+    """What prepare_run decided.  `finished`: the run had finished with
+    these settings and its result was printed (the caller stops).  Else the
+    caller builds its model -- whatever that checks is checked before the
+    run directory is touched -- then calls `begin()`, which locks the
+    directory and writes the identity and the flag files (a new or extended
+    run), keeping an extended run's earlier files under attempt names."""
+
+    def __init__(self, finished=False, begin=None):
+        self.finished = finished
+        self._begin = begin
+
+    def begin(self):
+        """Writes what the plan calls for (once; nothing for a non-chief
+        worker).  Raises RunRefused / RunLocked (one line)."""
+        begin, self._begin = self._begin, None
+        if begin is not None:
+            begin()
+
+
 def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, strategy):
     """Plans the run in --model_dir before anything is built or written.
 
-    Returns True when the run already finished with these settings (its
-    result is printed; the caller stops), else False, after seeding Python,
-    NumPy and Keras with --seed for the run that goes ahead.  Writes the
-    identity and the flag files for a new or extended run only.
-    Non-chief workers of a multi-worker run skip the plan (they write into
-    the chief's run directory, under worker_<id>).
+    Returns a PreparedRun: ``finished`` when the run already finished with
+    these settings (its result is printed; the caller stops); else, after
+    seeding Python, NumPy and Keras with --seed for the run that goes ahead,
+    one whose ``begin()`` the caller calls once its model is built: nothing
+    is written before then, so a setting refused while building leaves no
+    trace.  Non-chief workers of a multi-worker run skip the plan (they
+    write into the chief's run directory, under worker_<id>).
+
+    --export_dir is checked here too (check_export_dir): it may not hold
+    files (an export is never replaced) nor be, or lie in, another run's
+    directory; an extension (--extend_run) into the export its run wrote
+    keeps that export under an attempt name.
 
     Raises:
       RunRefused: the directory cannot be used; one line naming why.
     """
     # pylint: disable=import-outside-toplevel
-    from datanas.engine.run_identity import begin_run, check_output_dir, plan_run
+    from datanas.engine.run_identity import (EXTENDED_FROM, begin_run, check_export_dir,
+                                             check_output_dir, plan_run)
     from datanas.engine.strategy import is_chief
 
     export_dir = flag_values["export_dir"].value if "export_dir" in flag_values else None
@@ -611,18 +647,42 @@ def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, stra
         check_output_dir(export_dir, "--export_dir", allow_inside=flag_values.model_dir)
     if not is_chief(strategy):
         _seed(flag_values)
-        return False
+        return PreparedRun()
     plan = plan_run(flag_values.model_dir, run_identity(flag_values, trainer, inputs),
                     result_file=result_file, extend=flag_values.extend_run,
                     added_defaults=added_defaults())
     if plan.status == "finished":
         _report_finished(plan, result_file)
-        return True
-    begin_run(plan, result_files=result_files)
-    if plan.status in ("new", "extend"):
-        write_flags(flag_values, flag_values.model_dir)
+        return PreparedRun(finished=True)
+    earlier_export = None
+    if export_dir:
+        if plan.status == "extend":
+            earlier_export = _recorded_export(plan, result_file)
+        check_export_dir(export_dir, flag_values.model_dir, status=plan.status,
+                         earlier_export=earlier_export)
+
+    def begin():
+        begin_run(plan, result_files=(*result_files, *FLAG_FILES), earlier_export=earlier_export)
+        if plan.status in ("new", "extend") or not os.path.exists(
+                os.path.join(flag_values.model_dir, FLAG_FILES[0])):   # killed before them
+            write_flags(flag_values, flag_values.model_dir,
+                        extended=EXTENDED_FROM in plan.identity)
+
     _seed(flag_values)
-    return False
+    return PreparedRun(begin=begin)
+
+
+def _recorded_export(plan, result_file):
+    """The export directory the run in `plan` wrote, as its result file
+    records it (None: none recorded, or no result yet)."""
+    # pylint: disable=import-outside-toplevel
+    from datanas.engine.run_files import read_json
+
+    path = os.path.join(plan.model_dir, result_file)
+    if not os.path.isfile(path):
+        return None
+    recorded = read_json(path)
+    return recorded.get("export_dir") if isinstance(recorded, dict) else None
 
 
 #: Result file of a search run, and the files kept under attempt names when a

@@ -101,6 +101,24 @@ def test_a_larger_budget_needs_extend_run_and_keeps_earlier_results(search_run, 
     assert (search_run / "search_result.attempt-1.json").exists()
     history = [json.loads(line) for line in (search_run / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
+    # The extension is part of the run: its first epoch ran under the 1-epoch
+    # schedule, so a fresh 2-epoch command is another run; the same
+    # --extend_run command (and the run's flagfile) reads it back.
+    identity = json.loads((search_run / "run_identity.json").read_text())
+    assert identity["extended_from"] == [{"settings.epochs": 1}]
+    assert json.loads((search_run / "flags.attempt-1.json").read_text())["epochs"] == 1
+    assert "--epochs=1\n" in (search_run / "flagfile.attempt-1.txt").read_text()
+    flagfile = (search_run / "flagfile.txt").read_text()
+    assert "--epochs=2\n" in flagfile and "--extend_run\n" in flagfile
+    before = _hashes(search_run)
+    _refused(_run("trainers.search_cifar", SEARCH[:-2] + [
+        "--epochs=2", OPS, f"--model_dir={search_run}"]), "extended", "epochs 1")
+    assert _hashes(search_run) == before
+    for again in (SEARCH[:-2] + ["--epochs=2", OPS, f"--model_dir={search_run}", "--extend_run"],
+                  [f"--flagfile={search_run / 'flagfile.txt'}"]):
+        proc = _run("trainers.search_cifar", again)
+        assert proc.returncode == 0 and "already finished" in proc.stdout, proc.stderr[-3000:]
+        assert _hashes(search_run) == before
 
 
 def test_unusable_output_paths_are_refused(tmp_path):

@@ -48,13 +48,14 @@ def main(argv):
             validation_fraction=FLAGS.validation_fraction,
             separate_arch_split=config.search_mode == "alternate", seed=FLAGS.seed)
         # Decided before anything is built or written: new, resume, finished or refused.
-        finished = flags_core.prepare_search_run(
+        run = flags_core.prepare_search_run(
             FLAGS, trainer="search_cifar", strategy=strategy,
             inputs={"dataset": dataset.name, "sizes": inputs.sizes()})
-        if finished:
+        if run.finished:
             return
         model, config = build_search(FLAGS.method, dataset.num_classes, dataset.image_shape,
                                      base_config, shape, strategy=strategy, **method_args)
+        run.begin()   # every setting is checked (the supernet is built): now files are written
     except (ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"search_cifar: error: {error}")
 

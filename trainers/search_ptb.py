@@ -61,14 +61,16 @@ def main(argv):
         flags_lm.check_bptt_fits(inputs, FLAGS.bptt, "more --train_tokens (the validation "
                                  "stream is their last 10%)")
         inputs.distributed_steps_per_epoch(1, strategy.num_replicas_in_sync)
-        finished = flags_core.prepare_search_run(
+        # Decided before anything is built or written: new, resume, finished or refused.
+        run = flags_core.prepare_search_run(
             FLAGS, trainer="search_ptb", strategy=strategy,
             inputs={"dataset": corpus.name, "sizes": inputs.sizes()})
-        if finished:
+        if run.finished:
             return
         model, config = build_search(FLAGS.method, corpus.vocab_size, None, base_config, shape,
                                      strategy=strategy, **method_args)
         task = LanguageModelingTask(temporal_weight=FLAGS.temporal_weight)
+        run.begin()   # every setting is checked (the supernet is built): now files are written
     except (ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"search_ptb: error: {error}")
 

@@ -51,11 +51,11 @@ def main(argv):
                                    validation_fraction=FLAGS.validation_fraction,
                                    cutout=FLAGS.cutout, seed=FLAGS.seed)
         # Decided before anything is built or written: new, resume, finished or refused.
-        finished = flags_core.prepare_training_run(
+        run = flags_core.prepare_training_run(
             FLAGS, trainer="train_cifar", strategy=strategy,
             inputs={"dataset": dataset.name, "sizes": inputs.sizes(),
                     "genotype": genotype.to_dict()})
-        if finished:
+        if run.finished:
             return
         with strategy.scope():
             model = get_space("darts_cnn").final_network(
@@ -63,6 +63,7 @@ def main(argv):
                 init_channels=FLAGS.init_channels, layers=FLAGS.layers,
                 auxiliary=FLAGS.auxiliary, stem_stride=int(FLAGS.stem_stride))
             model.build((None,) + dataset.image_shape)
+        run.begin()   # every setting is checked (the network is built): now files are written
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_cifar: error: {error}")
 

@@ -58,11 +58,11 @@ def main(argv):
                                       image_size=size, seed=FLAGS.seed,
                                       train_size=FLAGS.train_size, eval_size=FLAGS.eval_size)
         # Decided before anything is built or written: new, resume, finished or refused.
-        finished = flags_core.prepare_training_run(
+        run = flags_core.prepare_training_run(
             FLAGS, trainer="train_imagenet", strategy=strategy,
             inputs={"train_images": inputs.num_train, "classes": inputs.num_classes,
                     "genotype": genotype.to_dict()})
-        if finished:
+        if run.finished:
             return
         with strategy.scope():
             model = get_space("darts_cnn").final_network(
@@ -70,6 +70,7 @@ def main(argv):
                 init_channels=FLAGS.init_channels, layers=FLAGS.layers,
                 auxiliary=FLAGS.auxiliary)
             model.build((None, size, size, 3))
+        run.begin()   # every setting is checked (the network is built): now files are written
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_imagenet: error: {error}")
 

@@ -56,11 +56,12 @@ def main(argv):
             test_batch_size=FLAGS.test_batch_size, bptt=FLAGS.bptt, seed=FLAGS.seed,
             train_tokens=FLAGS.train_tokens)
         inputs.distributed_steps_per_epoch(1, strategy.num_replicas_in_sync)
-        finished = flags_core.prepare_training_run(
+        # Decided before anything is built or written: new, resume, finished or refused.
+        run = flags_core.prepare_training_run(
             FLAGS, trainer=trainer, strategy=strategy,
             inputs={"dataset": corpus.name, "sizes": inputs.sizes(),
                     "genotype": genotype.to_dict()})
-        if finished:
+        if run.finished:
             return
         with strategy.scope():
             model = get_space("darts_rnn").final_network(
@@ -70,6 +71,7 @@ def main(argv):
                 dropout_x=FLAGS.dropout_x, dropout_i=FLAGS.dropout_i,
                 state_rows=max(FLAGS.batch_size, FLAGS.eval_batch_size, FLAGS.test_batch_size),
                 seed=FLAGS.seed)
+        run.begin()   # every setting is checked (the network is built): now files are written
     except (ValueError, GenotypeError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"{trainer}: error: {error}")
 

@@ -52,11 +52,11 @@ def main(argv):
                                  seed=FLAGS.seed, train_size=FLAGS.train_size,
                                  eval_size=FLAGS.eval_size)
         # Decided before anything is built or written: new, resume, finished or refused.
-        finished = flags_core.prepare_training_run(
+        run = flags_core.prepare_training_run(
             FLAGS, trainer="train_voc", strategy=strategy,
             inputs={"train_images": inputs.num_train, "val_images": inputs.num_val,
                     "genotype": genotype.to_dict()})
-        if finished:
+        if run.finished:
             return
         task = SegmentationTask(len(VOC_CLASSES), IGNORE_LABEL, class_names=VOC_CLASSES)
         with strategy.scope():
@@ -65,6 +65,7 @@ def main(argv):
                 init_channels=FLAGS.init_channels, layers=FLAGS.layers,
                 output_stride=output_stride, aspp_channels=FLAGS.aspp_channels)
             model.build((None, None, None, 3))
+        run.begin()   # every setting is checked (the network is built): now files are written
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_voc: error: {error}")
 

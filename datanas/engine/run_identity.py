@@ -10,13 +10,20 @@ these files), written once as ``run_identity.json`` when the run starts.
 * ``finished``: same identity and the result file exists -- report it and
   write nothing;
 * ``extend``: only the budget (``epochs``) grew and the caller asked to
-  extend -- earlier result files are kept under ``<name>.attempt-<n>.<ext>``;
+  extend -- earlier result files are kept under ``<name>.attempt-<n>.<ext>``
+  and the identity records the earlier budgets (``extended_from``): an
+  extended run is not a fresh run of its final budget (its first epochs ran
+  under the earlier budget's schedules), so only a command that extends
+  (``extend=True``) resumes it or reads it back;
 * otherwise ``RunRefused`` with one line naming each differing setting and
   its two values (or why the directory cannot be used).
 
 Output paths are checked up front (``check_output_dir``): an existing file,
 a directory that cannot be written, or a path inside another run's
-directory is refused by name.
+directory is refused by name.  An export directory (``check_export_dir``)
+is also refused where it already holds files or is another run's
+directory: an export is never replaced (an extension keeps its run's
+earlier export under an attempt name, ``begin_run``).
 """
 
 import json
@@ -27,9 +34,13 @@ from datanas.engine.run_files import read_json, write_json_atomic
 from datanas.engine.run_lock import LOCK_FILE, acquire_run_lock
 
 __all__ = ["IDENTITY_FILE", "FORMAT_VERSION", "RunRefused", "RunPlan", "check_output_dir",
-           "plan_run", "begin_run", "identity_differences", "ADDED_SETTINGS"]
+           "check_export_dir", "plan_run", "begin_run", "identity_differences",
+           "ADDED_SETTINGS", "EXTENDED_FROM", "attempt_name"]
 
 IDENTITY_FILE = "run_identity.json"
+#: Key of an extended run's identity: [{budget key: earlier value}], one
+#: entry per extension, oldest first.
+EXTENDED_FROM = "extended_from"
 #: Version of the run-directory format (checkpoint layout, file names).
 FORMAT_VERSION = 2
 
@@ -50,9 +61,12 @@ class RunRefused(ValueError):
 class RunPlan:
     """What to do with a run directory (see the module docstring)."""
 
-    def __init__(self, status, model_dir, identity, previous=None):
+    def __init__(self, status, model_dir, identity, previous=None, replan=None):
         self.status, self.model_dir = status, model_dir
         self.identity, self.previous = identity, previous
+        # plan_run's arguments, so begin_run can check under the lock that
+        # the directory is still what was planned.
+        self.replan = replan
 
     def __repr__(self):
         return f"RunPlan({self.status!r}, {self.model_dir!r})"
@@ -143,6 +157,53 @@ def check_output_dir(path, flag="--model_dir", allow_inside=None):
     return path
 
 
+def _shown(entries):
+    return ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+
+
+def _inside(path, directory):
+    """True when `path` is `directory` or lies in it (absolute paths)."""
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def check_export_dir(path, model_dir, *, status="new", earlier_export=None,
+                     flag="--export_dir"):
+    """Refuses an export directory that would replace or mix with other files.
+
+    Accepted: a missing or empty directory, outside other runs (inside
+    `model_dir`, the run's own directory, is fine).  Refused, by name: a
+    file or unwritable path (check_output_dir); another run's directory
+    (one holding ``run_identity.json``) or a path inside one; `model_dir`
+    itself or a directory holding it; a directory that already holds
+    files -- unless `status` is ``extend`` and it is `earlier_export`, the
+    export the extended run wrote (begin_run keeps it under an attempt name).
+
+    Returns the absolute path.
+    """
+    path = check_output_dir(path, flag, allow_inside=model_dir)
+    own = os.path.abspath(model_dir)
+    if path == own:
+        raise RunRefused(f"{flag}={path} is the run's --model_dir: the export would mix with "
+                         "the run's files; export into a directory of its own, e.g. "
+                         f"{os.path.join(path, 'saved_model')} (nothing was changed).")
+    if os.path.isfile(os.path.join(path, IDENTITY_FILE)):
+        raise RunRefused(f"{flag}={path} is the run directory of another run ({IDENTITY_FILE}); "
+                         "export into a new directory, e.g. "
+                         f"{os.path.join(own, 'saved_model')} (nothing was changed).")
+    if _inside(own, path):
+        raise RunRefused(f"{flag}={path} holds the run directory {own}: the export would mix "
+                         f"with the run's files; export into a directory of its own, e.g. "
+                         f"{os.path.join(own, 'saved_model')} (nothing was changed).")
+    entries = sorted(os.listdir(path)) if os.path.isdir(path) else []
+    if entries:
+        if status == "extend" and earlier_export and os.path.abspath(earlier_export) == path:
+            return path
+        raise RunRefused(f"{flag}={path} already holds files ({_shown(entries)}): an export is "
+                         "never replaced; move it away or choose another --export_dir (nothing "
+                         "was changed).")
+    return path
+
+
 def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("epochs",),
              added_defaults=None, ignored=()):
     """Decides what to do with `model_dir` for a run of `identity` (nothing written).
@@ -152,7 +213,9 @@ def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("ep
       identity: JSON-ready dict of every result-changing setting.
       result_file: file name whose presence marks a finished run.
       extend: allow a larger budget (keys in `budget_keys`) than the
-        finished or interrupted run's.
+        finished or interrupted run's (the new identity records the earlier
+        budget under EXTENDED_FROM); a run extended earlier is resumed or
+        reported only with `extend`.
       added_defaults: {flattened key ("settings.<name>"): value} of settings
         added after older run directories were written, with the value those
         runs used: a directory without the key still resumes.
@@ -160,6 +223,8 @@ def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("ep
     Raises:
       RunRefused: naming each difference, or why the directory is unusable.
     """
+    replan = dict(result_file=result_file, extend=extend, budget_keys=budget_keys,
+                  added_defaults=added_defaults, ignored=ignored)
     model_dir = check_output_dir(model_dir)
     identity = _normalise(identity)
     # worker_<id>/ directories of a multi-worker run may appear before the chief
@@ -168,14 +233,16 @@ def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("ep
                      if not e.startswith("worker_") and e != LOCK_FILE)
     path = os.path.join(model_dir, IDENTITY_FILE)
     if not entries:
-        return RunPlan("new", model_dir, identity)
+        return RunPlan("new", model_dir, identity, replan=replan)
     if not os.path.isfile(path):
-        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
-        raise RunRefused(f"{model_dir} already holds files ({shown}) but no {IDENTITY_FILE}: "
-                         "not a run of this datanas version; use a new --model_dir (nothing "
-                         "was changed).")
+        raise RunRefused(f"{model_dir} already holds files ({_shown(entries)}) but no "
+                         f"{IDENTITY_FILE}: not a run of this datanas version; use a new "
+                         "--model_dir (nothing was changed).")
     saved = read_json(path)   # a damaged file: one line naming it
-    differences = identity_differences(saved, identity, added_defaults, ignored)
+    extended = list(saved.get(EXTENDED_FROM) or []) if isinstance(saved, dict) else []
+    compared = ({k: v for k, v in saved.items() if k != EXTENDED_FROM}
+                if isinstance(saved, dict) else saved)
+    differences = identity_differences(compared, identity, added_defaults, ignored)
     budget = [d for d in differences if d[0].rsplit(".", 1)[-1] in budget_keys]
     others = [d for d in differences if d not in budget]
     if others:
@@ -192,37 +259,92 @@ def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("ep
                              + ("Pass --extend_run to continue it to the larger budget (its "
                                 "earlier results are kept)." if grown else
                                 "A budget can only grow; use a new --model_dir."))
-        return RunPlan("extend", model_dir, identity, previous=saved)
+        earlier = dict(sorted((key, old) for key, old, _ in budget))
+        return RunPlan("extend", model_dir, {**identity, EXTENDED_FROM: extended + [earlier]},
+                       previous=saved, replan=replan)
+    if extended:
+        if not extend:
+            raise RunRefused(
+                f"{model_dir} holds a run extended with --extend_run from "
+                f"{_extensions(extended)}: its first epochs ran under the earlier budget's "
+                "schedules, so it is not a fresh run of these settings. Add --extend_run to "
+                "resume or read it back, or use a new --model_dir (nothing was changed).")
+        identity = {**identity, EXTENDED_FROM: extended}
     if os.path.exists(os.path.join(model_dir, result_file)):
-        return RunPlan("finished", model_dir, identity, previous=saved)
-    return RunPlan("resume", model_dir, identity, previous=saved)
+        return RunPlan("finished", model_dir, identity, previous=saved, replan=replan)
+    return RunPlan("resume", model_dir, identity, previous=saved, replan=replan)
 
 
-def _attempt_name(model_dir, name):
-    stem, ext = os.path.splitext(name)
+def _extensions(extended):
+    """'epochs 1' / 'epochs 1, then 2': the earlier budgets of EXTENDED_FROM."""
+    names = {}
+    for earlier in extended:
+        for key, value in (earlier.items() if isinstance(earlier, dict) else []):
+            names.setdefault(key.rsplit(".", 1)[-1], []).append(str(value))
+    return "; ".join(f"{name} {', then '.join(values)}" for name, values in names.items())
+
+
+def attempt_name(directory, name, *, keep_extension=True):
+    """``<stem>.attempt-<n><ext>``: the first name not taken in `directory`
+    under which an earlier `name` is kept (`keep_extension` False: the
+    whole name is the stem, as for a directory: ``saved_model.attempt-1``)."""
+    stem, ext = os.path.splitext(name) if keep_extension else (name, "")
     number = 1
-    while os.path.exists(os.path.join(model_dir, f"{stem}.attempt-{number}{ext}")):
+    while os.path.lexists(os.path.join(directory, f"{stem}.attempt-{number}{ext}")):
         number += 1
     return f"{stem}.attempt-{number}{ext}"
 
 
-def begin_run(plan, *, result_files=()):
+_attempt_name = attempt_name
+
+
+def keep_as_attempt(path, *, keep_extension=True):
+    """Renames `path` to its attempt name beside it (attempt_name) and
+    returns the new path."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    target = os.path.join(parent, attempt_name(parent, os.path.basename(path),
+                                               keep_extension=keep_extension))
+    os.replace(path, target)
+    return target
+
+
+def begin_run(plan, *, result_files=(), earlier_export=None):
     """Carries out a plan: makes this process the directory's only writer
     (``run_lock``; RunLocked if another live process is); writes the
     identity of a new run; for an extension, keeps the earlier
-    `result_files` under attempt names and records the new budget.  A
-    ``finished`` run is only read: nothing is locked or written."""
+    `result_files` -- and `earlier_export`, the export directory the
+    extended run wrote, wherever it lies -- under attempt names and records
+    the new budget.  A ``finished`` run is only read: nothing is locked or
+    written.
+
+    A plan made by plan_run is checked again once the lock is held (a
+    process that finished or began the run in between): RunRefused if the
+    directory changed, with nothing written."""
     if plan.status == "finished":
         return plan
     os.makedirs(plan.model_dir, exist_ok=True)
     acquire_run_lock(plan.model_dir)
+    if plan.replan is not None:
+        now = plan_run(plan.model_dir, _without_extension(plan.identity), **plan.replan)
+        if now.status != plan.status or now.identity != plan.identity:
+            raise RunRefused(f"{plan.model_dir} changed while this command started (it is "
+                             f"now {now.status!r}, not {plan.status!r}); rerun the command.")
     if plan.status == "new":
         write_json_atomic(os.path.join(plan.model_dir, IDENTITY_FILE), plan.identity)
     elif plan.status == "extend":
+        # The export first: an extension killed after it is planned again
+        # as an extension, and finds no earlier export to keep.
+        if earlier_export and os.path.isdir(earlier_export) and os.listdir(earlier_export):
+            keep_as_attempt(earlier_export, keep_extension=False)
         for name in result_files:
             source = os.path.join(plan.model_dir, name)
             if os.path.exists(source):
                 os.replace(source, os.path.join(plan.model_dir,
-                                                _attempt_name(plan.model_dir, name)))
+                                                attempt_name(plan.model_dir, name)))
         write_json_atomic(os.path.join(plan.model_dir, IDENTITY_FILE), plan.identity)
     return plan
+
+
+def _without_extension(identity):
+    return {k: v for k, v in identity.items() if k != EXTENDED_FROM}

@@ -1,7 +1,11 @@
 """SavedModel export of a trained network (inference: inputs -> logits)."""
 
+import os
+
 import keras
 import tensorflow as tf
+
+from datanas.engine.run_identity import keep_as_attempt
 
 __all__ = ["export_saved_model", "SERVING_ENDPOINT"]
 
@@ -18,7 +22,15 @@ def export_saved_model(model, export_dir, input_shape, dtype=tf.float32, input_n
     Reload with ``tf.saved_model.load(export_dir).serve`` or
     ``keras.layers.TFSMLayer(export_dir, call_endpoint="serve")``; the
     endpoint is also the ``serving_default`` signature for TF Serving.
+
+    An export is never replaced: a directory that already holds files is
+    first kept under ``<export_dir>.attempt-<n>`` (the trainers refuse such
+    a directory before a run starts, or keep an extended run's earlier
+    export so; this covers one that appeared since).
     """
+    if os.path.isdir(export_dir) and os.listdir(export_dir):
+        kept = keep_as_attempt(export_dir, keep_extension=False)
+        print(f"{export_dir} already held files: kept as {kept}.", flush=True)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
