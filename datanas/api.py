@@ -254,15 +254,16 @@ def search(train_data, validation_data=None, *, method="data", num_samples=4, ep
     model_dir, plan = _prepare(model_dir, identity, "search_result.json", "datanas-search-")
     if plan.status != "finished":
         space = get_space("darts_cnn")
+        # Built before the first byte is written: a bad setting leaves no run behind.
+        keras.utils.set_random_seed(seed)
+        task = ClassificationTask(dataset.num_classes)
+        model, config = build_search(method, dataset.num_classes, dataset.image_shape,
+                                     base_config, shape, task=task, **method_args)
         begin_run(plan, result_files=("search_result.json", "genotype.json",
                                       "arch_probabilities.json",
                                       *(f"genotype_{rule}.json"
                                         for rule in space.derivation_rules)))
         try:
-            keras.utils.set_random_seed(seed)
-            task = ClassificationTask(dataset.num_classes)
-            model, config = build_search(method, dataset.num_classes, dataset.image_shape,
-                                         base_config, shape, task=task, **method_args)
             run_method_search(method, model, inputs, config, model_dir, task=task,
                               random_candidates=method_args.get("random_candidates", 8),
                               verbose=verbose, callbacks=callbacks,
@@ -337,13 +338,13 @@ def train(genotype, train_data, validation_data=None, *, epochs=20, layers=8, in
             _replay(callbacks, os.path.join(model_dir, "metrics.jsonl"))
         network = keras.models.load_model(os.path.join(model_dir, "model.keras"))
     else:
+        keras.utils.set_random_seed(seed)
+        network = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
+                               init_channels=init_channels, layers=layers,
+                               auxiliary=auxiliary_weight > 0)
+        network.build((None,) + tuple(dataset.image_shape))
         begin_run(plan, result_files=("results.json", "model.keras"))
         try:
-            keras.utils.set_random_seed(seed)
-            network = NetworkCIFAR(genotype, num_classes=dataset.num_classes,
-                                   init_channels=init_channels, layers=layers,
-                                   auxiliary=auxiliary_weight > 0)
-            network.build((None,) + tuple(dataset.image_shape))
             eval_sets = inputs.eval_sets(include_test=False)
             run_training(network, inputs.train, eval_sets, config, model_dir,
                          steps_per_epoch=inputs.steps_per_epoch,

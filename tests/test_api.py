@@ -129,6 +129,16 @@ def test_bad_input_is_one_line(digits):
         datanas.search((x, y), method="enas", **TINY)
 
 
+def test_a_refused_setting_leaves_no_run_behind(digits, tmp_path, global_seed):
+    """Settings the supernet refuses fail before the first byte is written:
+    the corrected call then runs in the same model_dir."""
+    x, y = digits
+    with pytest.raises(ValueError, match="foo_conv"):
+        datanas.search((x, y), model_dir=str(tmp_path / "run"),
+                       primitives=("none", "foo_conv"), **TINY)
+    assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
+
+
 def test_genotypes_save_and_load(tmp_path):
     genotype = datanas.load_genotype(os.path.join(ROOT, "docs", "quickstart", "genotype.json"))
     path = str(tmp_path / "cell.json")
