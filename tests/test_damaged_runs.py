@@ -239,12 +239,12 @@ def test_a_truncated_run_identity_is_named(tmp_path):
 
 
 def test_a_truncated_result_file_of_a_finished_run_is_named(tmp_path):
-    from flags import core as flags_core  # pylint: disable=import-outside-toplevel
+    from flags import runs as flags_runs  # pylint: disable=import-outside-toplevel
     (tmp_path / "search_result.json").write_text('{"final": {"valid_acc')
     plan = RunPlan("finished", str(tmp_path), {})
     with pytest.raises(RunFileDamaged, match="search_result.json is damaged.*Move it away and "
                        "rerun the same command") as error:
-        flags_core._report_finished(plan, "search_result.json")  # pylint: disable=protected-access
+        flags_runs._report_finished(plan, "search_result.json")  # pylint: disable=protected-access
     assert str(tmp_path / "search_result.json") in str(error.value)
     assert "\n" not in str(error.value)
 
