@@ -98,3 +98,16 @@ def test_the_check_names_an_upward_import(tmp_path, source, expected):
     module.write_text(source)
     (message,) = _violations(module, package=tmp_path / "datanas")
     assert expected in message and "datanas/spaces/bad.py:1" in message
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/architecture.md"])
+def test_the_docs_state_the_order_this_test_checks(page):
+    """The one-line layer order the README and the architecture page show is
+    the order checked here (plus the api module at the top)."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line.strip().startswith(("core ->",
+                                                                            "datanas/  core ->"))]
+    assert lines, f"{page} states no layer order"
+    order = lines[0].replace("datanas/", "").replace(" / ", ",")
+    stated = [tuple(sorted(p.strip() for p in step.split(","))) for step in order.split("->")]
+    assert stated == [tuple(sorted(packages)) for packages in LAYERS] + [("api",)]
