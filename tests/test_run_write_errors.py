@@ -2,8 +2,8 @@
 
 Claims: a checkpoint save that fails (TensorFlow's ResourceExhaustedError,
 as its saver raises on a full disk), a metrics append or a JSON write that
-fails (OSError errno 28), and the final model file of a training that
-cannot be written each end the run with one line (through the trainers'
+fails (OSError errno 28), and the final model file or the export of a
+training that cannot be written each end the run with one line (through the trainers'
 ``run_errors``) naming what could not be written, where, and the last
 complete checkpoint; that checkpoint, the earlier records and the earlier
 version of the file are intact, nothing half-written is left, and once
@@ -205,3 +205,114 @@ def test_the_final_model_file_on_a_full_disk_is_one_line_and_the_training_finish
     assert json.loads((directory / "results.json").read_text()) == json.loads(
         run_files.json_text(results))
     assert keras.saving.load_model(directory / "model.keras") is not None
+
+
+def _tiny_image_training(directory, export_dir=None):
+    """A callable that trains (or resumes) a 3-cell C=4 network of one-node
+    cells for one epoch of two steps on 8x8 random images into `directory`."""
+    # pylint: disable=import-outside-toplevel
+    from datanas.spaces.darts_cnn.genotype import Genotype
+    from datanas.spaces.darts_cnn.networks import NetworkCIFAR
+    from datanas.training.trainer import TrainConfig, run_training
+
+    cell = Genotype(normal=[[("sep_conv_3x3", 0), ("skip_connect", 1)]], normal_concat=[2],
+                    reduce=[[("max_pool_3x3", 0), ("skip_connect", 1)]], reduce_concat=[2])
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(16, 8, 8, 3)).astype(np.float32)
+    labels = rng.integers(0, 10, size=16).astype(np.int32)
+
+    def data(epoch, context=None):   # pylint: disable=unused-argument
+        return tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+
+    def train():
+        model = NetworkCIFAR(cell, num_classes=10, init_channels=4, layers=3,
+                             auxiliary=False)
+        model.build((None, 8, 8, 3))
+        return run_training(model, data, {}, TrainConfig(epochs=1), str(directory),
+                            steps_per_epoch=2, image_shape=(8, 8, 3), verbose=0,
+                            export_dir=None if export_dir is None else str(export_dir))
+    return train
+
+
+def test_a_trained_networks_model_file_on_a_full_disk_is_one_line_and_the_rerun_finishes(
+        tmp_path, monkeypatch, global_seed):
+    """train_cifar/imagenet/voc's model.keras, like the language model's: one
+    line naming it and the intact checkpoint, no result file, no half file."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    directory = tmp_path / "train"
+    global_seed(0)
+    train = _tiny_image_training(directory)
+
+    def full_save(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as handle:
+            handle.write(b"PK\x03\x04 half a zip")
+        raise _disk_full()
+
+    monkeypatch.setattr(keras.Model, "save", full_save)
+    message = _one_line_exit(train, trainer="train_cifar")
+    checkpoint = tf.train.latest_checkpoint(str(directory / "checkpoints"))
+    assert message == (f"{directory / 'model.keras'} ({FULL}); it is unchanged and the last "
+                       f"complete checkpoint, {checkpoint}, is intact: free space and rerun "
+                       "the same command to resume.")
+    assert not [name for name in os.listdir(directory)
+                if name in ("model.keras", "results.json") or name.startswith(".tmp-")]
+    monkeypatch.undo()
+    train()
+    assert (directory / "results.json").exists()
+    assert keras.saving.load_model(directory / "model.keras") is not None
+
+
+def test_an_export_on_a_full_disk_leaves_the_run_unfinished_and_no_half_export(
+        tmp_path, monkeypatch, global_seed):
+    """The export is written before results.json (which marks the run
+    finished), through a temporary directory: a failed export is one line,
+    leaves neither a result file nor part of an export, and the rerun
+    resumes and exports.  A result file that cannot be written after the
+    export takes the export back, so the rerun can write it again."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    directory, export = tmp_path / "train", tmp_path / "train" / "saved_model"
+    global_seed(0)
+    train = _tiny_image_training(directory, export_dir=export)
+    archive_class = type(keras.export.ExportArchive())   # the backend's class
+    real_write_out = archive_class.write_out
+
+    def full_write_out(self, filepath, *args, **kwargs):
+        os.makedirs(os.path.join(filepath, "variables"), exist_ok=True)
+        with open(os.path.join(filepath, "saved_model.pb"), "wb") as handle:
+            handle.write(b"half a graph")
+        raise tf.errors.ResourceExhaustedError(None, None, f"{filepath}/variables/variables."
+                                               "data-00000-of-00001; No space left on device")
+
+    monkeypatch.setattr(archive_class, "write_out", full_write_out)
+    message = _one_line_exit(train, trainer="train_cifar")
+    checkpoint = tf.train.latest_checkpoint(str(directory / "checkpoints"))
+    assert message == (f"{export} ({FULL}); it is unchanged and the last complete checkpoint, "
+                       f"{checkpoint}, is intact: free space and rerun the same command to "
+                       "resume.")
+    left = sorted(os.listdir(directory))
+    assert "results.json" not in left and "saved_model" not in left, left
+    assert not [name for name in left if name.startswith(".tmp-")], left
+
+    # The export is written, then results.json cannot be: the export goes again.
+    monkeypatch.setattr(archive_class, "write_out", real_write_out)
+    real_write_json = run_files.write_json_atomic
+
+    def full_results(path, obj):
+        if os.path.basename(str(path)) == "results.json":
+            assert (export / "saved_model.pb").exists()   # the export came first
+            raise run_files.write_failed(path, _disk_full())
+        return real_write_json(path, obj)
+
+    from datanas.training import export as export_module   # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(export_module, "write_json_atomic", full_results)
+    assert _one_line_exit(train, trainer="train_cifar").startswith(
+        f"{directory / 'results.json'} ({FULL})")
+    assert not export.exists() and not (directory / "results.json").exists()
+    monkeypatch.undo()
+    results = train()
+    assert results["export_dir"] == str(export)
+    assert json.loads((directory / "results.json").read_text())["export_dir"] == str(export)
+    assert "serve" in dir(tf.saved_model.load(str(export)))
+    assert not [name for name in os.listdir(directory) if name.startswith(".tmp-")]

@@ -1,18 +1,24 @@
-"""SavedModel export of a trained network (inference: inputs -> logits)."""
+"""SavedModel export of a trained network (inference: inputs -> logits), and
+the order in which a training writes its final files."""
 
 import os
+import shutil
+import tempfile
 
 import keras
 import tensorflow as tf
 
+from datanas.engine.run_files import (RunWriteFailed, last_checkpoint, write_errors,
+                                      write_failed, write_file_atomic, write_json_atomic)
 from datanas.engine.run_identity import keep_as_attempt
 
-__all__ = ["export_saved_model", "SERVING_ENDPOINT"]
+__all__ = ["export_saved_model", "write_final_files", "SERVING_ENDPOINT"]
 
 SERVING_ENDPOINT = "serve"
 
 
-def export_saved_model(model, export_dir, input_shape, dtype=tf.float32, input_name="images"):
+def export_saved_model(model, export_dir, input_shape, dtype=tf.float32, input_name="images",
+                       *, model_dir=None):
     """Writes a TF SavedModel with one endpoint ``serve(inputs) -> logits``.
 
     `input_shape` excludes the batch axis (None for a variable length).  For
@@ -23,13 +29,25 @@ def export_saved_model(model, export_dir, input_shape, dtype=tf.float32, input_n
     ``keras.layers.TFSMLayer(export_dir, call_endpoint="serve")``; the
     endpoint is also the ``serving_default`` signature for TF Serving.
 
-    An export is never replaced: a directory that already holds files is
-    first kept under ``<export_dir>.attempt-<n>`` (the trainers refuse such
-    a directory before a run starts, or keep an extended run's earlier
-    export so; this covers one that appeared since).
+    The export is written into a temporary directory beside `export_dir`
+    (``.tmp-<name>-<random>``) and renamed to it once complete: a kill or a
+    failed write never leaves half an export.  An export is never replaced:
+    a directory that already holds files is first kept under
+    ``<export_dir>.attempt-<n>`` (the trainers refuse such a directory
+    before a run starts, or keep an extended run's earlier export so; this
+    covers one that appeared since).
+
+    Raises:
+      RunWriteFailed: the export could not be written (a full disk): one line
+        naming `export_dir` and the last complete checkpoint of `model_dir`
+        (the run whose model this is; default: beside `export_dir`); the
+        temporary directory is removed and `export_dir` left as it was.
     """
-    if os.path.isdir(export_dir) and os.listdir(export_dir):
-        kept = keep_as_attempt(export_dir, keep_extension=False)
+    export_dir = os.fspath(export_dir)
+    target = os.path.abspath(export_dir)
+    parent, name = os.path.split(target)
+    if os.path.isdir(target) and os.listdir(target):
+        kept = keep_as_attempt(target, keep_extension=False)
         print(f"{export_dir} already held files: kept as {kept}.", flush=True)
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -38,5 +56,60 @@ def export_saved_model(model, export_dir, input_shape, dtype=tf.float32, input_n
         fn=lambda inputs: model(inputs, training=False),
         input_signature=[tf.TensorSpec((None,) + tuple(input_shape), dtype, name=input_name)],
     )
-    archive.write_out(export_dir, verbose=False)
+    scratch = None
+    try:
+        os.makedirs(parent, exist_ok=True)
+        scratch = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{name}-")
+        archive.write_out(scratch, verbose=False)
+        os.chmod(scratch, 0o777 & ~_umask())   # mkdtemp makes it owner-only
+        if os.path.isdir(target):   # empty (checked above): rename needs it gone
+            os.rmdir(target)
+        os.rename(scratch, target)
+    except BaseException as error:
+        if scratch is not None and os.path.isdir(scratch):
+            shutil.rmtree(scratch, ignore_errors=True)
+        if isinstance(error, write_errors()):
+            checkpoint = last_checkpoint(model_dir) if model_dir else \
+                last_checkpoint(parent)
+            raise write_failed(export_dir, error, checkpoint=checkpoint) from None
+        raise
     return export_dir
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_final_files(model, model_dir, results, *, export=None):
+    """Writes a finished training's files: ``model.keras``, the export, then
+    ``results.json``.
+
+    The result file marks the run finished (a rerun of the command reports
+    it and writes nothing), so it comes last: a model file or an export that
+    cannot be written (a full disk) ends the run with RunWriteFailed's one
+    line and no result file, and the same command resumes from the last
+    checkpoint and writes them all.  If the result file itself cannot be
+    written, the export just made is removed again, so that the rerun can
+    export into the same --export_dir.
+
+    Args:
+      export: None, or (export_dir, {keyword arguments of
+        export_saved_model}) for this process to export (the chief).
+    Returns:
+      `results`, with ``export_dir`` added when exported.
+    """
+    write_file_atomic(os.path.join(model_dir, "model.keras"), model.save)
+    exported = None
+    if export is not None:
+        export_dir, options = export
+        exported = export_saved_model(model, export_dir, model_dir=model_dir, **options)
+        results["export_dir"] = export_dir
+    try:
+        write_json_atomic(os.path.join(model_dir, "results.json"), results)
+    except RunWriteFailed:
+        if exported is not None:
+            shutil.rmtree(exported, ignore_errors=True)
+        raise
+    return results

@@ -29,13 +29,13 @@ import keras
 import tensorflow as tf
 
 from datanas.engine.loop import Program, RunState, run_loop
-from datanas.engine.run_files import write_file_atomic, write_json_atomic
+from datanas.engine.run_files import write_json_atomic
 from datanas.engine.steps import apply_update, reduce_sums, scaled_loss
 from datanas.engine.strategy import (distributed_epoch, is_chief, num_input_pipelines,
                                      run_directory)
 from datanas.tasks import LanguageModelingTask
 from datanas.training.cell_summaries import write_cell_summaries
-from datanas.training.export import export_saved_model
+from datanas.training.export import write_final_files
 
 __all__ = ["LMTrainConfig", "LanguageModelTrainer", "run_lm_training"]
 
@@ -281,13 +281,11 @@ def run_lm_training(model, inputs, config, model_dir, *, strategy=None, export_d
                "test_perplexity_at_best_valid": best_test["perplexity"],
                "test_loss_at_best_valid": best_test["loss"],
                "parameters": int(model.count_params())}
-    # atomic: a full disk is one line (RunWriteFailed), no half-written file
-    write_file_atomic(os.path.join(model_dir, "model.keras"), model.save)
-    write_json_atomic(os.path.join(model_dir, "results.json"), results)
-    if export_dir and is_chief(trainer.strategy):
-        export_saved_model(model, export_dir, (None,), dtype=tf.int32, input_name="tokens")
-        results["export_dir"] = export_dir
-        write_json_atomic(os.path.join(model_dir, "results.json"), results)
+    # model.keras, the export, then results.json, which marks the run finished:
+    # a write that fails (a full disk) is one line and the rerun resumes.
+    export = ((export_dir, {"input_shape": (None,), "dtype": tf.int32, "input_name": "tokens"})
+              if export_dir and is_chief(trainer.strategy) else None)
+    write_final_files(model, model_dir, results, export=export)
     if verbose:
         print(f"best validation perplexity {results['best_valid_perplexity']:.2f} (epoch "
               f"{selected_epoch}); test perplexity at that checkpoint "

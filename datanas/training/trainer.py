@@ -30,7 +30,7 @@ from datanas.engine.strategy import distributed_epoch, is_chief, run_directory
 from datanas.engine.loop import RunState
 from datanas.tasks import default_task
 from datanas.training.cell_summaries import write_cell_summaries
-from datanas.training.export import export_saved_model
+from datanas.training.export import write_final_files
 from datanas.training.final_network import FinalNetwork
 
 __all__ = ["TrainConfig", "GenotypeTrainer", "TrainingProgram", "run_training", "LR_SCHEDULES"]
@@ -271,12 +271,8 @@ def run_training(model, train_data, eval_sets, config, model_dir, *, steps_per_e
     results = {"final": loop.last_record, "best_selected_on": select_on,
                f"best_{task.headline}": loop.best_value if select_on else None,
                "epochs": config.epochs}
-    # The trained model and its results are written before the export, so a
-    # failing export never loses them.
-    model.save(os.path.join(model_dir, "model.keras"))
-    write_json_atomic(os.path.join(model_dir, "results.json"), results)
-    if export_dir and is_chief(trainer.strategy):
-        export_saved_model(model, export_dir, image_shape)
-        results["export_dir"] = export_dir
-        write_json_atomic(os.path.join(model_dir, "results.json"), results)
-    return results
+    # model.keras, the export, then results.json, which marks the run finished:
+    # a write that fails (a full disk) is one line and the rerun resumes.
+    export = ((export_dir, {"input_shape": image_shape})
+              if export_dir and is_chief(trainer.strategy) else None)
+    return write_final_files(model, model_dir, results, export=export)
