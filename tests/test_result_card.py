@@ -121,10 +121,59 @@ def test_the_trainer_writes_the_chosen_genotype_then_refuses_another(tmp_path):
     assert json.loads(out.read_text()) == GENOTYPE
     assert (tmp_path / "c.csv").read_text().splitlines()[0].startswith("method,seed,")
     out.write_text(json.dumps(other))
-    proc = subprocess.run(command + [f"--final_dir={tmp_path}"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command + [f"--final_dir={tmp_path}", "--overwrite"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "is not the chosen cell (b)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_trainer_replaces_no_output_and_writes_into_no_run_directory(tmp_path):
+    """An existing --genotype_out, --candidates_csv or --output is refused in
+    one line unless --overwrite; a path in a run directory always is; a
+    refused command writes nothing (checked before anything is read)."""
+    spec = tmp_path / "candidates.json"
+    spec.write_text(json.dumps([vars(_candidate(tmp_path, "a", 0.8, 0.9))]))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_identity.json").write_text("{}")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+    def result_card_(*args):
+        proc = subprocess.run([sys.executable, "-m", "trainers.result_card",
+                               f"--candidates={spec}", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        errors = [l for l in proc.stderr.splitlines() if l.startswith("result_card: error:")]
+        return proc.returncode, errors
+
+    out, table, card = tmp_path / "chosen.json", tmp_path / "c.csv", tmp_path / "card.json"
+    for path in (out, table, card):
+        path.write_text("earlier")
+    step_one = [f"--genotype_out={out}", f"--candidates_csv={tmp_path / 'new.csv'}"]
+    assert result_card_(*step_one) == (1, [
+        f"result_card: error: --genotype_out={out} exists; pass --overwrite to replace it, "
+        "or choose a new path."])
+    assert result_card_(f"--genotype_out={tmp_path / 'new.json'}",
+                        f"--candidates_csv={table}")[1] == [
+        f"result_card: error: --candidates_csv={table} exists; pass --overwrite to replace "
+        "it, or choose a new path."]
+    # Step 2 reads --genotype_out and writes --output.
+    assert result_card_(f"--genotype_out={out}", f"--final_dir={tmp_path}",
+                        f"--output={card}")[1] == [
+        f"result_card: error: --output={card} exists; pass --overwrite to replace it, or "
+        "choose a new path."]
+    for flag, path in (("--genotype_out", run / "chosen.json"),
+                       ("--candidates_csv", run / "tables" / "c.csv")):
+        args = {"--genotype_out": f"--genotype_out={tmp_path / 'new.json'}", flag: f"{flag}={path}"}
+        assert result_card_(*args.values(), "--overwrite")[1] == [
+            f"result_card: error: {flag}={path} lies in the run directory {run}, whose files "
+            "only its run writes (--overwrite included); write it outside run directories."]
+    assert all(path.read_text() == "earlier" for path in (out, table, card))
+    assert sorted(os.listdir(run)) == ["run_identity.json"]
+    assert not (tmp_path / "new.json").exists() and not (tmp_path / "new.csv").exists()
+    assert result_card_(*step_one, "--overwrite") == (0, [])
+    assert json.loads(out.read_text()) == GENOTYPE
+    assert (tmp_path / "new.csv").read_text().startswith("method,seed,")
 
 
 def test_no_candidates_is_one_line_not_a_traceback(tmp_path):

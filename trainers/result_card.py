@@ -15,6 +15,12 @@
 
 candidates.json lists {"method", "seed", "name", "search_dir", "proxy_dir"} per
 searched cell (datanas.analysis.result_card).
+
+Every file it would write (--genotype_out in step 1, --candidates_csv,
+--output) is checked before anything is read: an existing file is refused
+unless --overwrite is given, and a path in a run directory (one holding
+run_identity.json, or below one) is always refused -- a run's files are
+written by its trainer only.
 """
 
 import json
@@ -40,7 +46,13 @@ absl_flags.DEFINE_string("command", None, "The final training's command, for the
 absl_flags.DEFINE_multi_string("earlier_attempt", [], "name=run_dir of an earlier final "
                                "training of the same cell whose test accuracy was read (repeat "
                                "per attempt): listed on the card and counted in total_hours.")
+absl_flags.DEFINE_bool("overwrite", False, "Replace existing output files (--genotype_out in "
+                       "step 1, --candidates_csv, --output); never a file in a run directory.")
 FLAGS = absl_flags.FLAGS
+
+#: The file that makes a directory a run directory (datanas.engine.run_identity;
+#: named here so that a refusal needs no TensorFlow import).
+IDENTITY_FILE = "run_identity.json"
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,15 +76,55 @@ def _candidate_entries(path):
     return entries
 
 
+def _run_root(path):
+    """The nearest directory holding the file `path` (its own directory or
+    one above) that is a run directory, or None."""
+    directory = os.path.dirname(os.path.abspath(path))
+    while True:
+        if os.path.isfile(os.path.join(directory, IDENTITY_FILE)):
+            return directory
+        up = os.path.dirname(directory)
+        if up == directory:
+            return None
+        directory = up
+
+
+def output_refusal(flag, path, overwrite):
+    """Why the output file `path` of `flag` may not be written (one line), or None."""
+    if os.path.isdir(path):
+        return f"{flag}={path} is a directory; give a file path."
+    root = _run_root(path)
+    if root is not None:
+        return (f"{flag}={path} lies in the run directory {root}, whose files only its run "
+                "writes (--overwrite included); write it outside run directories.")
+    if os.path.lexists(path) and not overwrite:
+        return f"{flag}={path} exists; pass --overwrite to replace it, or choose a new path."
+    return None
+
+
+def _outputs():
+    """(flag, path) of every file this command writes."""
+    step_one = FLAGS.final_dir is None   # step 2 reads --genotype_out, step 1 no --output
+    written = [("--genotype_out", FLAGS.genotype_out if step_one else None),
+               ("--candidates_csv", FLAGS.candidates_csv),
+               ("--output", None if step_one else FLAGS.output)]
+    return [(flag, path) for flag, path in written if path]
+
+
 def main(argv):
     del argv
+    # Checked before anything is read or imported: a refused path costs nothing.
+    for flag, path in _outputs():
+        refusal = output_refusal(flag, path, FLAGS.overwrite)
+        if refusal:
+            sys.exit(f"result_card: error: {refusal}")
     try:
         entries = _candidate_entries(FLAGS.candidates)
     except (OSError, ValueError) as error:
         sys.exit(f"result_card: error: --candidates={FLAGS.candidates}: {error}")
     from datanas.analysis.result_card import (Candidate, proxied_genotype, rank_candidates,   # pylint: disable=import-outside-toplevel
                                               result_card, write_candidates_csv)
-    from datanas.engine.run_files import write_json_atomic   # pylint: disable=import-outside-toplevel
+    from datanas.engine.run_files import RunWriteFailed, write_json_atomic   # pylint: disable=import-outside-toplevel
     try:
         candidates = [Candidate(**entry) for entry in entries]
         ranked = rank_candidates(candidates)
@@ -81,12 +133,15 @@ def main(argv):
     for row in ranked:
         print(f"{row['name']:<24} proxy valid {row['proxy_valid_accuracy']:.4f}"
               + ("  <- chosen" if row["selected"] else ""))
-    if FLAGS.candidates_csv:
-        write_candidates_csv(FLAGS.candidates_csv, ranked)
     chosen = next(c for c in candidates if c.name == ranked[0]["name"])
     genotype_rel = os.path.relpath(os.path.abspath(FLAGS.genotype_out), ROOT)
     if FLAGS.final_dir is None:
-        write_json_atomic(FLAGS.genotype_out, proxied_genotype(chosen))
+        try:   # a full disk: one line, each file whole or as it was (atomic writes)
+            if FLAGS.candidates_csv:
+                write_candidates_csv(FLAGS.candidates_csv, ranked)
+            write_json_atomic(FLAGS.genotype_out, proxied_genotype(chosen))
+        except RunWriteFailed as error:
+            sys.exit(f"result_card: error: {error}")
         print(f"chosen cell {chosen.name} written to {FLAGS.genotype_out}")
         return
     with open(FLAGS.genotype_out) as f:
@@ -106,8 +161,13 @@ def main(argv):
                            earlier_attempts=earlier)
     except (OSError, ValueError, KeyError) as error:
         sys.exit(f"result_card: error: --final_dir={FLAGS.final_dir}: {error}")
-    if FLAGS.output:
-        write_json_atomic(FLAGS.output, card)
+    try:
+        if FLAGS.candidates_csv:
+            write_candidates_csv(FLAGS.candidates_csv, ranked)
+        if FLAGS.output:
+            write_json_atomic(FLAGS.output, card)
+    except RunWriteFailed as error:
+        sys.exit(f"result_card: error: {error}")
     print(f"test accuracy {card['test_accuracy']:.4f}, {card['parameters']} parameters, "
           f"search {card['search_hours']:.2f} h + retraining {card['retrain_hours']:.2f} h"
           + "".join(f" + {a['name']} {a['retrain_hours']:.2f} h (test {a['test_accuracy']:.4f})"

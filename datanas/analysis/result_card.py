@@ -12,8 +12,11 @@ Every figure is read from the run directories (``metrics.jsonl``,
 
 import csv
 import dataclasses
+import io
 import json
 import os
+
+from datanas.engine.run_files import write_text_atomic
 
 __all__ = ["Candidate", "proxied_genotype", "run_seconds", "rank_candidates", "result_card",
            "write_candidates_csv"]
@@ -164,8 +167,9 @@ def write_candidates_csv(path, ranked):
     """One row per candidate: method, seed, name, hours, proxy accuracy, selected."""
     fields = ["method", "seed", "name", "search_hours", "proxy_hours", "proxy_epochs",
               "proxy_valid_accuracy", "selected"]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for row in ranked:
-            writer.writerow({key: row[key] for key in fields})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    for row in ranked:
+        writer.writerow({key: row[key] for key in fields})
+    write_text_atomic(path, text.getvalue())   # a failed write leaves no half table
