@@ -10,7 +10,9 @@ straight-through gradient trains the logits together with the classifier by
 plain ``model.fit``.  At inference the gate keeps the groups whose inclusion
 probability 1-(1-p)^M is at least 0.5 (deterministic), so the model looks at a
 few 2x2 patches only.  The model is saved as ``.keras``, reloaded, and must
-predict identically.
+predict identically.  A model.keras already in --output_dir is kept as
+``model.attempt-<n>.keras`` (never replaced); a run directory (one holding
+run_identity.json) is refused as --output_dir.
 
     python examples/feature_groups.py                 # M=4, 30 epochs, ~10 s on 2 CPU cores
     python examples/feature_groups.py --samples=2 --epochs=60 --output_dir=/tmp/groups
@@ -30,7 +32,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from datanas.engine.run_identity import RunRefused, check_output_dir  # noqa: E402
+from datanas.engine.run_files import RunWriteFailed, write_file_atomic  # noqa: E402
+from datanas.engine.run_identity import (IDENTITY_FILE, RunRefused, check_output_dir,  # noqa: E402
+                                         keep_as_attempt)
 from datanas.layers import EnsembleGumbelSoftmax  # noqa: E402
 
 IMAGE_SIDE = 8
@@ -173,6 +177,9 @@ def main(argv=None):
             check_output_dir(args.output_dir, flag="--output_dir")
         except RunRefused as error:
             parser.error(str(error))
+        if os.path.isfile(os.path.join(args.output_dir, IDENTITY_FILE)):
+            parser.error(f"--output_dir={args.output_dir} is a run directory ({IDENTITY_FILE}), "
+                         "whose files only its run writes; choose another directory.")
 
     keras.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_digits_split(args.seed)
@@ -186,7 +193,12 @@ def main(argv=None):
     output_dir = args.output_dir or tempfile.mkdtemp(prefix="feature_groups_")
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "model.keras")
-    model.save(path)
+    if os.path.lexists(path):   # an earlier run's model is kept, never replaced
+        print(f"{path} already existed: kept as {keep_as_attempt(path)}.")
+    try:   # atomic: a failed save (a full disk) leaves no half-written file
+        write_file_atomic(path, model.save)
+    except RunWriteFailed as error:
+        sys.exit(f"feature_groups: error: {error}")
     reloaded = keras.models.load_model(path)
     identical = bool(np.array_equal(model.predict(x_test, verbose=0),
                                     reloaded.predict(x_test, verbose=0)))

@@ -34,6 +34,28 @@ def test_feature_groups_learns_a_few_groups_and_reloads_identically(tmp_path, ca
     assert out.count("#") == 4 * len(result["kept_groups"])
 
 
+@pytest.mark.usefixtures("global_seed")   # main() seeds the global generators
+def test_feature_groups_keeps_an_earlier_model_and_refuses_a_run_directory(tmp_path, capsys,
+                                                                         load_example):
+    pytest.importorskip("sklearn")
+    example = load_example("feature_groups")
+    first = example.main(["--epochs=1", f"--output_dir={tmp_path}"])
+    earlier = (tmp_path / "model.keras").read_bytes()
+    second = example.main(["--epochs=1", "--seed=1", f"--output_dir={tmp_path}"])
+    assert second["path"] == first["path"] == str(tmp_path / "model.keras")
+    assert (tmp_path / "model.attempt-1.keras").read_bytes() == earlier
+    assert sorted(os.listdir(tmp_path)) == ["model.attempt-1.keras", "model.keras"]
+    assert (f"{tmp_path / 'model.keras'} already existed: kept as "
+            f"{tmp_path / 'model.attempt-1.keras'}.") in capsys.readouterr().out
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_identity.json").write_text("{}")
+    assert _refused(example, [f"--output_dir={run}"], capsys).endswith(
+        f"--output_dir={run} is a run directory (run_identity.json), whose files only its run "
+        "writes; choose another directory.")
+    assert os.listdir(run) == ["run_identity.json"]
+
+
 def test_own_images_writes_a_tree_searches_trains_and_serves_the_export(tmp_path, load_example):
     example = load_example("own_images")
     result = example.main([f"--output_dir={tmp_path}", "--per_class=10", "--image_size=12",
