@@ -9,7 +9,7 @@ import dataclasses
 import os
 
 from data_tf import imagenet
-from data_tf.splits import train_size_note
+from data_tf.splits import eval_size_note, train_size_note
 
 __all__ = ["ImageNetInputs", "make_imagenet_inputs"]
 
@@ -64,9 +64,10 @@ def make_imagenet_inputs(data_dir, *, batch_size, image_size=224, seed=0, train_
         make, source = imagenet.make_tfds_imagenet_pipeline, f"tfds imagenet2012 in {data_dir}"
         available = int(train_split.cardinality())
     num_train = min(available, train_size or available)
-    note = train_size_note(train_size, available, source)
-    if note:
-        print(note, flush=True)
+    for note in (train_size_note(train_size, available, source),
+                 eval_size_note(eval_size, _count(valid_split), source)):
+        if note:
+            print(note, flush=True)
     if num_train < batch_size:
         raise ValueError(f"{num_train} training images but batch_size={batch_size}; lower the "
                          "batch size or use more training images.")
@@ -74,3 +75,12 @@ def make_imagenet_inputs(data_dir, *, batch_size, image_size=224, seed=0, train_
                           num_classes=num_classes, num_train=num_train, source=source,
                           batch_size=batch_size, image_size=image_size, seed=seed,
                           train_size=train_size, eval_size=eval_size)
+
+
+def _count(split):
+    """Images of a split: an ImageFolderSplit's files, a TFDS split's
+    cardinality (None when unknown)."""
+    if hasattr(split, "cardinality"):
+        count = int(split.cardinality())
+        return count if count >= 0 else None
+    return len(split)

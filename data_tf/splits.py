@@ -12,18 +12,30 @@ import numbers
 
 import numpy as np
 
-__all__ = ["train_validation_split", "take_subset", "split_in_halves", "train_size_note"]
+__all__ = ["train_validation_split", "take_subset", "split_in_halves", "size_note",
+           "train_size_note", "eval_size_note"]
+
+
+def size_note(name: str, size, available: int, images: str):
+    """The line telling that the setting `name` (``train_size``,
+    ``eval_size``) asks for `size` images, more than the `available`
+    `images` (e.g. "training images of digits"), so all of them are used;
+    None when it does not.  The input builders print it, so a cap is never
+    silent (`available` None: the count is unknown, no note)."""
+    if size is None or available is None or isinstance(size, bool) \
+            or not isinstance(size, numbers.Integral) or size <= available:
+        return None
+    return f"{name}={int(size)} is more than the {available} {images}: all {available} are used."
 
 
 def train_size_note(train_size, available: int, what: str):
-    """The line telling that ``train_size`` asks for more than the
-    ``available`` training images of ``what`` (all of them are used), or
-    None; the input builders print it, so a cap is never silent."""
-    if train_size is None or isinstance(train_size, bool) \
-            or not isinstance(train_size, numbers.Integral) or train_size <= available:
-        return None
-    return (f"train_size={int(train_size)} is more than the {available} training images of "
-            f"{what}: all {available} are used.")
+    """size_note for ``train_size`` and the training images of `what`."""
+    return size_note("train_size", train_size, available, f"training images of {what}")
+
+
+def eval_size_note(eval_size, available: int, what: str):
+    """size_note for ``eval_size`` and the validation images of `what`."""
+    return size_note("eval_size", eval_size, available, f"validation images of {what}")
 
 
 def _check_count(num_examples, minimum: int, what: str) -> int:

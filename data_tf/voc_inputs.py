@@ -8,7 +8,7 @@ the source for logs.
 import dataclasses
 
 from data_tf import voc
-from data_tf.splits import train_size_note
+from data_tf.splits import eval_size_note, train_size_note
 
 __all__ = ["VOCInputs", "make_voc_inputs"]
 
@@ -68,9 +68,11 @@ def make_voc_inputs(data_dir, *, train_split="train", batch_size, crop_size, see
                        val_split=voc.load_voc_split(root, "val"), batch_size=batch_size,
                        crop_size=crop_size, seed=seed, train_size=train_size,
                        eval_size=eval_size)
-    note = train_size_note(train_size, len(inputs.train_split), f"VOC {train_split} in {root}")
-    if note:
-        print(note, flush=True)
+    for note in (train_size_note(train_size, len(inputs.train_split),
+                                 f"VOC {train_split} in {root}"),
+                 eval_size_note(eval_size, len(inputs.val_split), f"VOC val in {root}")):
+        if note:
+            print(note, flush=True)
     if inputs.num_train < batch_size:
         raise ValueError(f"{inputs.num_train} training images but batch_size={batch_size}; "
                          "lower the batch size or use more training images.")

@@ -317,6 +317,20 @@ def test_imagenet_inputs_from_class_folders(tree):
         make_imagenet_inputs(tree, batch_size=16, image_size=SIZE)
 
 
+def test_an_eval_size_above_the_validation_images_is_said_in_one_line(tree, capsys):
+    """As train_size's note (data_tf.splits.size_note): all images are used."""
+    from data_tf.imagenet_inputs import make_imagenet_inputs
+
+    inputs = make_imagenet_inputs(tree, batch_size=4, image_size=SIZE, eval_size=100)
+    assert capsys.readouterr().out.splitlines() == [
+        f"eval_size=100 is more than the 6 validation images of class folders {tree}: all 6 "
+        "are used."]
+    assert len(_collect(inputs.valid())[1]) == 6
+    for size in (None, 6, 2):
+        make_imagenet_inputs(tree, batch_size=4, image_size=SIZE, eval_size=size)
+        assert capsys.readouterr().out == ""
+
+
 def test_imagenet_inputs_without_train_folder_look_for_tfds(tmp_path):
     from data_tf.imagenet_inputs import make_imagenet_inputs
 

@@ -213,6 +213,18 @@ def test_train_voc_trains_reports_miou_and_exports(devkit, tmp_path):
     np.testing.assert_allclose(exported.serve(image).numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_an_eval_size_above_val_is_said_in_one_line(devkit, capsys):
+    """As train_size's note (data_tf.splits.size_note): all val images are used."""
+    inputs = make_voc_inputs(devkit[0], batch_size=2, crop_size=33, eval_size=10)
+    assert capsys.readouterr().out.splitlines() == [
+        f"eval_size=10 is more than the 4 validation images of VOC val in {devkit[1]}: all 4 "
+        "are used."]
+    assert inputs.num_val == 4
+    for size in (None, 4, 1):
+        make_voc_inputs(devkit[0], batch_size=2, crop_size=33, eval_size=size)
+        assert capsys.readouterr().out == ""
+
+
 def test_train_aug_without_sbd_masks_is_one_clear_error(devkit):
     with pytest.raises(DatasetNotFoundError, match="SegmentationClassAug.*--train_split=train"):
         make_voc_inputs(devkit[0], train_split="train_aug", batch_size=2, crop_size=33)
