@@ -176,6 +176,32 @@ def test_run_search_on_digits_writes_artifacts(tmp_path):
                    str(tmp_path), verbose=0)
 
 
+@pytest.mark.parametrize("damaged, why", [
+    ('{"search": {"epochs": 2, "se', "not complete JSON: Unterminated string"),
+    ("[]", "a JSON list, not the object a search writes")])
+def test_a_damaged_search_config_is_one_line_naming_it(tmp_path, damaged, why):
+    """A resumed search reads its search_config.json: a damaged one
+    (truncated, or not an object) stops the trainer in one line naming it,
+    and the file is left as it was."""
+    pytest.importorskip("sklearn")
+    from flags import core as flags_core  # pylint: disable=import-outside-toplevel
+
+    inputs = make_search_inputs(load_image_dataset("digits"), batch_size=32, train_size=64,
+                                seed=0)
+    (tmp_path / "checkpoints").mkdir()
+    path = tmp_path / "search_config.json"
+    path.write_text(damaged)
+    with pytest.raises(SystemExit) as stop:
+        with flags_core.run_errors("search_cifar"):
+            run_search(tiny_model(), inputs, SearchConfig(epochs=1, seed=0), str(tmp_path),
+                       verbose=0)
+    message = stop.value.code
+    assert isinstance(message, str) and "\n" not in message, message
+    assert message.startswith(f"search_cifar: error: {path} is damaged ({why}"), message
+    assert message.endswith("nothing was changed."), message
+    assert path.read_text() == damaged
+
+
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian dataset-fashion-mnist not installed")
 def test_search_trainer_end_to_end_on_fashion_mnist(tmp_path):
     """The README's command, scaled down: a real search on real data."""

@@ -13,7 +13,7 @@ import time
 import tensorflow as tf
 
 from datanas.engine.loop import Program, run_loop
-from datanas.engine.run_files import write_json_atomic
+from datanas.engine.run_files import RunFileDamaged, read_json, write_json_atomic
 from datanas.engine.strategy import distributed_epoch, num_input_pipelines, run_directory
 from datanas.searching.config import arch_learning_rate_at, temperature_at
 from datanas.searching.epoch_pictures import EpochPictures
@@ -134,12 +134,20 @@ def write_search_config(model_dir, searcher, inputs, search_settings, metadata):
 
 
 def check_same_search(model_dir, model, config):
-    """Refuses to resume a checkpoint written by a differently configured search."""
+    """Refuses to resume a checkpoint written by a differently configured search.
+
+    Raises:
+      ValueError: naming each differing setting.
+      RunFileDamaged: ``search_config.json`` is not complete JSON (e.g.
+        truncated) or not an object: one line naming it, nothing changed.
+    """
     path = os.path.join(model_dir, "search_config.json")
     if not os.path.exists(path):
         return
-    with open(path) as handle:
-        saved = json.load(handle)
+    saved = read_json(path)
+    if not isinstance(saved, dict):
+        raise RunFileDamaged(f"{path} is damaged (a JSON {type(saved).__name__}, not the object "
+                             "a search writes); nothing was changed.")
     current = {"search": json.loads(json.dumps(dataclasses.asdict(config))),
                "model": json.loads(json.dumps(model.get_config()))}
     differences = []
