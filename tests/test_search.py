@@ -1,5 +1,6 @@
 """Search steps, temperature schedule and a tiny real-data search."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -200,6 +201,25 @@ def test_a_damaged_search_config_is_one_line_naming_it(tmp_path, damaged, why):
     assert message.startswith(f"search_cifar: error: {path} is damaged ({why}"), message
     assert message.endswith("nothing was changed."), message
     assert path.read_text() == damaged
+
+
+def test_a_checkpoint_of_another_search_is_refused_naming_each_difference(tmp_path):
+    """search_config.json is compared as a run identity: a changed setting
+    (of the search or of the supernet, its head included) is refused naming
+    it, while runtime state and the budget may change on resume."""
+    from datanas.searching.run import check_same_search  # pylint: disable=import-outside-toplevel
+    model, config = tiny_model(), SearchConfig(epochs=1, seed=0, learning_rate=0.025)
+    (tmp_path / "search_config.json").write_text(json.dumps(
+        {"search": dataclasses.asdict(config), "model": model.get_config()}))
+    check_same_search(str(tmp_path), model, dataclasses.replace(config, epochs=3))
+    with pytest.raises(ValueError) as refused:
+        check_same_search(str(tmp_path), tiny_model(num_classes=7),
+                          dataclasses.replace(config, learning_rate=0.05))
+    message = str(refused.value)
+    assert "holds a checkpoint of a different search" in message
+    assert "learning_rate: checkpoint 0.025, now 0.05" in message
+    assert "head.config.num_classes: checkpoint 10, now 7" in message
+    assert "epochs" not in message and "temperature" not in message
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="Debian dataset-fashion-mnist not installed")

@@ -86,7 +86,7 @@ def _normalise(identity):
     return json.loads(json.dumps(identity, default=str))
 
 
-def identity_differences(saved, current, added_defaults=None, ignored=()):
+def identity_differences(saved, current, added_defaults=None, ignored=(), ignored_names=()):
     """[(key, saved value, current value)] of every differing setting.
 
     `added_defaults`: {flattened key: value} of settings introduced after
@@ -94,6 +94,9 @@ def identity_differences(saved, current, added_defaults=None, ignored=()):
     (so do keys ending in a name of ADDED_SETTINGS).
     `ignored`: flattened keys that do not change a result (e.g. a name shown
     in tables) and are not compared.
+    `ignored_names`: setting names not compared wherever they sit (a key
+    with one of them among its dotted parts: runtime state such as a
+    layer's name or the current temperature).
     """
     before, now = _flatten(_normalise(saved)), _flatten(_normalise(current))
     for key, value in _normalise(added_defaults or {}).items():
@@ -103,8 +106,10 @@ def identity_differences(saved, current, added_defaults=None, ignored=()):
         name = key.rsplit(".", 1)[-1]
         if name in ADDED_SETTINGS:
             before.setdefault(key, ADDED_SETTINGS[name])
+    skipped = set(ignored_names)
     return [(key, before.get(key), now.get(key)) for key in sorted(set(before) | set(now))
-            if key not in ignored and before.get(key) != now.get(key)]
+            if key not in ignored and not skipped.intersection(key.split("."))
+            and before.get(key) != now.get(key)]
 
 
 def _writable(directory):

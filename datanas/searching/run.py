@@ -6,7 +6,6 @@ Written against a SearchSpace (``datanas.spaces``) and a Task
 """
 
 import dataclasses
-import json
 import os
 import time
 
@@ -14,6 +13,7 @@ import tensorflow as tf
 
 from datanas.engine.loop import Program, run_loop
 from datanas.engine.run_files import RunFileDamaged, read_json, write_json_atomic
+from datanas.engine.run_identity import identity_differences
 from datanas.engine.strategy import distributed_epoch, num_input_pipelines, run_directory
 from datanas.searching.config import arch_learning_rate_at, temperature_at
 from datanas.searching.epoch_pictures import EpochPictures
@@ -133,6 +133,12 @@ def write_search_config(model_dir, searcher, inputs, search_settings, metadata):
     })
 
 
+#: Entries of search_config.json that a resumed search may change: runtime
+#: state (the current temperature, layer names, dtype objects) and the
+#: extendable budget.
+SEARCH_RUNTIME_SETTINGS = ("temperature", "name", "trainable", "dtype", "epochs")
+
+
 def check_same_search(model_dir, model, config):
     """Refuses to resume a checkpoint written by a differently configured search.
 
@@ -148,16 +154,13 @@ def check_same_search(model_dir, model, config):
     if not isinstance(saved, dict):
         raise RunFileDamaged(f"{path} is damaged (a JSON {type(saved).__name__}, not the object "
                              "a search writes); nothing was changed.")
-    current = {"search": json.loads(json.dumps(dataclasses.asdict(config))),
-               "model": json.loads(json.dumps(model.get_config()))}
-    differences = []
-    for section in ("search", "model"):
-        before, now = saved.get(section, {}), current[section]
-        for key in sorted(set(before) | set(now)):
-            if key in ("temperature", "name", "trainable", "dtype", "epochs"):
-                continue   # runtime state or extendable budget, not the search's identity
-            if before.get(key) != now.get(key):
-                differences.append(f"{key}: checkpoint {before.get(key)!r}, now {now.get(key)!r}")
+    current = {"search": dataclasses.asdict(config), "model": model.get_config()}
+    # The run-identity comparison (one mechanism for "the same run?"): runtime
+    # state and the extendable budget are not the search's identity.
+    differences = [f"{key.split('.', 1)[1]}: checkpoint {old!r}, now {new!r}"
+                   for key, old, new in identity_differences(
+                       {section: saved.get(section) or {} for section in current}, current,
+                       ignored_names=SEARCH_RUNTIME_SETTINGS)]
     if differences:
         raise ValueError(f"{model_dir} holds a checkpoint of a different search ("
                          + "; ".join(differences) + "). Use a new --model_dir, or rerun with "
