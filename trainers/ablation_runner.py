@@ -15,7 +15,7 @@ import time
 from datanas.analysis.ablations import (ablation_row, ablation_table_name, gap_rule_row,
                                         plan_runs, plot_ablation, rule_row, summarize,
                                         summary_rows, write_csv, write_markdown)
-from datanas.engine.run_files import read_jsonl, write_json_atomic
+from datanas.engine.run_files import read_json, read_jsonl, write_json_atomic
 from datanas.engine.run_identity import (FORMAT_VERSION, IDENTITY_FILE, RunRefused, begin_run,
                                          identity_differences, plan_run)
 from datanas.engine.run_lock import release_run_lock
@@ -126,8 +126,7 @@ def _rule_children(spec, run_dir, dataset, base_config, shape, data, random_cand
 
     path = os.path.join(run_dir, GAP_RULES_FILE)
     if os.path.exists(path):
-        with open(path) as handle:
-            return json.load(handle)
+        return read_json(path)
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if latest is None:
         return None
@@ -135,8 +134,7 @@ def _rule_children(spec, run_dir, dataset, base_config, shape, data, random_cand
         print(f"{spec.name}: measuring every rule's child from {latest}", flush=True)
     model, config, inputs = _build(spec, dataset, base_config, shape, data, random_candidates)
     tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    with open(os.path.join(run_dir, "search_result.json")) as handle:
-        own_rule = json.load(handle)["derivation"]
+    own_rule = read_json(os.path.join(run_dir, "search_result.json"))["derivation"]
     return _measure_rule_children(run_dir, model, config, inputs, own_rule,
                                   bn_recalibration_batches)
 
@@ -328,8 +326,7 @@ def _rule_row(run_dir, search_row, rule, genotype):
                    genotype)
     path = os.path.join(run_dir, row_file)
     if os.path.exists(path):
-        with open(path) as handle:
-            saved = json.load(handle)
+        saved = read_json(path)
         row.update({k: saved[k] for k in RETRAIN_COLUMNS if k in saved})
         if row != saved:   # written by an earlier version: its search columns corrected
             write_json_atomic(path, row)
@@ -448,8 +445,7 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                         ignored=IDENTITY_IGNORED, added_defaults=_legacy_defaults(spec, identity))
         row = None
         if plan.status == "finished":
-            with open(row_path) as handle:
-                row = json.load(handle)
+            row = read_json(row_path)
             if verbose:
                 print(f"[{index + 1}/{len(specs)}] {spec.name}: searched earlier with the same "
                       "settings, read back.", flush=True)

@@ -144,10 +144,15 @@ def main(argv):
             sys.exit(f"result_card: error: {error}")
         print(f"chosen cell {chosen.name} written to {FLAGS.genotype_out}")
         return
-    with open(FLAGS.genotype_out) as f:
-        if json.load(f) != proxied_genotype(chosen):
-            sys.exit(f"result_card: error: {FLAGS.genotype_out} is not the chosen cell "
-                     f"({chosen.name}); rerun step 1.")
+    from datanas.engine.run_files import RunFileDamaged, read_json   # pylint: disable=import-outside-toplevel
+    try:
+        written = read_json(FLAGS.genotype_out)
+    except (OSError, RunFileDamaged) as error:
+        sys.exit(f"result_card: error: --genotype_out={FLAGS.genotype_out} (step 1's chosen "
+                 f"cell) cannot be read: {error}")
+    if written != proxied_genotype(chosen):
+        sys.exit(f"result_card: error: {FLAGS.genotype_out} is not the chosen cell "
+                 f"({chosen.name}); rerun step 1.")
     earlier = []
     for spec in FLAGS.earlier_attempt:
         name, sep, run_dir = spec.partition("=")
