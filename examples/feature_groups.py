@@ -170,10 +170,7 @@ def main(argv=None):
         parser.error(f"--patch={args.patch}: a group's side must divide the {IMAGE_SIDE}-pixel "
                      f"image side; allowed: {', '.join(map(str, sides))}.")
     if args.output_dir is not None:
-        if os.path.lexists(args.output_dir) and not os.path.isdir(args.output_dir):
-            parser.error(f"--output_dir={args.output_dir} is an existing file; give a directory "
-                         "(made if missing) for model.keras.")
-        try:   # unwritable, or inside a run directory
+        try:   # a file, unwritable, or inside a run directory
             check_output_dir(args.output_dir, flag="--output_dir")
         except RunRefused as error:
             parser.error(str(error))

@@ -93,10 +93,7 @@ def _check_arguments(parser, args):
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         parser.error(f"--data_dir={args.data_dir} is not a directory; give a class-folder tree "
                      "(one sub-folder of images per class), or leave it out to generate one.")
-    if os.path.lexists(args.output_dir) and not os.path.isdir(args.output_dir):
-        parser.error(f"--output_dir={args.output_dir} is an existing file; give a directory "
-                     "(made if missing) for the images and the runs.")
-    try:   # unwritable, or inside a run directory
+    try:   # a file, unwritable, or inside a run directory
         check_output_dir(args.output_dir, flag="--output_dir")
     except RunRefused as error:
         parser.error(str(error))

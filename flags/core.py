@@ -13,8 +13,8 @@ Library code never reads flags.
 from flags.presets import (  # noqa: F401
     SEARCH_PRESETS, TRAIN_PRESETS, define_preset_flag, apply_preset)
 from flags.search import (  # noqa: F401
-    define_cost_flags, define_egs_flags, search_method_choices, image_space_choices,
-    derivation_rule_choices, define_search_flags, define_ablation_flags,
+    define_arch_schedule_flags, define_cost_flags, define_egs_flags, search_method_choices,
+    image_space_choices, derivation_rule_choices, define_search_flags, define_ablation_flags,
     search_config_from_flags, EGS_FLAGS, egs_options_from_flags, define_random_search_flags)
 from flags.training import (  # noqa: F401
     define_image_data_flags, define_train_flags, define_cifar_train_flags,
@@ -29,6 +29,7 @@ from flags.runs import (  # noqa: F401
     prepare_training_run, run_errors)
 
 __all__ = ["SEARCH_PRESETS", "TRAIN_PRESETS", "define_preset_flag", "apply_preset",
+           "define_arch_schedule_flags",
            "define_cost_flags", "define_egs_flags", "search_method_choices", "image_space_choices",
            "derivation_rule_choices", "define_search_flags", "define_ablation_flags",
            "search_config_from_flags", "EGS_FLAGS", "egs_options_from_flags",

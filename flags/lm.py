@@ -125,14 +125,7 @@ def define_lm_search_flags():
                               lower_bound=1)
     _define_cell_flags(300)
     absl_flags.DEFINE_float("arch_learning_rate", 3e-3, "Adam learning rate of the logits.")
-    absl_flags.DEFINE_float("arch_weight_decay", None, "L2 weight decay of the logits "
-                            "(default: the method's: 1e-3 for darts and gdas as in their "
-                            "papers, 0 for data, whose smaller gradient the decay outweighs; "
-                            "README 'Does the architecture learn?').", lower_bound=0)
-    absl_flags.DEFINE_float("initial_temperature", None, "EGS temperature at the first epoch "
-                            "(default: the method's: 10 for gdas, 5 otherwise).")
-    absl_flags.DEFINE_float("final_temperature", None, "EGS temperature at the last epoch "
-                            "(default: the method's: 0.1 for gdas, 1 otherwise).")
+    flags_core.define_arch_schedule_flags()
     flags_core.define_egs_flags()
     flags_core.define_cost_flags()
 

@@ -12,10 +12,10 @@ from absl import flags as absl_flags
 from flags.presets import SEARCH_PRESETS, define_preset_flag
 from flags.training import check_layers
 
-__all__ = ["define_cost_flags", "define_egs_flags", "search_method_choices", "image_space_choices",
-           "derivation_rule_choices", "define_search_flags", "define_ablation_flags",
-           "search_config_from_flags", "EGS_FLAGS", "egs_options_from_flags",
-           "define_random_search_flags"]
+__all__ = ["define_arch_schedule_flags", "define_cost_flags", "define_egs_flags",
+           "search_method_choices", "image_space_choices", "derivation_rule_choices",
+           "define_search_flags", "define_ablation_flags", "search_config_from_flags", "EGS_FLAGS",
+           "egs_options_from_flags", "define_random_search_flags"]
 
 
 def define_cost_flags():
@@ -65,6 +65,19 @@ def derivation_rule_choices(spaces=None):
     `spaces`), earlier names included."""
     from datanas.spaces import derivation_rule_names  # pylint: disable=import-outside-toplevel
     return derivation_rule_names(spaces)
+
+
+def define_arch_schedule_flags():
+    """The logits' weight decay and the EGS temperature schedule (each
+    defaults to the method's), shared by the image and recurrent searches."""
+    absl_flags.DEFINE_float("arch_weight_decay", None, "L2 weight decay of the logits "
+                            "(default: the method's: 1e-3 for darts and gdas as in their "
+                            "papers, 0 for data, whose smaller gradient the decay outweighs; "
+                            "README 'Does the architecture learn?').", lower_bound=0)
+    absl_flags.DEFINE_float("initial_temperature", None, "EGS temperature at the first epoch "
+                            "(default: the method's: 10 for gdas, 5 otherwise).")
+    absl_flags.DEFINE_float("final_temperature", None, "EGS temperature at the last epoch "
+                            "(default: the method's: 0.1 for gdas, 1 otherwise).")
 
 
 def define_search_flags():
@@ -149,17 +162,10 @@ def define_search_flags():
     absl_flags.DEFINE_float("weight_decay", 3e-4, "L2 weight decay of the network weights.")
     absl_flags.DEFINE_float("grad_clip", 5.0, "Global-norm gradient clip of the weights.")
     absl_flags.DEFINE_float("arch_learning_rate", 3e-4, "Adam learning rate of the logits.")
-    absl_flags.DEFINE_float("arch_weight_decay", None, "L2 weight decay of the logits "
-                            "(default: the method's: 1e-3 for darts and gdas as in their "
-                            "papers, 0 for data, whose smaller gradient the decay outweighs; "
-                            "README 'Does the architecture learn?').", lower_bound=0)
+    define_arch_schedule_flags()
     absl_flags.DEFINE_integer("arch_warmup_epochs", None, "Epochs at the start whose "
                               "architecture learning rate is 0 (weights warm up on children "
                               "of the initial distribution; default 0).", lower_bound=0)
-    absl_flags.DEFINE_float("initial_temperature", None, "EGS temperature at the first epoch "
-                            "(default: the method's: 10 for gdas, 5 otherwise).")
-    absl_flags.DEFINE_float("final_temperature", None, "EGS temperature at the last epoch "
-                            "(default: the method's: 0.1 for gdas, 1 otherwise).")
 
 
 def define_ablation_flags():

@@ -15,6 +15,7 @@ import errno
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -64,6 +65,27 @@ def _resumes_to(directory, reference, from_step):
 def _records(directory):
     return [json.loads(line)["epoch"]
             for line in (directory / "metrics.jsonl").read_text().splitlines()]
+
+
+def _model_file_on_a_full_disk(monkeypatch, directory, train, trainer):
+    """Runs `train` with keras.Model.save failing half-way on a full disk:
+    the trainer's one line names model.keras and the intact checkpoint, and
+    neither a model file, a result file nor a temporary file is left."""
+
+    def full_save(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as handle:
+            handle.write(b"PK\x03\x04 half a zip")
+        raise _disk_full()
+
+    monkeypatch.setattr(keras.Model, "save", full_save)
+    message = _one_line_exit(train, trainer=trainer)
+    checkpoint = tf.train.latest_checkpoint(str(directory / "checkpoints"))
+    assert message == (f"{directory / 'model.keras'} ({FULL}); it is unchanged and the last "
+                       f"complete checkpoint, {checkpoint}, is intact: free space and rerun "
+                       "the same command to resume.")
+    assert not [name for name in os.listdir(directory)
+                if name in ("model.keras", "results.json") or name.startswith(".tmp-")]
+    monkeypatch.undo()
 
 
 def test_a_checkpoint_save_on_a_full_disk_is_one_line_and_the_run_resumes(
@@ -187,20 +209,7 @@ def test_the_final_model_file_on_a_full_disk_is_one_line_and_the_training_finish
         return run_lm_training(model, inputs, LMTrainConfig(epochs=1, bptt=8), str(directory),
                                verbose=0)
 
-    def full_save(self, filepath, *args, **kwargs):
-        with open(filepath, "wb") as handle:
-            handle.write(b"PK\x03\x04 half a zip")
-        raise _disk_full()
-
-    monkeypatch.setattr(keras.Model, "save", full_save)
-    message = _one_line_exit(train, trainer="train_ptb")
-    checkpoint = tf.train.latest_checkpoint(str(directory / "checkpoints"))
-    assert message == (f"{directory / 'model.keras'} ({FULL}); it is unchanged and the last "
-                       f"complete checkpoint, {checkpoint}, is intact: free space and rerun "
-                       "the same command to resume.")
-    assert not [name for name in os.listdir(directory)
-                if name in ("model.keras", "results.json") or name.startswith(".tmp-")]
-    monkeypatch.undo()
+    _model_file_on_a_full_disk(monkeypatch, directory, train, "train_ptb")
     results = train()
     assert json.loads((directory / "results.json").read_text()) == json.loads(
         run_files.json_text(results))
@@ -244,20 +253,7 @@ def test_a_trained_networks_model_file_on_a_full_disk_is_one_line_and_the_rerun_
     global_seed(0)
     train = _tiny_image_training(directory)
 
-    def full_save(self, filepath, *args, **kwargs):
-        with open(filepath, "wb") as handle:
-            handle.write(b"PK\x03\x04 half a zip")
-        raise _disk_full()
-
-    monkeypatch.setattr(keras.Model, "save", full_save)
-    message = _one_line_exit(train, trainer="train_cifar")
-    checkpoint = tf.train.latest_checkpoint(str(directory / "checkpoints"))
-    assert message == (f"{directory / 'model.keras'} ({FULL}); it is unchanged and the last "
-                       f"complete checkpoint, {checkpoint}, is intact: free space and rerun "
-                       "the same command to resume.")
-    assert not [name for name in os.listdir(directory)
-                if name in ("model.keras", "results.json") or name.startswith(".tmp-")]
-    monkeypatch.undo()
+    _model_file_on_a_full_disk(monkeypatch, directory, train, "train_cifar")
     train()
     assert (directory / "results.json").exists()
     assert keras.saving.load_model(directory / "model.keras") is not None

@@ -125,7 +125,7 @@ def test_unusable_output_paths_are_refused(tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("precious")
     _refused(_run("trainers.search_cifar", SEARCH + [f"--model_dir={a_file}"]),
-             "exists and is not a directory")
+             "is an existing file; give a directory")
     assert a_file.read_text() == "precious"
     foreign = tmp_path / "foreign"
     foreign.mkdir()

@@ -50,9 +50,6 @@ absl_flags.DEFINE_bool("overwrite", False, "Replace existing output files (--gen
                        "step 1, --candidates_csv, --output); never a file in a run directory.")
 FLAGS = absl_flags.FLAGS
 
-#: The file that makes a directory a run directory (datanas.engine.run_identity;
-#: named here so that a refusal needs no TensorFlow import).
-IDENTITY_FILE = "run_identity.json"
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,24 +73,12 @@ def _candidate_entries(path):
     return entries
 
 
-def _run_root(path):
-    """The nearest directory holding the file `path` (its own directory or
-    one above) that is a run directory, or None."""
-    directory = os.path.dirname(os.path.abspath(path))
-    while True:
-        if os.path.isfile(os.path.join(directory, IDENTITY_FILE)):
-            return directory
-        up = os.path.dirname(directory)
-        if up == directory:
-            return None
-        directory = up
-
-
 def output_refusal(flag, path, overwrite):
     """Why the output file `path` of `flag` may not be written (one line), or None."""
     if os.path.isdir(path):
         return f"{flag}={path} is a directory; give a file path."
-    root = _run_root(path)
+    from datanas.engine.run_identity import run_root  # pylint: disable=import-outside-toplevel
+    root = run_root(path)
     if root is not None:
         return (f"{flag}={path} lies in the run directory {root}, whose files only its run "
                 "writes (--overwrite included); write it outside run directories.")

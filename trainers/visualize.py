@@ -38,9 +38,6 @@ absl_flags.mark_flags_as_required(["genotype", "output"])
 
 FLAGS = absl_flags.FLAGS
 
-#: The file that makes a directory a run directory (datanas.engine.run_identity;
-#: named here so that a refusal needs no TensorFlow import).
-IDENTITY_FILE = "run_identity.json"
 #: What this tool writes into every picture, so that --overwrite can tell its
 #: own pictures from a run's files.
 MARK = "drawn by datanas trainers.visualize"
@@ -111,19 +108,6 @@ def drawn_by_this_tool(path):
     return False
 
 
-def _run_root(path, include_self=False):
-    """The nearest directory at or above `path` holding a run identity, or None
-    (`path` itself counts only with include_self)."""
-    directory = path if include_self else os.path.dirname(path)
-    while True:
-        if os.path.isfile(os.path.join(directory, IDENTITY_FILE)):
-            return directory
-        up = os.path.dirname(directory)
-        if up == directory:
-            return None
-        directory = up
-
-
 def output_refusal(output, genotype, overwrite):
     """Why --output may not be written (one line), or None.
 
@@ -132,10 +116,11 @@ def output_refusal(output, genotype, overwrite):
     genotype's own run an existing file is replaced only when this tool drew
     it (never a run file such as flagfile.txt).
     """
+    from datanas.engine.run_identity import run_root  # pylint: disable=import-outside-toplevel
     path = os.path.realpath(output)
     source = os.path.realpath(genotype)
-    root = _run_root(path)
-    own = _run_root(source, include_self=os.path.isdir(source))
+    root = run_root(path)
+    own = run_root(source, include_self=os.path.isdir(source))
     if root is not None and root != own:
         return (f"--output={output} lies inside the run directory {root}, not the run of "
                 f"--genotype={genotype}; write the picture outside other runs' directories.")
@@ -182,7 +167,7 @@ def main(argv):
     if len(argv) > 1:
         sys.exit(f"visualize: error: unexpected arguments {argv[1:]}; use --genotype and "
                  "--output.")
-    # Checked before TensorFlow is imported: a refused path costs nothing.
+    # Checked before anything is drawn or written.
     refusal = output_refusal(FLAGS.output, FLAGS.genotype, FLAGS.overwrite)
     if refusal:
         sys.exit(f"visualize: error: {refusal}")

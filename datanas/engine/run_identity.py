@@ -34,7 +34,7 @@ from datanas.engine.run_files import read_json, write_json_atomic
 from datanas.engine.run_lock import LOCK_FILE, acquire_run_lock
 
 __all__ = ["IDENTITY_FILE", "FORMAT_VERSION", "RunRefused", "RunPlan", "check_output_dir",
-           "check_export_dir", "plan_run", "begin_run", "identity_differences",
+           "run_root", "check_export_dir", "plan_run", "begin_run", "identity_differences",
            "ADDED_SETTINGS", "EXTENDED_FROM", "attempt_name"]
 
 IDENTITY_FILE = "run_identity.json"
@@ -123,16 +123,19 @@ def _writable(directory):
     return True
 
 
-def _run_root(path):
-    """The nearest strict ancestor of `path` holding a run identity, or None."""
-    parent = os.path.dirname(os.path.abspath(path))
+def run_root(path, include_self=False):
+    """The nearest directory above `path` holding a run identity, or None
+    (`path` itself counts only with `include_self`)."""
+    directory = os.path.abspath(path)
+    directory = directory if include_self else os.path.dirname(directory)
     while True:
-        if os.path.isfile(os.path.join(parent, IDENTITY_FILE)):
-            return parent
-        up = os.path.dirname(parent)
-        if up == parent:
+        if os.path.isfile(os.path.join(directory, IDENTITY_FILE)):
+            return directory
+        up = os.path.dirname(directory)
+        if up == directory:
             return None
-        parent = up
+        directory = up
+
 
 
 def check_output_dir(path, flag="--model_dir", allow_inside=None):
@@ -148,13 +151,14 @@ def check_output_dir(path, flag="--model_dir", allow_inside=None):
         raise RunRefused(f"{flag} must be a directory path, got {path!r}.")
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
-        raise RunRefused(f"{flag}={path} exists and is not a directory.")
+        raise RunRefused(f"{flag}={path} is an existing file; give a directory (made if "
+                         "missing).")
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing) or not _writable(existing):
         raise RunRefused(f"{flag}={path}: {existing} is not a writable directory.")
-    root = _run_root(path)
+    root = run_root(path)
     if root is not None and (allow_inside is None
                              or os.path.abspath(allow_inside) != root):
         raise RunRefused(f"{flag}={path} lies inside the run directory {root}; use a directory "
