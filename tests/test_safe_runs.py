@@ -178,7 +178,7 @@ def test_training_run_is_reported_refused_and_never_rewritten(tmp_path):
     export.write_text("x")
     args = TRAIN + [f"--genotype={genotype}", f"--model_dir={run}"]
     _refused(_run("trainers.train_cifar", args + [f"--export_dir={export}"]),
-             "--export_dir", "not a directory")
+             "--export_dir", "is an existing file; give a directory")
     assert not run.exists()
     proc = _run("trainers.train_cifar", args)
     assert proc.returncode == 0, proc.stderr[-3000:]
