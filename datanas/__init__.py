@@ -8,7 +8,8 @@ Layers, lowest first (docs/architecture.md; tests/test_layering.py keeps
 it): ``core`` (Keras helpers) -> ``estimators`` -> ``spaces`` / ``tasks``
 -> ``engine`` (run lifecycle) -> ``searching`` / ``training`` -> ``analysis``
 -> ``layers`` (public re-exports) -> ``api`` (``search``, ``train``: the Python
-API, the one module that reads data through ``data_tf``).  Importing ``datanas`` registers
+API and the jobs the image trainers share with it; the one package that
+reads data through ``data_tf``).  Importing ``datanas`` registers
 every serializable class, so ``keras.models.load_model`` works after it.
 """
 

@@ -32,15 +32,17 @@ def main(argv):
     # Heavy imports after flag parsing so --help is fast.
     from data_tf.image_datasets import DatasetNotFoundError, load_image_dataset
     from data_tf.search_inputs import make_search_inputs
-    from datanas.searching.runs import build_search, resolve_method, run_method_search
+    from datanas.api import SearchJob
+    from datanas.searching.runs import resolve_method
 
-    method_args = dict(space=FLAGS.space, search_mode=FLAGS.search_mode,
+    method_args = dict(search_mode=FLAGS.search_mode,
                        derivation=FLAGS.derivation, darts_order=int(FLAGS.darts_order),
                        random_candidates=FLAGS.random_candidates,
                        random_epochs=FLAGS.random_epochs)
     try:
         base_config, shape = flags_core.search_config_from_flags(FLAGS)
-        _, config = resolve_method(FLAGS.method, base_config, shape, **method_args)
+        _, config = resolve_method(FLAGS.method, base_config, shape, space=FLAGS.space,
+                                   **method_args)
         strategy = flags_core.strategy_from_flags(FLAGS)
         dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir, image_size=FLAGS.image_size)
         inputs = make_search_inputs(
@@ -53,8 +55,9 @@ def main(argv):
             inputs={"dataset": dataset.name, "sizes": inputs.sizes()})
         if run.finished:
             return
-        model, config = build_search(FLAGS.method, dataset.num_classes, dataset.image_shape,
-                                     base_config, shape, strategy=strategy, **method_args)
+        job = SearchJob(FLAGS.method, dataset, inputs, base_config, shape, space=FLAGS.space,
+                        method_args=method_args, strategy=strategy)
+        model, config = job.build(), job.config
         run.begin()   # every setting is checked (the supernet is built): now files are written
     except (ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"search_cifar: error: {error}")
@@ -78,12 +81,8 @@ def main(argv):
               f"cells' ops; expected now {float(model.expected_final_cost(metric)):,.0f}.",
               flush=True)
     with flags_core.run_errors("search_cifar"):
-        run_method_search(FLAGS.method, model, inputs, config, FLAGS.model_dir,
-                          space=FLAGS.space, random_candidates=FLAGS.random_candidates,
-                          strategy=strategy,
-                          checkpoint_every_steps=FLAGS.checkpoint_every_steps,
-                          metadata={"dataset": dataset.name, "data_source": dataset.source,
-                                    "preset": FLAGS.preset})
+        job.run(FLAGS.model_dir, checkpoint_every_steps=FLAGS.checkpoint_every_steps,
+                metadata={"preset": FLAGS.preset})
 
 
 if __name__ == "__main__":

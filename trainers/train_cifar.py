@@ -38,8 +38,7 @@ def main(argv):
     from data_tf.train_inputs import make_train_inputs
     from datanas.spaces.darts_cnn.genotype import GenotypeError, load_genotype
     from datanas.core.model_stats import count_multiply_adds, count_parameters
-    from datanas.spaces import get_space
-    from datanas.training.trainer import run_training
+    from datanas.api import TrainJob
 
     try:
         config = flags_core.train_config_from_flags(FLAGS)
@@ -57,12 +56,10 @@ def main(argv):
                     "genotype": genotype.to_dict()})
         if run.finished:
             return
-        with strategy.scope():
-            model = get_space("darts_cnn").final_network(
-                genotype, setting="cifar", num_classes=dataset.num_classes,
-                init_channels=FLAGS.init_channels, layers=FLAGS.layers,
-                auxiliary=FLAGS.auxiliary, stem_stride=int(FLAGS.stem_stride))
-            model.build((None,) + dataset.image_shape)
+        job = TrainJob(genotype, dataset, inputs, config, setting="cifar", strategy=strategy,
+                       init_channels=FLAGS.init_channels, layers=FLAGS.layers,
+                       auxiliary=FLAGS.auxiliary, stem_stride=int(FLAGS.stem_stride))
+        model = job.build()
         run.begin()   # every setting is checked (the network is built): now files are written
     except (GenotypeError, ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"train_cifar: error: {error}")
@@ -77,16 +74,12 @@ def main(argv):
           f"{FLAGS.stem_stride}: {params / 1e6:.3f}M "
           f"parameters (auxiliary head excluded), {mult_adds / 1e6:.1f}M multiply-adds", flush=True)
     with flags_core.run_errors("train_cifar"):
-        run_training(model, inputs.train, inputs.eval_sets(include_test=FLAGS.test_each_epoch),
-                     config, FLAGS.model_dir,
-                     final_eval_sets=None if FLAGS.test_each_epoch else inputs.test_set(),
-                     strategy=strategy, global_batch_size=FLAGS.batch_size,
-                     steps_per_epoch=inputs.steps_per_epoch, image_shape=dataset.image_shape,
-                     select_on="valid" if inputs.valid is not None else None,
-                     export_dir=FLAGS.export_dir,
-                     metadata={"dataset": dataset.name, "genotype": genotype.to_dict(),
-                               "parameters": params, "multiply_adds": mult_adds},
-                     checkpoint_every_steps=FLAGS.checkpoint_every_steps)
+        job.run(FLAGS.model_dir, include_test=FLAGS.test_each_epoch,
+                test_at_end=not FLAGS.test_each_epoch, export_dir=FLAGS.export_dir,
+                global_batch_size=FLAGS.batch_size,
+                checkpoint_every_steps=FLAGS.checkpoint_every_steps,
+                metadata={"genotype": genotype.to_dict(), "parameters": params,
+                          "multiply_adds": mult_adds})
 
 
 if __name__ == "__main__":
