@@ -78,6 +78,39 @@ def test_stem_stride_two_quarters_the_cells_work_and_round_trips():
         NetworkCIFAR(MULTI_OP, num_classes=10, init_channels=8, layers=5, stem_stride=3)
 
 
+def test_the_final_network_is_a_body_under_the_tasks_head(tmp_path):
+    """A task's head ends the found network in place of the classifier; it
+    is saved with the network (.keras round trip) and the space builds it
+    through final_network.  Without one the classifier keeps its original
+    names, so earlier checkpoints and model files still load."""
+    from datanas.spaces import get_space  # pylint: disable=import-outside-toplevel
+
+    class Regression(keras.layers.Layer):   # any head a task may bring
+        def build(self, input_shape):
+            self.out = self.add_weight(shape=(input_shape[-1], 3), name="out")
+
+        def call(self, features):
+            return keras.ops.matmul(keras.ops.mean(features, axis=(1, 2)), self.out)
+
+    keras.saving.register_keras_serializable(package="tests")(Regression)
+    net = get_space("darts_cnn").final_network(MULTI_OP, setting="cifar", num_classes=10,
+                                               init_channels=8, layers=5, head=Regression())
+    net.build((None, 16, 16, 3))
+    images = tf.random.stateless_normal([2, 16, 16, 3], seed=[3, 4])
+    assert net(images).shape == (2, 3)
+    assert not hasattr(net, "classifier")
+    assert {id(v) for v in net.head.weights} <= {id(v) for v in net.main_variables()}
+    path = str(tmp_path / "net.keras")
+    net.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(reloaded(images).numpy(), net(images).numpy(), atol=1e-5)
+    plain = NetworkCIFAR(MULTI_OP, num_classes=10, init_channels=8, layers=5)
+    plain.build((None, 16, 16, 3))
+    assert plain.head is None and plain.classifier.name == "classifier"
+    with pytest.raises(TypeError, match="head must be a Keras layer, got str"):
+        NetworkCIFAR(MULTI_OP, num_classes=10, init_channels=8, layers=5, head="dense")
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_a_found_network_trains_under_a_mixed_precision_policy(policy):
     """Reused in a model that runs in mixed precision (TPU bfloat16, GPU

@@ -15,6 +15,13 @@ the cells with the search cells (``cells.py``).
 ``model(images)`` returns the main logits only (what is exported);
 ``model.logits_and_auxiliary(images, training)`` also returns the auxiliary
 logits (None when the head is disabled) for training.
+
+The stem and cells are the space's body.  What sits on the last cell is the
+task's: ``head=`` takes any Keras layer from that feature map to the
+outputs (``Task.build_head``); without one the network ends in global
+average pooling and a Dense classifier of ``num_classes`` logits, stored as
+they always were (``global_pool``, ``classifier``) so earlier checkpoints
+and ``.keras`` files still load.
 """
 
 import keras
@@ -101,8 +108,13 @@ class _GenotypeNetwork(keras.Model):
     """Stem, cells of a genotype, auxiliary head, classifier."""
 
     def _init_network(self, genotype, num_classes, init_channels, layers, auxiliary, stem,
-                      aux_pool_stride, reduction_prev_first):
+                      aux_pool_stride, reduction_prev_first, head):
         self.genotype = checked_network_genotype(genotype, num_classes, init_channels, layers)
+        if isinstance(head, dict):   # from get_config
+            head = keras.saving.deserialize_keras_object(head)
+        if head is not None and not isinstance(head, keras.layers.Layer):
+            raise TypeError(f"head must be a Keras layer, got {type(head).__name__}.")
+        self.head = head
         self.num_classes, self.init_channels = num_classes, init_channels
         self.layers_count, self.auxiliary = layers, auxiliary
         self.auxiliary_after = reduction_cell_indices(layers)[-1]
@@ -114,8 +126,9 @@ class _GenotypeNetwork(keras.Model):
                                 reduction, reduction_prev, name=f"cell_{index}")
 
         self.cells = stack_cells(layers, init_channels, make_cell, reduction_prev_first)
-        self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
-        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        if head is None:   # the classification default, under its original names
+            self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
+            self.classifier = keras.layers.Dense(num_classes, name="classifier")
         self.drop_path_rate = self.add_weight(shape=(), initializer="zeros", trainable=False,
                                               name="drop_path_rate")
         self.auxiliary_head = (AuxiliaryHead(num_classes, pool_stride=aux_pool_stride,
@@ -130,7 +143,10 @@ class _GenotypeNetwork(keras.Model):
                 self.auxiliary_head.build(shape)
 
         last = build_cell_stack(self.cells, s0, s1, after_cell)
-        self.classifier.build((last[0], last[-1]))
+        if self.head is None:
+            self.classifier.build((last[0], last[-1]))
+        elif not self.head.built:   # a head from a config may arrive built
+            self.head.build(tuple(last))
         self.built = True
 
     def logits_and_auxiliary(self, images, training=None):
@@ -141,6 +157,8 @@ class _GenotypeNetwork(keras.Model):
             s0, s1 = s1, cell((s0, s1), drop_rate=rate, training=training)
             if index == self.auxiliary_after and self.auxiliary_head is not None and training:
                 auxiliary = self.auxiliary_head(s1, training=training)
+        if self.head is not None:
+            return self.head(s1), auxiliary
         return self.classifier(self.global_pool(s1)), auxiliary
 
     def call(self, inputs, training=None):
@@ -154,7 +172,9 @@ class _GenotypeNetwork(keras.Model):
     def get_config(self):
         return {**super().get_config(), "genotype": self.genotype.to_dict(),
                 "num_classes": self.num_classes, "init_channels": self.init_channels,
-                "layers": self.layers_count, "auxiliary": self.auxiliary}
+                "layers": self.layers_count, "auxiliary": self.auxiliary,
+                "head": (None if self.head is None
+                         else keras.saving.serialize_keras_object(self.head))}
 
     @classmethod
     def from_config(cls, config):
@@ -169,13 +189,13 @@ class NetworkCIFAR(_GenotypeNetwork):
     """
 
     def __init__(self, genotype, num_classes=10, init_channels=36, layers=20, auxiliary=True,
-                 stem_multiplier=3, stem_stride=1, **kwargs):
+                 stem_multiplier=3, stem_stride=1, head=None, **kwargs):
         super().__init__(**kwargs)
         self.stem_multiplier, self.stem_stride = stem_multiplier, stem_stride
         self._init_network(genotype, num_classes, init_channels, layers, auxiliary,
                            CifarStem(stem_multiplier * init_channels, stride=stem_stride,
                                      name="stem"),
-                           aux_pool_stride=3, reduction_prev_first=False)
+                           aux_pool_stride=3, reduction_prev_first=False, head=head)
 
     def get_config(self):
         return {**super().get_config(), "stem_multiplier": self.stem_multiplier,
@@ -187,8 +207,8 @@ class NetworkImageNet(_GenotypeNetwork):
     """ImageNet mobile-setting network: two stride-2 stems then the cells."""
 
     def __init__(self, genotype, num_classes=1000, init_channels=48, layers=14, auxiliary=True,
-                 **kwargs):
+                 head=None, **kwargs):
         super().__init__(**kwargs)
         self._init_network(genotype, num_classes, init_channels, layers, auxiliary,
                            ImageNetStem(init_channels, name="stem"), aux_pool_stride=2,
-                           reduction_prev_first=True)
+                           reduction_prev_first=True, head=head)
