@@ -12,16 +12,16 @@ __all__ = ["SEARCH_PRESETS", "TRAIN_PRESETS", "define_preset_flag", "apply_prese
 # Presets fill in flags the user did not set on the command line.
 SEARCH_PRESETS = {
     # Shows the whole pipeline on Fashion-MNIST in minutes on a 2-core CPU
-    # (9-12 minutes measured, README "Benchmark").  Its ~300
-    # steps are too few for the architecture to learn much (README "Does the
-    # architecture learn?"), so it keeps DATA's cheaper per-node scope (about a
-    # third of the edge scope's child per step) and only raises the
-    # architecture learning rate (DATA's logits are not decayed by default).
+    # (280 steps: about 9 minutes compiled, docs/benchmark.md "Which path wins
+    # a whole search").  Too few steps for the architecture to learn much
+    # (docs/architecture_learning.md), so it only raises the architecture
+    # learning rate (DATA's logits are not decayed by default); the scope is
+    # DATA's default (edge).
     "cpu": {"dataset": "fashion_mnist", "layers": 4, "init_channels": 8, "train_size": 5000,
             "batch_size": 64, "epochs": 4, "arch_learning_rate": 1e-2},
-    # The smallest search shown to learn (README "Does the architecture
-    # learn?"): 3 cells (one normal, two reduction), C=8, 10,000 Fashion-MNIST
-    # images (20% held out for validation), 20 epochs = 2,500 steps.  Edge
+    # The smallest search shown to learn (docs/architecture_learning.md): 3
+    # cells (one normal, two reduction), C=8, 10,000 Fashion-MNIST images
+    # (20% held out for validation), 20 epochs = 2,500 steps.  Edge
     # scope (2-6x the per-node gradient's signal-to-noise), architecture
     # learning rate 5e-3 and no logit decay for DATA: three seeds drop the
     # entropy 25-33% and agree at Pearson r = 0.54, where the earlier preset

@@ -11,6 +11,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 TINY = ["--init_channels=4", "--batch_size=4", "--image_size=8"]
@@ -55,3 +57,20 @@ def test_edge_skip_benchmark_times_both_skip_forms():
     rows = re.findall(r"^(cond|examples)\s+1\s+([0-9.]+)\s+([0-9.]+)$", stdout, re.MULTILINE)
     assert [r[0] for r in rows] == ["cond", "examples"]
     assert all(float(build) > 0 and float(step) > 0 for _, build, step in rows)
+
+
+def test_the_break_even_is_where_both_whole_runs_take_equally_long():
+    """The split puts each run's wall time back together exactly, and at the
+    break-even step count the host-driven and the compiled run cost the same
+    (the figures of benchmarks/results/execution_break_even_cpu_2core.json)."""
+    from benchmarks.execution_break_even import break_even_steps, split_costs
+
+    host = split_costs(350.3, 140, [180.1, 145.9])
+    graph = split_costs(381.3, 140, [270.3, 84.7])
+    for run in (host, graph):
+        assert run["fixed_s"] + run["steps"] * run["step_s"] == pytest.approx(run["wall_s"])
+    steps = break_even_steps(host, graph)
+    assert 150 < steps < 200
+    assert (host["fixed_s"] + steps * host["step_s"]
+            == pytest.approx(graph["fixed_s"] + steps * graph["step_s"]))
+    assert break_even_steps(graph, host) is None   # a faster host step wins at every length

@@ -58,12 +58,14 @@ def _host_capable(strategy):
 
 
 #: "auto" runs host-driven steps for searches of at most this many steps.
-#: Measured on the README's 2-core CPU for the cpu preset (4 cells, C=8,
-#: batch 64, 280 steps): the compiled step builds in ~4.5 min and steps in
-#: 0.74 s; the host step starts in ~0.5 min but takes ~1.9 s (one core busy),
-#: whole runs 7.4 vs 9.4 min, so it pays off below ~200 steps (~140 for the
-#: 8-cell supernet).  Host steps hold about half the memory.
-HOST_AUTO_MAX_STEPS = 200
+#: Set from ``benchmarks/execution_break_even.py`` (the same cpu-preset search,
+#: 4 cells, C=8, batch 64, full EGS gradient, run once host-driven and once
+#: compiled on a quiet 2-core CPU; ``benchmarks/results/
+#: execution_break_even_cpu_2core.json``): the compiled run pays 212 s before
+#: its steps and 1.21 s a step, the host-driven one 58 s and 2.08 s, so the
+#: host-driven search finishes first below 175 steps.  Host steps also hold
+#: about half the memory.
+HOST_AUTO_MAX_STEPS = 175
 
 
 def resolve_execution(execution, model, strategy, total_steps=None):
