@@ -1,7 +1,7 @@
 """One search or one training, from prepared data to a finished run directory.
 
 ``datanas.search`` / ``datanas.train`` and the image trainers
-(``trainers.search_cifar``, ``train_cifar``, ``train_imagenet``) differ in
+(``trainers.search_cifar``, ``trainers.train_cifar``) differ in
 where their settings come from (keyword arguments or flags) and in what
 they record as the run's identity; everything after that goes through the
 two classes here, so the Python API and the command line cannot drift
