@@ -231,7 +231,8 @@ def summary_tags():
 
 
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
-    """Under `--dist loadgroup` (the README's test command) tests that share a
+    """Under `--dist loadgroup` (the README's command uses `--dist loadfile`,
+    which keeps a file on one worker anyway) tests that share a
     module-scoped fixture (e.g. one search run that several tests read) run on
     one worker, so the fixture is built once; every other test is scheduled
     on its own, so one long test file does not hold up the suite."""
