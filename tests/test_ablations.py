@@ -110,6 +110,12 @@ def test_a_variant_searches_with_its_gradient_and_data_s_identity_is_unchanged()
     assert identity(random)["resolved"]["epochs_per_candidate"] == [3, 3, 3, 3, 2, 2, 2, 2]
     assert identity(random)["resolved"]["config"]["epochs"] == 20
     assert identity(random, 6)["resolved"]["epochs_per_candidate"] == [4, 4, 3, 3, 3, 3]
+    # Images resized (--image_size) are another search; at their own size the
+    # identity has no such key, as before the flag was read.
+    resized = _run_identity(data, dataset, settings["base_config"], settings["shape"],
+                            settings["data"], 8, 20, image_size=32)
+    assert "image_size" not in identity(data) and resized["image_size"] == 32
+    assert {k: v for k, v in resized.items() if k != "image_size"} == identity(data)
 
 
 def test_retrain_rule_is_any_rule_of_the_space():

@@ -221,11 +221,12 @@ def _resolved(spec, base_config, shape, random_candidates):
 
 
 def _run_identity(spec, dataset, base_config, shape, data, random_candidates,
-                  bn_recalibration_batches):
+                  bn_recalibration_batches, image_size=None):
     """Every setting that shapes one ablation search (see engine.run_identity),
     including what the method resolves them to (``resolved``): one shared
     base config serves every method, so it alone cannot tell two versions of
-    a method apart."""
+    a method apart.  `image_size` (images resized to it) is recorded only when
+    set, so runs made at the data's own size keep their identity."""
     search = dataclasses.asdict(_spec_config(spec, base_config))
     for name in ("egs_gradient", "edge_combine"):   # None = each method's: see resolved
         if search.get(name) is None:
@@ -233,8 +234,9 @@ def _run_identity(spec, dataset, base_config, shape, data, random_candidates,
     run = dataclasses.asdict(spec)
     if run.get("egs_gradient") is None:   # the shared config's: as runs before variants
         run.pop("egs_gradient", None)
+    resized = {} if image_size is None else {"image_size": image_size}
     return {"format": FORMAT_VERSION, "run": run,
-            "dataset": dataset.name, "search": search,
+            "dataset": dataset.name, **resized, "search": search,
             "shape": dataclasses.asdict(_spec_shape(spec, shape)),
             "data": dataclasses.asdict(data), "random_candidates": random_candidates,
             "bn_recalibration_batches": bn_recalibration_batches,
@@ -386,7 +388,7 @@ def ablation_specs(ablation, *, base_config, shape, methods=None, m_values=None,
 def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, methods=None,
                  m_values=None, seeds=(0,), retrain=None, random_candidates=4,
                  bn_recalibration_batches=20, lambda_values=(1.0, 0.75, 0.5, 0.25),
-                 retrain_rule=None, verbose=1):
+                 retrain_rule=None, image_size=None, verbose=1):
     """Runs (or resumes) every search of `ablation` and writes CSV + PNG.
 
     Args:
@@ -397,6 +399,8 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
       base_config: SearchConfig shared by every run (seed replaced per run).
       shape: SupernetShape shared by every run (M replaced per run).
       data: SearchData.
+      image_size: the side `dataset`'s images were resized to (None: their
+        own size); part of each run's identity when set.
       methods: methods compared (gap: data, darts, gdas; seeds: any).
       m_values: M values of the num_samples ablation (default 1..K).
       retrain: RetrainSettings; the num_samples and seeds ablations retrain
@@ -439,7 +443,7 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
         # The label is how a table names the run ("data_M7" in the seeds table,
         # plain M=7 in the M table): one search serves both.
         identity = _run_identity(spec, dataset, base_config, shape, data, random_candidates,
-                                 bn_recalibration_batches)
+                                 bn_recalibration_batches, image_size)
         _refuse_earlier_method_version(run_dir, spec)
         plan = plan_run(run_dir, identity, result_file="ablation_row.json",
                         ignored=IDENTITY_IGNORED, added_defaults=_legacy_defaults(spec, identity))

@@ -71,7 +71,7 @@ def main(argv):
                                   train_size=FLAGS.retrain_train_size)
         data = SearchData(batch_size=FLAGS.batch_size, train_size=FLAGS.train_size,
                           validation_fraction=FLAGS.validation_fraction)
-        dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
+        dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir, image_size=FLAGS.image_size)
         check_output_dir(FLAGS.model_dir)
     except (ValueError, DatasetNotFoundError, ImportError) as error:
         sys.exit(f"ablations: error: {error}")
@@ -93,7 +93,8 @@ def main(argv):
                 shape=shape, data=data, methods=FLAGS.methods, m_values=m_values, seeds=seeds,
                 retrain=retrain, random_candidates=FLAGS.random_candidates,
                 bn_recalibration_batches=FLAGS.bn_recalibration_batches,
-                lambda_values=lambda_values, retrain_rule=FLAGS.retrain_rule)
+                lambda_values=lambda_values, retrain_rule=FLAGS.retrain_rule,
+                image_size=FLAGS.image_size)
     except (ValueError, ImportError) as error:
         sys.exit(f"ablations: error: {error}")
     # Written with the table, not before it: <table>.csv/.png/_summary.json and

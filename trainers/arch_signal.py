@@ -102,6 +102,8 @@ def main(argv):
         "seed", "dataset", "train_size", "validation_fraction", "batch_size", "layers",
         "init_channels", "nodes",
         "warmup_steps", "batches", "draws", "estimators")}
+    if FLAGS.image_size is not None:   # resized images: another measurement
+        settings["image_size"] = FLAGS.image_size
     if os.path.exists(output):
         done = json.loads(open(output, encoding="utf-8").read())
         if done["settings"] != settings:
@@ -124,8 +126,8 @@ def main(argv):
     from datanas.tasks import ClassificationTask
 
     try:
-        dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir)
-    except DatasetNotFoundError as error:
+        dataset = load_image_dataset(FLAGS.dataset, FLAGS.data_dir, image_size=FLAGS.image_size)
+    except (DatasetNotFoundError, ValueError) as error:
         sys.exit(f"arch_signal: error: {error}")
     inputs = make_search_inputs(dataset, batch_size=FLAGS.batch_size,
                                 train_size=FLAGS.train_size or 3000,
