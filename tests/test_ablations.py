@@ -187,6 +187,31 @@ def _tiny(tmp_path, ablation, **kwargs):
         data=SearchData(batch_size=32, train_size=500), **{"verbose": 0, **kwargs})
 
 
+def test_a_rule_s_gap_row_carries_only_that_cell_s_retraining(tmp_path):
+    """A search retrained for Table 7 and then read for Table 8: each other
+    rule's row has that rule's cell, and the retraining columns of that cell
+    when it was retrained (--retrain_rule), never the method's own cell's."""
+    from datanas.spaces import get_space
+    from datanas.spaces.darts_cnn.genotype import DARTS_V2
+    from trainers.ablation_runner import RETRAIN_COLUMNS, _gap_rows
+
+    for rule in get_space("darts_cnn").derivation_rules:
+        (tmp_path / f"genotype_{rule}.json").write_text(json.dumps(DARTS_V2.to_dict()))
+    own = {"run": "data_M4_seed0", "method": "data", "derivation": "node_sample",
+           "supernet_valid_accuracy": 0.8, "child_valid_accuracy": 0.5,
+           "parameters": 311418, "retrain_test_accuracy": 0.87, "test_examples": 10000}
+    (tmp_path / "ablation_row_darts.json").write_text(json.dumps(
+        {**own, "method": "data_darts_rule", "parameters": 150000,
+         "retrain_test_accuracy": 0.88}))
+    rows = {r["derivation"]: r for r in _gap_rows(None, str(tmp_path), own, None, 0)}
+    assert "node_sample" not in rows
+    assert rows["darts"]["parameters"] == 150000
+    assert rows["darts"]["retrain_test_accuracy"] == 0.88
+    for rule in ("node_infer", "sample", "inclusion"):
+        assert not set(RETRAIN_COLUMNS) & set(rows[rule]), rule
+        assert rows[rule]["supernet_valid_accuracy"] == 0.8
+
+
 def test_gap_ablation_on_digits(tmp_path, capsys):
     """Table 8 for every derivation rule of every method: the search's own
     child (its search_result.json) and every other rule's child, inheriting

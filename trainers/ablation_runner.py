@@ -141,20 +141,30 @@ def _rule_children(spec, run_dir, dataset, base_config, shape, data, random_cand
 
 def _gap_rows(spec, run_dir, row, measured, verbose):
     """The gap rows of the other rules' children of one search (Table 8),
-    in the space's order; a rule not measured has empty child columns."""
+    in the space's order; a rule not measured has empty child columns, and
+    a rule whose cell was not retrained (--retrain_rule) no retraining
+    columns."""
 
     if measured is None and verbose:
         print(f"{spec.name}: no {GAP_RULES_FILE} and no checkpoint: only its own rule's child "
               "is measured.", flush=True)
+    search_row = {k: v for k, v in row.items() if k not in RETRAIN_COLUMNS}
     rows = []
     for rule in get_space(SPACE).derivation_rules:
         if rule == row["derivation"]:
             continue
         values = (measured or {}).get("rules", {}).get(rule, {})
-        rows.append(gap_rule_row(row, rule,
-                                 load_genotype(os.path.join(run_dir, f"genotype_{rule}.json")),
-                                 values.get("child_valid_accuracy"),
-                                 values.get("child_valid_accuracy_recalibrated_bn")))
+        out = gap_rule_row(search_row, rule,
+                           load_genotype(os.path.join(run_dir, f"genotype_{rule}.json")),
+                           values.get("child_valid_accuracy"),
+                           values.get("child_valid_accuracy_recalibrated_bn"))
+        # The retraining columns are this rule's own cell's (--retrain_rule), or none:
+        # never those of the method's cell.
+        retrained = os.path.join(run_dir, _rule_files(rule)[1])
+        if os.path.exists(retrained):
+            saved = read_json(retrained)
+            out.update({k: saved[k] for k in RETRAIN_COLUMNS if k in saved})
+        rows.append(out)
     return rows
 
 
