@@ -12,6 +12,8 @@ import sys
 
 from absl import flags as absl_flags
 
+from datanas.searching import run as search_run
+from datanas.training import export
 from flags.search import EGS_FLAGS
 
 __all__ = ["define_run_flags", "TRAIN_RESULT_FILE", "TRAIN_RESULT_FILES", "NOT_IDENTITY",
@@ -33,12 +35,10 @@ def define_run_flags():
     absl_flags.mark_flag_as_required("model_dir")
 
 
-#: Result file of a training run, and the files kept under attempt names when
-#: a finished training run is extended (--extend_run).
-TRAIN_RESULT_FILE = "results.json"
-
-
-TRAIN_RESULT_FILES = (TRAIN_RESULT_FILE, "model.keras")
+#: Result files of a training run and of a search run: the library's own
+#: lists (the files kept under attempt names when a finished run is extended).
+TRAIN_RESULT_FILE, TRAIN_RESULT_FILES = export.TRAIN_RESULT_FILE, export.TRAIN_RESULT_FILES
+SEARCH_RESULT_FILE, SEARCH_RESULT_FILES = search_run.SEARCH_RESULT_FILE, search_run.search_result_files()
 
 
 #: Flags that do not change a run's result (where it is written, how it is
@@ -218,19 +218,6 @@ def _recorded_export(plan, result_file):
     recorded = read_json(path)
     return recorded.get("export_dir") if isinstance(recorded, dict) else None
 
-
-#: Result file of a search run, and the files kept under attempt names when a
-#: finished search is extended (--extend_run).
-SEARCH_RESULT_FILE = "search_result.json"
-
-
-def _search_result_files():
-    from datanas.spaces import result_genotype_files  # pylint: disable=import-outside-toplevel
-    return (SEARCH_RESULT_FILE, "genotype.json", *result_genotype_files(),
-            "arch_probabilities.json")
-
-
-SEARCH_RESULT_FILES = _search_result_files()
 
 
 def prepare_search_run(flag_values, *, trainer, inputs, strategy):

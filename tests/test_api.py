@@ -99,6 +99,12 @@ def test_a_model_dir_resumes_reads_back_and_refuses_other_settings(digits, tmp_p
     result = datanas.search((x, y), model_dir=run, callbacks=[resumed], **{**TINY, "epochs": 2})
     assert resumed.epochs == [1]                 # the first epoch was not run again
     assert [r["epoch"] for r in result.history] == [1, 2]
+    # The files an extension would keep under attempt names are the files
+    # the search wrote (one list, shared with the CLI's --extend_run).
+    from datanas.searching.run import search_result_files
+    declared = set(search_result_files(["darts_cnn"]))
+    assert declared <= set(os.listdir(run))
+    assert not {name for name in os.listdir(run) if name.startswith("genotype")} - declared
     again = Recorder()
     read_back = datanas.search((x, y), model_dir=run, callbacks=[again], **{**TINY, "epochs": 2})
     assert read_back.genotype == result.genotype and again.epochs == [0, 1]

@@ -14,10 +14,12 @@ from datanas.core.image_standardization import ImageStandardization
 from datanas.engine.run_files import read_jsonl
 from datanas.engine.run_identity import FORMAT_VERSION, begin_run, plan_run
 from datanas.searching.config import SearchConfig
+from datanas.searching.run import SEARCH_RESULT_FILE, search_result_files
 from datanas.searching.runs import resolve_method
 from datanas.spaces import get_space
 from datanas.spaces.darts_cnn.genotype import Genotype, load_genotype as _load_genotype
 from datanas.spaces.darts_cnn.space import SupernetShape
+from datanas.training.export import TRAIN_RESULT_FILE, TRAIN_RESULT_FILES
 from datanas.training.trainer import TrainConfig
 from datanas.tasks import ClassificationTask
 
@@ -120,7 +122,7 @@ def search(train_data, validation_data=None, *, method="data", num_samples=4, ep
                 "validation_fraction": None if validation is not None else validation_fraction,
                 "data": {"name": dataset.name, "sizes": inputs.sizes(),
                          "fingerprint": fingerprint(dataset, validation)}}
-    model_dir, plan = _prepare(model_dir, identity, "search_result.json", "datanas-search-")
+    model_dir, plan = _prepare(model_dir, identity, SEARCH_RESULT_FILE, "datanas-search-")
     if plan.status != "finished":
         space = get_space("darts_cnn")
         job = SearchJob(method, dataset, inputs, base_config, shape, space=space,
@@ -128,10 +130,7 @@ def search(train_data, validation_data=None, *, method="data", num_samples=4, ep
         # Built before the first byte is written: a bad setting leaves no run behind.
         keras.utils.set_random_seed(seed)
         job.build()
-        begin_run(plan, result_files=("search_result.json", "genotype.json",
-                                      "arch_probabilities.json",
-                                      *(f"genotype_{rule}.json"
-                                        for rule in space.derivation_rules)))
+        begin_run(plan, result_files=search_result_files([space.name]))
         return job.run(model_dir, verbose=verbose, callbacks=callbacks,
                        metadata={"api": "datanas.search"})
     if callbacks:
@@ -195,7 +194,7 @@ def train(genotype, train_data, validation_data=None, *, epochs=20, layers=8, in
                 "validation_fraction": None if validation is not None else validation_fraction,
                 "data": {"name": dataset.name, "sizes": inputs.sizes(),
                          "fingerprint": fingerprint(dataset, validation)}}
-    model_dir, plan = _prepare(model_dir, identity, "results.json", "datanas-train-")
+    model_dir, plan = _prepare(model_dir, identity, TRAIN_RESULT_FILE, "datanas-train-")
     job = TrainJob(genotype, dataset, inputs, config, setting="cifar", layers=layers,
                    init_channels=init_channels, auxiliary=auxiliary_weight > 0)
     if plan.status == "finished":
@@ -205,7 +204,7 @@ def train(genotype, train_data, validation_data=None, *, epochs=20, layers=8, in
     else:
         keras.utils.set_random_seed(seed)
         job.build()
-        begin_run(plan, result_files=("results.json", "model.keras"))
+        begin_run(plan, result_files=TRAIN_RESULT_FILES)
         network = job.run(model_dir, verbose=verbose, global_batch_size=batch_size,
                           callbacks=callbacks, metadata={"api": "datanas.train"})
     images = keras.Input(shape=tuple(dataset.image_shape), dtype=str(dataset.train_images.dtype),

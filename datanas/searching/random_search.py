@@ -28,7 +28,8 @@ import tensorflow as tf
 from datanas.engine.loop import Program, run_loop
 from datanas.engine.run_files import append_jsonl, cut_torn_tail, read_jsonl, write_json_atomic
 from datanas.engine.strategy import distributed_epoch, run_directory
-from datanas.searching.run import SearchResult, make_searcher, write_genotype, write_search_config
+from datanas.searching.run import (SEARCH_RESULT_FILE, SearchResult, make_searcher, write_genotype,
+                                  write_search_config)
 from datanas.spaces import get_space
 
 __all__ = ["candidate_genotypes", "run_random_search", "CandidateProgram"]
@@ -160,7 +161,7 @@ def run_random_search(model, inputs, config, model_dir, *, candidates, space="da
         "search_seconds_this_process": time.time() - started,
         "steps": sum(epochs) * searcher.steps_per_epoch,
     }
-    write_json_atomic(os.path.join(model_dir, "search_result.json"), final)
+    write_json_atomic(os.path.join(model_dir, SEARCH_RESULT_FILE), final)
     if verbose:
         print(genotype.summary())
         print(f"best of {candidates} candidates: #{best['candidate']} {headline}="

@@ -18,10 +18,22 @@ from datanas.engine.strategy import distributed_epoch, num_input_pipelines, run_
 from datanas.searching.config import arch_learning_rate_at, temperature_at
 from datanas.searching.epoch_pictures import EpochPictures
 from datanas.searching.searcher import Searcher
-from datanas.spaces import get_space
+from datanas.spaces import get_space, result_genotype_files
 
 __all__ = ["SearchResult", "SearchProgram", "make_searcher", "write_search_config",
-           "check_same_search", "run_search", "write_genotype"]
+           "check_same_search", "run_search", "write_genotype", "SEARCH_RESULT_FILE",
+           "search_result_files"]
+
+#: The file whose presence marks a search run as finished.
+SEARCH_RESULT_FILE = "search_result.json"
+
+
+def search_result_files(spaces=None):
+    """Every result file run_search writes at the end of a search of these
+    spaces (all registered spaces when None): what an extended run
+    (``--extend_run``) keeps under attempt names before it writes new ones."""
+    return (SEARCH_RESULT_FILE, "genotype.json", *result_genotype_files(spaces),
+            "arch_probabilities.json")
 
 
 @dataclasses.dataclass
@@ -259,7 +271,7 @@ def run_search(model, inputs, config, model_dir, *, space="darts_cnn", task=None
         "steps": int(searcher.step.numpy()),
         "execution": searcher.execution,
     }
-    write_json_atomic(os.path.join(model_dir, "search_result.json"), final)
+    write_json_atomic(os.path.join(model_dir, SEARCH_RESULT_FILE), final)
     if verbose:
         print(genotype.summary())
         facts = {k: v for k, v in space.describe(genotype).items() if k != "op_counts"}

@@ -12,7 +12,13 @@ from datanas.engine.run_files import (RunWriteFailed, last_checkpoint, write_err
                                       write_failed, write_file_atomic, write_json_atomic)
 from datanas.engine.run_identity import keep_as_attempt
 
-__all__ = ["export_saved_model", "write_final_files", "SERVING_ENDPOINT"]
+__all__ = ["export_saved_model", "write_final_files", "SERVING_ENDPOINT", "TRAIN_RESULT_FILE",
+           "TRAIN_RESULT_FILES"]
+
+#: The file whose presence marks a training run as finished, and every file
+#: write_final_files writes (an extended run keeps them under attempt names).
+TRAIN_RESULT_FILE = "results.json"
+TRAIN_RESULT_FILES = (TRAIN_RESULT_FILE, "model.keras")
 
 SERVING_ENDPOINT = "serve"
 
@@ -100,14 +106,14 @@ def write_final_files(model, model_dir, results, *, export=None):
     Returns:
       `results`, with ``export_dir`` added when exported.
     """
-    write_file_atomic(os.path.join(model_dir, "model.keras"), model.save)
+    write_file_atomic(os.path.join(model_dir, TRAIN_RESULT_FILES[1]), model.save)
     exported = None
     if export is not None:
         export_dir, options = export
         exported = export_saved_model(model, export_dir, model_dir=model_dir, **options)
         results["export_dir"] = export_dir
     try:
-        write_json_atomic(os.path.join(model_dir, "results.json"), results)
+        write_json_atomic(os.path.join(model_dir, TRAIN_RESULT_FILE), results)
     except RunWriteFailed:
         if exported is not None:
             shutil.rmtree(exported, ignore_errors=True)
