@@ -193,7 +193,7 @@ def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, stra
         if plan.status == "extend":
             earlier_export = _recorded_export(plan, result_file)
         check_export_dir(export_dir, flag_values.model_dir, status=plan.status,
-                         earlier_export=earlier_export)
+                         earlier_export=earlier_export, identity=plan.previous)
 
     def begin():
         begin_run(plan, result_files=(*result_files, *FLAG_FILES), earlier_export=earlier_export)

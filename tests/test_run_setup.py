@@ -38,10 +38,11 @@ def test_the_corrected_command_runs_where_a_refused_one_stopped(tmp_path):
     assert (run / "search_result.json").exists()
 
 
-def _export_refused(path, model_dir, status="new", earlier_export=None):
+def _export_refused(path, model_dir, status="new", earlier_export=None, identity=None):
     from datanas.engine.run_identity import check_export_dir  # pylint: disable=import-outside-toplevel
     with pytest.raises(RunRefused) as refused:
-        check_export_dir(str(path), str(model_dir), status=status, earlier_export=earlier_export)
+        check_export_dir(str(path), str(model_dir), status=status, earlier_export=earlier_export,
+                         identity=identity)
     message = str(refused.value)
     assert "\n" not in message and f"--export_dir={path}" in message, message
     return message
@@ -73,6 +74,19 @@ def test_export_dir_rules(tmp_path):
     for status in ("new", "resume", "extend"):
         message = _export_refused(export, run, status=status)
         assert "saved_model.pb" in message and "never replaced" in message, message
+    # The same run resumed after a kill between its export and its result
+    # file: its own export (EXPORT_RECORD names the run and its identity).
+    from datanas.engine.run_identity import EXPORT_RECORD  # pylint: disable=import-outside-toplevel
+    saved = {"format": 2, "settings": {"epochs": 1}}
+    (export / EXPORT_RECORD).write_text(json.dumps({"model_dir": str(run), "identity": saved}))
+    assert check_export_dir(str(export), str(run), status="resume",
+                            identity=saved) == str(export)
+    for status, model_dir, identity in (("new", run, saved), ("extend", run, saved),
+                                        ("resume", other, saved),
+                                        ("resume", run, {**saved, "seed": 1})):
+        assert "never replaced" in _export_refused(export, model_dir, status=status,
+                                                   identity=identity)
+    (export / EXPORT_RECORD).unlink()
     # Extending the run that wrote it: kept under an attempt name (begin_run).
     assert check_export_dir(str(export), str(run), status="extend",
                             earlier_export=str(export)) == str(export)
@@ -123,6 +137,15 @@ def test_an_export_is_never_replaced(tmp_path):
     assert (export / "saved_model.pb").exists() and _hashes(export) != exported
     assert (first / "model.attempt-1.keras").exists()
     assert json.loads((first / "results.json").read_text())["final"]["epoch"] == 2
+    # Killed between that export and its result file: the same command
+    # resumes, keeps its own export under an attempt name and exports again.
+    extended = _hashes(export)
+    (first / "results.json").unlink()
+    proc = _run("trainers.train_cifar", longer + [f"--model_dir={first}",
+                                                  f"--export_dir={export}", "--extend_run"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _hashes(first / "saved_model.attempt-2") == extended
+    assert (export / "saved_model.pb").exists() and (first / "results.json").exists()
 
 
 def test_an_extension_is_recorded_in_the_identity(tmp_path):

@@ -33,11 +33,15 @@ import tempfile
 from datanas.engine.run_files import read_json, write_json_atomic
 from datanas.engine.run_lock import LOCK_FILE, acquire_run_lock
 
-__all__ = ["IDENTITY_FILE", "FORMAT_VERSION", "RunRefused", "RunPlan", "check_output_dir",
+__all__ = ["IDENTITY_FILE", "EXPORT_RECORD", "FORMAT_VERSION", "RunRefused", "RunPlan", "check_output_dir",
            "run_root", "check_export_dir", "plan_run", "begin_run", "identity_differences",
            "ADDED_SETTINGS", "EXTENDED_FROM", "attempt_name"]
 
 IDENTITY_FILE = "run_identity.json"
+#: Written into every export (export_saved_model): the run directory and the
+#: identity of the run that wrote it, so that the same run, resumed after a
+#: kill between its export and its result file, may export there again.
+EXPORT_RECORD = "datanas_export.json"
 #: Key of an extended run's identity: [{budget key: earlier value}], one
 #: entry per extension, oldest first.
 EXTENDED_FROM = "extended_from"
@@ -175,7 +179,7 @@ def _inside(path, directory):
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
-def check_export_dir(path, model_dir, *, status="new", earlier_export=None,
+def check_export_dir(path, model_dir, *, status="new", earlier_export=None, identity=None,
                      flag="--export_dir"):
     """Refuses an export directory that would replace or mix with other files.
 
@@ -185,7 +189,11 @@ def check_export_dir(path, model_dir, *, status="new", earlier_export=None,
     (one holding ``run_identity.json``) or a path inside one; `model_dir`
     itself or a directory holding it; a directory that already holds
     files -- unless `status` is ``extend`` and it is `earlier_export`, the
-    export the extended run wrote (begin_run keeps it under an attempt name).
+    export the extended run wrote (begin_run keeps it under an attempt name),
+    or `status` is ``resume`` and its EXPORT_RECORD names `model_dir` and
+    `identity` (the saved identity of the run being resumed): the same run,
+    killed between its export and its result file (export_saved_model keeps
+    that export under an attempt name and exports again).
 
     Returns the absolute path.
     """
@@ -207,10 +215,26 @@ def check_export_dir(path, model_dir, *, status="new", earlier_export=None,
     if entries:
         if status == "extend" and earlier_export and os.path.abspath(earlier_export) == path:
             return path
+        if status == "resume" and identity is not None and _exported_by(path, own, identity):
+            return path   # killed before its result file; export_saved_model keeps it
         raise RunRefused(f"{flag}={path} already holds files ({_shown(entries)}): an export is "
                          "never replaced; move it away or choose another --export_dir (nothing "
                          "was changed).")
     return path
+
+
+def _exported_by(path, model_dir, identity):
+    """Whether the export in `path` records run `model_dir` of `identity`."""
+    record = os.path.join(path, EXPORT_RECORD)
+    if not os.path.isfile(record):
+        return False
+    try:
+        with open(record) as handle:
+            written = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return (isinstance(written, dict) and written.get("model_dir") == os.path.abspath(model_dir)
+            and written.get("identity") == identity)
 
 
 def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("epochs",),

@@ -1,6 +1,7 @@
 """SavedModel export of a trained network (inference: inputs -> logits), and
 the order in which a training writes its final files."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -10,7 +11,7 @@ import tensorflow as tf
 
 from datanas.engine.run_files import (RunWriteFailed, last_checkpoint, write_errors,
                                       write_failed, write_file_atomic, write_json_atomic)
-from datanas.engine.run_identity import keep_as_attempt
+from datanas.engine.run_identity import EXPORT_RECORD, IDENTITY_FILE, keep_as_attempt
 
 __all__ = ["export_saved_model", "write_final_files", "SERVING_ENDPOINT", "TRAIN_RESULT_FILE",
            "TRAIN_RESULT_FILES"]
@@ -40,8 +41,11 @@ def export_saved_model(model, export_dir, input_shape, dtype=tf.float32, input_n
     failed write never leaves half an export.  An export is never replaced:
     a directory that already holds files is first kept under
     ``<export_dir>.attempt-<n>`` (the trainers refuse such a directory
-    before a run starts, or keep an extended run's earlier export so; this
-    covers one that appeared since).
+    before a run starts, unless it is this run's own export: an extended
+    run's earlier one, or one written just before a kill that came before
+    the result file; this also covers one that appeared since).  The export
+    holds ``datanas_export.json`` (EXPORT_RECORD): the directory and identity
+    of the run in `model_dir` that wrote it, when that run has an identity.
 
     Raises:
       RunWriteFailed: the export could not be written (a full disk): one line
@@ -67,6 +71,7 @@ def export_saved_model(model, export_dir, input_shape, dtype=tf.float32, input_n
         os.makedirs(parent, exist_ok=True)
         scratch = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{name}-")
         archive.write_out(scratch, verbose=False)
+        _write_record(scratch, model_dir)
         os.chmod(scratch, 0o777 & ~_umask())   # mkdtemp makes it owner-only
         if os.path.isdir(target):   # empty (checked above): rename needs it gone
             os.rmdir(target)
@@ -80,6 +85,18 @@ def export_saved_model(model, export_dir, input_shape, dtype=tf.float32, input_n
             raise write_failed(export_dir, error, checkpoint=checkpoint) from None
         raise
     return export_dir
+
+
+def _write_record(directory, model_dir):
+    """EXPORT_RECORD: which run (directory and identity) wrote this export;
+    nothing when the export is not a run's (no `model_dir` or no identity)."""
+    identity = os.path.join(model_dir, IDENTITY_FILE) if model_dir else None
+    if identity is None or not os.path.isfile(identity):
+        return
+    with open(identity) as handle:
+        saved = json.load(handle)
+    with open(os.path.join(directory, EXPORT_RECORD), "w") as handle:
+        json.dump({"model_dir": os.path.abspath(model_dir), "identity": saved}, handle, indent=1)
 
 
 def _umask():
