@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from datanas.analysis.ablations import (RetrainSettings, SearchData, plan_runs, plot_ablation,
-                                        summarize)
+                                        summarize, summary_rows, write_markdown)
 from trainers.ablation_runner import run_ablation
 from datanas.engine.run_lock import acquire_run_lock, release_run_lock
 from datanas.searching.config import SearchConfig
@@ -420,6 +420,19 @@ def test_num_samples_figure_and_summary(tmp_path):
              for r in rows]))
     plot_ablation("num_samples", rows, summary, str(tmp_path / "m.png"))
     assert (tmp_path / "m.png").read_bytes()[:8] == PNG_SIGNATURE
+    # One seed has no spread: the table leaves std empty rather than print 0.
+    one_seed = summarize("num_samples", [r for r in rows if r["seed"] == 0])
+    assert all(entry["runs"] == 1 and entry["std"] is None for entry in one_seed["by_M"])
+    header, _, *table = _markdown(tmp_path / "one.md", "num_samples", one_seed).splitlines()[2:]
+    column = [c.strip() for c in header.split("|")].index("std")
+    assert [[c.strip() for c in line.split("|")][column] for line in table] == [""] * 3
+    plot_ablation("num_samples", [r for r in rows if r["seed"] == 0], one_seed,
+                  str(tmp_path / "one.png"))
+
+
+def _markdown(path, ablation, summary):
+    write_markdown(str(path), summary_rows(ablation, summary), ablation)
+    return path.read_text()
 
 
 def test_cost_lambda_plan_summary_and_figure(tmp_path):

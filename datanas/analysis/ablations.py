@@ -225,10 +225,11 @@ def _mean(rows, key):
 
 
 def _spread(rows, key):
-    """Runs, mean and sample standard deviation (0 for one run) of `key`."""
+    """Runs, mean and sample standard deviation of `key` (None for one run:
+    one run has no spread to report, and a 0 would read as none measured)."""
     values = _values(rows, key)
     return {"runs": len(values), "mean": float(np.mean(values)) if values else None,
-            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None}
 
 
 def _test_standard_error(rows):
@@ -404,7 +405,7 @@ def plot_ablation(ablation, rows, summary, path):
         axes[1].plot(ms, [r["retrain_test_accuracy"] for r in rows], "s", alpha=0.5,
                      label="test, each run")
         axes[1].errorbar([e["M"] for e in means], [e["mean"] for e in means],
-                         yerr=[e["std"] for e in means], fmt="-", capsize=4,
+                         yerr=[e["std"] or 0.0 for e in means], fmt="-", capsize=4,
                          label="test, mean +- std")
         axes[1].plot([e["M"] for e in means], [e["valid_mean"] for e in means], "o--",
                      label="valid, mean")
@@ -418,7 +419,8 @@ def plot_ablation(ablation, rows, summary, path):
             values = [r["retrain_test_accuracy"] for r in rows if r["method"] == method]
             axes.scatter([index] * len(values), values, alpha=0.6)
             entry = summary["by_method"][method]
-            axes.errorbar(index + 0.15, entry["mean"], yerr=entry["std"], fmt="k_", capsize=4)
+            axes.errorbar(index + 0.15, entry["mean"], yerr=entry["std"] or 0.0, fmt="k_",
+                          capsize=4)
         axes.set_xticks(range(len(methods)), methods)
         axes.set_ylabel("test accuracy after retraining")
         axes.set_title("Seeds (paper Table 7 / Fig. 3b): mean +- std")
