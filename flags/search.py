@@ -196,6 +196,10 @@ def define_ablation_flags():
     absl_flags.DEFINE_float("retrain_learning_rate", 0.05, "Initial learning rate (cosine).")
     absl_flags.DEFINE_integer("retrain_train_size", None, "Training images for retraining "
                               "(default: all; validation carved from them).", lower_bound=1)
+    absl_flags.DEFINE_boolean("finished_only", False,
+                              "Search, retrain and measure nothing: make the table of the runs "
+                              "already finished under --model_dir/runs and name the others in "
+                              "the summary (not_finished).")
     absl_flags.DEFINE_string("retrain_rule", None,
                              "num_samples/seeds: retrain the genotype this derivation rule wrote "
                              "(genotype_<rule>.json) instead of the method's own genotype.json, "

@@ -312,6 +312,16 @@ def test_another_rule_s_cell_is_retrained_from_the_same_search(tmp_path):
         assert [t["method"] for t in csv.DictReader(handle)] == ["data_darts_rule"]
     again, _ = _tiny(tmp_path, "seeds", methods=["data"], retrain=retrain, retrain_rule="darts")
     assert again == rule_rows   # read back, not retrained
+    # finished_only: the table of what is finished; seed 1 is neither searched nor created.
+    partial, partial_summary = _tiny(tmp_path, "seeds", methods=["data"], seeds=[0, 1],
+                                     retrain=retrain, retrain_rule="darts", finished_only=True)
+    assert partial == rule_rows and partial_summary["not_finished"] == ["data_M4_seed1"]
+    assert not (tmp_path / "runs" / "data_M4_seed1").exists()
+    with pytest.raises(ValueError, match="no run of this seeds_node_infer_rule table is "
+                                         "finished .*data_M4_seed0, data_M4_seed1"):
+        _tiny(tmp_path, "seeds", methods=["data"], seeds=[0, 1], retrain=retrain,
+              retrain_rule="node_infer", finished_only=True)
+    assert not (run / "retrain_node_infer").exists()
     # A row of an earlier version (the method's own child columns) is corrected in place.
     stale = {**json.loads((run / "ablation_row_darts.json").read_text()),
              "child_valid_accuracy": 0.5}

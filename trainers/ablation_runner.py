@@ -398,7 +398,7 @@ def ablation_specs(ablation, *, base_config, shape, methods=None, m_values=None,
 def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, methods=None,
                  m_values=None, seeds=(0,), retrain=None, random_candidates=4,
                  bn_recalibration_batches=20, lambda_values=(1.0, 0.75, 0.5, 0.25),
-                 retrain_rule=None, image_size=None, verbose=1):
+                 retrain_rule=None, image_size=None, finished_only=False, verbose=1):
     """Runs (or resumes) every search of `ablation` and writes CSV + PNG.
 
     Args:
@@ -428,6 +428,10 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
         ``ablation_row_<rule>.json``, retrainings to ``retrain_<rule>/``,
         tables to ``<ablation>_<rule>_rule.*``.  Random search, which has
         no rules, keeps its own cell there (the reference of Welch's t).
+      finished_only: search, retrain and measure nothing: the table is
+        made of the runs already finished (searched and, for the seeds and
+        M tables, retrained), and every other run is named in the
+        summary's ``not_finished`` (ValueError if none is finished).
 
     The gap ablation has a row per derivation rule of the space for every
     search: its own rule's child (the search's row) and every other rule's
@@ -445,7 +449,14 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                            lambda_values=lambda_values, retrain_rule=retrain_rule)
     table = ablation_table_name(ablation, retrain_rule)
     os.makedirs(output_dir, exist_ok=True)
-    rows = []
+    rows, not_finished = [], []
+
+    def skip(index, spec, what):
+        not_finished.append(spec.name)
+        if verbose:
+            print(f"[{index + 1}/{len(specs)}] {spec.name}: {what}; left out of the table "
+                  "(finished_only).", flush=True)
+
     for index, spec in enumerate(specs):
         run_dir = os.path.join(output_dir, "runs", spec.name)
         row_path = os.path.join(run_dir, "ablation_row.json")
@@ -458,6 +469,9 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
         plan = plan_run(run_dir, identity, result_file="ablation_row.json",
                         ignored=IDENTITY_IGNORED, added_defaults=_legacy_defaults(spec, identity))
         row = None
+        if finished_only and plan.status != "finished":
+            skip(index, spec, "not searched" if plan.status == "new" else "search not finished")
+            continue
         if plan.status == "finished":
             row = read_json(row_path)
             if verbose:
@@ -488,6 +502,9 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
             row = _rule_row(run_dir, row, retrain_rule, genotype)
         if ablation != "gap" and "retrain_test_accuracy" in row:
             _check_same_retrain(run_dir, row, retrain)
+        if ablation != "gap" and "retrain_test_accuracy" not in row and finished_only:
+            skip(index, spec, "its cell is not retrained")
+            continue
         if ablation != "gap" and "retrain_test_accuracy" not in row:
             if verbose:
                 print(f"[{index + 1}/{len(specs)}] retrain {spec.name}: {retrain.layers} cells, "
@@ -499,11 +516,20 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
             write_json_atomic(os.path.join(run_dir, row_file), row)
         rows.append(row)
         if ablation == "gap":
-            measured = _rule_children(spec, run_dir, dataset, base_config, shape, data,
-                                      random_candidates, bn_recalibration_batches, verbose)
+            gap_rules = os.path.join(run_dir, GAP_RULES_FILE)
+            if not finished_only:
+                measured = _rule_children(spec, run_dir, dataset, base_config, shape, data,
+                                          random_candidates, bn_recalibration_batches, verbose)
+            else:
+                measured = read_json(gap_rules) if os.path.exists(gap_rules) else None
             rows.extend(_gap_rows(spec, run_dir, row, measured, verbose))
         release_run_lock(run_dir)   # done: another process may read or extend it
+    if not rows:
+        raise ValueError(f"no run of this {table} table is finished in {output_dir} "
+                         f"(finished_only): {', '.join(not_finished)}.")
     summary = summarize(ablation, rows)
+    if finished_only:
+        summary["not_finished"] = not_finished
     write_csv(os.path.join(output_dir, f"{table}.csv"), rows)
     write_json_atomic(os.path.join(output_dir, f"{table}_summary.json"), summary)
     table_rows = summary_rows(ablation, summary)

@@ -12,7 +12,9 @@ Every search is a normal search run under --model_dir/runs/<name> (rerunning
 the command resumes: finished runs are read back).  When every run is done,
 writes <ablation>.csv, <ablation>.png, <ablation>_summary.json (.csv, .md) and the
 command's flags (<ablation>.flags.json, <ablation>.flagfile.txt) into
---model_dir (<ablation>_<rule>_rule.* with --retrain_rule).
+--model_dir (<ablation>_<rule>_rule.* with --retrain_rule).  With
+--finished_only nothing is searched or trained: the table is made of the runs
+already finished, and the summary names the others.
 """
 
 import sys
@@ -94,7 +96,7 @@ def main(argv):
                 retrain=retrain, random_candidates=FLAGS.random_candidates,
                 bn_recalibration_batches=FLAGS.bn_recalibration_batches,
                 lambda_values=lambda_values, retrain_rule=FLAGS.retrain_rule,
-                image_size=FLAGS.image_size)
+                image_size=FLAGS.image_size, finished_only=FLAGS.finished_only)
     except (ValueError, ImportError) as error:
         sys.exit(f"ablations: error: {error}")
     # Written with the table, not before it: <table>.csv/.png/_summary.json and
