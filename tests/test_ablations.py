@@ -210,6 +210,12 @@ def test_a_rule_s_gap_row_carries_only_that_cell_s_retraining(tmp_path):
     for rule in ("node_infer", "sample", "inclusion"):
         assert not set(RETRAIN_COLUMNS) & set(rows[rule]), rule
         assert rows[rule]["supernet_valid_accuracy"] == 0.8
+    # A search older than a rule (DARTS' learn-preset runs have no node_sample
+    # or node_infer file) has no row for it, and the others still come.
+    (tmp_path / "genotype_node_infer.json").unlink()
+    older = {**own, "derivation": "darts"}
+    assert [r["derivation"] for r in _gap_rows(None, str(tmp_path), older, None, 0)] == [
+        "node_sample", "sample", "inclusion"]
 
 
 def test_gap_ablation_on_digits(tmp_path, capsys):

@@ -143,7 +143,8 @@ def _gap_rows(spec, run_dir, row, measured, verbose):
     """The gap rows of the other rules' children of one search (Table 8),
     in the space's order; a rule not measured has empty child columns, and
     a rule whose cell was not retrained (--retrain_rule) no retraining
-    columns."""
+    columns; a rule the search predates (no ``genotype_<rule>.json``) has
+    no row."""
 
     if measured is None and verbose:
         print(f"{spec.name}: no {GAP_RULES_FILE} and no checkpoint: only its own rule's child "
@@ -153,9 +154,14 @@ def _gap_rows(spec, run_dir, row, measured, verbose):
     for rule in get_space(SPACE).derivation_rules:
         if rule == row["derivation"]:
             continue
+        genotype_path = os.path.join(run_dir, f"genotype_{rule}.json")
+        if not os.path.exists(genotype_path):   # a search older than the rule
+            if verbose:
+                print(f"{spec.name}: no genotype_{rule}.json (the search predates that rule): "
+                      "no row for it.", flush=True)
+            continue
         values = (measured or {}).get("rules", {}).get(rule, {})
-        out = gap_rule_row(search_row, rule,
-                           load_genotype(os.path.join(run_dir, f"genotype_{rule}.json")),
+        out = gap_rule_row(search_row, rule, load_genotype(genotype_path),
                            values.get("child_valid_accuracy"),
                            values.get("child_valid_accuracy_recalibrated_bn"))
         # The retraining columns are this rule's own cell's (--retrain_rule), or none:
