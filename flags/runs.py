@@ -38,7 +38,8 @@ def define_run_flags():
 #: Result files of a training run and of a search run: the library's own
 #: lists (the files kept under attempt names when a finished run is extended).
 TRAIN_RESULT_FILE, TRAIN_RESULT_FILES = export.TRAIN_RESULT_FILE, export.TRAIN_RESULT_FILES
-SEARCH_RESULT_FILE, SEARCH_RESULT_FILES = search_run.SEARCH_RESULT_FILE, search_run.search_result_files()
+SEARCH_RESULT_FILE = search_run.SEARCH_RESULT_FILE
+SEARCH_RESULT_FILES = search_run.search_result_files()
 
 
 #: Flags that do not change a run's result (where it is written, how it is
@@ -165,8 +166,9 @@ def prepare_run(flag_values, *, trainer, inputs, result_file, result_files, stra
 
     --export_dir is checked here too (check_export_dir): it may not hold
     files (an export is never replaced) nor be, or lie in, another run's
-    directory; an extension (--extend_run) into the export its run wrote
-    keeps that export under an attempt name.
+    directory; an extension (--extend_run) into the export its run wrote,
+    or a run that goes on after a kill between its export and its result
+    file, keeps that export under an attempt name.
 
     Raises:
       RunRefused: the directory cannot be used; one line naming why.
@@ -217,7 +219,6 @@ def _recorded_export(plan, result_file):
         return None
     recorded = read_json(path)
     return recorded.get("export_dir") if isinstance(recorded, dict) else None
-
 
 
 def prepare_search_run(flag_values, *, trainer, inputs, strategy):

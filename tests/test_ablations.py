@@ -278,6 +278,18 @@ def test_gap_ablation_on_digits(tmp_path, capsys):
         json.loads(measured)
     assert out.count("searched earlier with the same settings") == 3
     assert "gdas_seed0: measuring every rule's child from" in out
+    # finished_only measures nothing: without gap_rules.json a search keeps only its
+    # own row's values; a seed never searched is named, not run.
+    (tmp_path / "runs" / "gdas_seed0" / "gap_rules.json").unlink()
+    partial, partial_summary = _tiny(tmp_path, "gap", bn_recalibration_batches=5,
+                                     seeds=[0, 1], finished_only=True)
+    assert not (tmp_path / "runs" / "gdas_seed0" / "gap_rules.json").exists()
+    assert [r["method"] for r in partial] == expected
+    assert partial[:len(rules) * 2] == rows[:len(rules) * 2]   # DATA's and DARTS' rows
+    assert all(r["child_valid_accuracy"] is None for r in partial
+               if r["method"].startswith("gdas_"))
+    assert partial_summary["not_finished"] == ["data_M4_seed1", "darts_seed1", "gdas_seed1"]
+    assert not (tmp_path / "runs" / "data_M4_seed1").exists()
     # ... but never a run of another budget.
     from datanas.engine.run_identity import RunRefused
     from data_tf.image_datasets import load_image_dataset

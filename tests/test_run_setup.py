@@ -76,13 +76,17 @@ def test_export_dir_rules(tmp_path):
         assert "saved_model.pb" in message and "never replaced" in message, message
     # The same run resumed after a kill between its export and its result
     # file: its own export (EXPORT_RECORD names the run and its identity).
-    from datanas.engine.run_identity import EXPORT_RECORD  # pylint: disable=import-outside-toplevel
+    from datanas.engine.run_identity import (  # pylint: disable=import-outside-toplevel
+        EXPORT_RECORD, export_record)
     saved = {"format": 2, "settings": {"epochs": 1}}
-    (export / EXPORT_RECORD).write_text(json.dumps({"model_dir": str(run), "identity": saved}))
-    assert check_export_dir(str(export), str(run), status="resume",
-                            identity=saved) == str(export)
-    for status, model_dir, identity in (("new", run, saved), ("extend", run, saved),
-                                        ("resume", other, saved),
+    (export / EXPORT_RECORD).write_text(json.dumps(export_record(str(run), saved)))
+    assert str(run) not in (export / EXPORT_RECORD).read_text()   # digests, not paths
+    (tmp_path / "link").symlink_to(run)   # the same run reached by another path
+    for status in ("resume", "extend"):   # goes on, or is extended further
+        for model_dir in (run, tmp_path / "link"):
+            assert check_export_dir(str(export), str(model_dir), status=status,
+                                    identity=saved) == str(export)
+    for status, model_dir, identity in (("new", run, saved), ("resume", other, saved),
                                         ("resume", run, {**saved, "seed": 1})):
         assert "never replaced" in _export_refused(export, model_dir, status=status,
                                                    identity=identity)

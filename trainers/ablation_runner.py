@@ -103,9 +103,10 @@ def _measure_rule_children(run_dir, model, config, inputs, own_rule, bn_recalibr
     valid_data = searcher.distribute(inputs.validation)
     rules = {}
     for rule in space.derivation_rules:
-        if rule == own_rule:
+        path = os.path.join(run_dir, f"genotype_{rule}.json")
+        if rule == own_rule or not os.path.exists(path):   # own row, or a later rule
             continue
-        genotype = load_genotype(os.path.join(run_dir, f"genotype_{rule}.json"))
+        genotype = load_genotype(path)
         child, recalibrated = _child_evaluation(searcher, inputs, valid_data,
                                                 space.child_weights(model, genotype),
                                                 bn_recalibration_batches)
@@ -147,8 +148,8 @@ def _gap_rows(spec, run_dir, row, measured, verbose):
     no row."""
 
     if measured is None and verbose:
-        print(f"{spec.name}: no {GAP_RULES_FILE} and no checkpoint: only its own rule's child "
-              "is measured.", flush=True)
+        print(f"{spec.name}: no {GAP_RULES_FILE}: only its own rule's child is measured.",
+              flush=True)
     search_row = {k: v for k, v in row.items() if k not in RETRAIN_COLUMNS}
     rows = []
     for rule in get_space(SPACE).derivation_rules:
@@ -504,6 +505,9 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
         genotype_file, row_file, retrain_dir = _rule_files(
             None if spec.method == "random" else retrain_rule)
         if retrain_rule is not None and spec.method != "random":
+            if finished_only and not os.path.exists(os.path.join(run_dir, genotype_file)):
+                skip(index, spec, f"the search predates {genotype_file}")
+                continue
             genotype = load_genotype(os.path.join(run_dir, genotype_file))
             row = _rule_row(run_dir, row, retrain_rule, genotype)
         if ablation != "gap" and "retrain_test_accuracy" in row:

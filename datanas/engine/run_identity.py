@@ -23,9 +23,12 @@ a directory that cannot be written, or a path inside another run's
 directory is refused by name.  An export directory (``check_export_dir``)
 is also refused where it already holds files or is another run's
 directory: an export is never replaced (an extension keeps its run's
-earlier export under an attempt name, ``begin_run``).
+earlier export under an attempt name, ``begin_run``; a run killed between
+its export and its result file finds its own export by EXPORT_RECORD and
+keeps it so when it goes on).
 """
 
+import hashlib
 import json
 import os
 import tempfile
@@ -33,7 +36,8 @@ import tempfile
 from datanas.engine.run_files import read_json, write_json_atomic
 from datanas.engine.run_lock import LOCK_FILE, acquire_run_lock
 
-__all__ = ["IDENTITY_FILE", "EXPORT_RECORD", "FORMAT_VERSION", "RunRefused", "RunPlan", "check_output_dir",
+__all__ = ["IDENTITY_FILE", "EXPORT_RECORD", "export_record", "FORMAT_VERSION", "RunRefused",
+           "RunPlan", "check_output_dir",
            "run_root", "check_export_dir", "plan_run", "begin_run", "identity_differences",
            "ADDED_SETTINGS", "EXTENDED_FROM", "attempt_name"]
 
@@ -190,10 +194,11 @@ def check_export_dir(path, model_dir, *, status="new", earlier_export=None, iden
     itself or a directory holding it; a directory that already holds
     files -- unless `status` is ``extend`` and it is `earlier_export`, the
     export the extended run wrote (begin_run keeps it under an attempt name),
-    or `status` is ``resume`` and its EXPORT_RECORD names `model_dir` and
-    `identity` (the saved identity of the run being resumed): the same run,
-    killed between its export and its result file (export_saved_model keeps
-    that export under an attempt name and exports again).
+    or `status` is ``resume`` or ``extend`` and its EXPORT_RECORD names
+    `model_dir` and `identity` (the saved identity of the run going on): the
+    same run, killed between its export and its result file
+    (export_saved_model keeps that export under an attempt name and exports
+    again).
 
     Returns the absolute path.
     """
@@ -215,12 +220,24 @@ def check_export_dir(path, model_dir, *, status="new", earlier_export=None, iden
     if entries:
         if status == "extend" and earlier_export and os.path.abspath(earlier_export) == path:
             return path
-        if status == "resume" and identity is not None and _exported_by(path, own, identity):
+        if status in ("resume", "extend") and identity is not None and _exported_by(
+                path, own, identity):
             return path   # killed before its result file; export_saved_model keeps it
         raise RunRefused(f"{flag}={path} already holds files ({_shown(entries)}): an export is "
                          "never replaced; move it away or choose another --export_dir (nothing "
                          "was changed).")
     return path
+
+
+def export_record(model_dir, identity):
+    """What an export records of the run that wrote it (EXPORT_RECORD):
+    digests of the run directory's real path and of its identity, so that
+    the run is recognised without the export carrying local paths or
+    settings."""
+    def digest(text):
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return {"run_directory_sha256": digest(os.path.realpath(model_dir)),
+            "identity_sha256": digest(json.dumps(identity, sort_keys=True))}
 
 
 def _exported_by(path, model_dir, identity):
@@ -233,8 +250,7 @@ def _exported_by(path, model_dir, identity):
             written = json.load(handle)
     except (OSError, ValueError):
         return False
-    return (isinstance(written, dict) and written.get("model_dir") == os.path.abspath(model_dir)
-            and written.get("identity") == identity)
+    return written == export_record(model_dir, identity)
 
 
 def plan_run(model_dir, identity, *, result_file, extend=False, budget_keys=("epochs",),

@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from datanas.engine.run_files import (RunWriteFailed, last_checkpoint, write_errors,
                                       write_failed, write_file_atomic, write_json_atomic)
-from datanas.engine.run_identity import EXPORT_RECORD, IDENTITY_FILE, keep_as_attempt
+from datanas.engine.run_identity import (EXPORT_RECORD, IDENTITY_FILE, export_record,
+                                         keep_as_attempt)
 
 __all__ = ["export_saved_model", "write_final_files", "SERVING_ENDPOINT", "TRAIN_RESULT_FILE",
            "TRAIN_RESULT_FILES"]
@@ -44,8 +45,9 @@ def export_saved_model(model, export_dir, input_shape, dtype=tf.float32, input_n
     before a run starts, unless it is this run's own export: an extended
     run's earlier one, or one written just before a kill that came before
     the result file; this also covers one that appeared since).  The export
-    holds ``datanas_export.json`` (EXPORT_RECORD): the directory and identity
-    of the run in `model_dir` that wrote it, when that run has an identity.
+    holds ``datanas_export.json`` (EXPORT_RECORD): digests of the directory
+    and identity of the run in `model_dir` that wrote it, when that run has
+    an identity (no paths or settings travel with the export).
 
     Raises:
       RunWriteFailed: the export could not be written (a full disk): one line
@@ -88,15 +90,16 @@ def export_saved_model(model, export_dir, input_shape, dtype=tf.float32, input_n
 
 
 def _write_record(directory, model_dir):
-    """EXPORT_RECORD: which run (directory and identity) wrote this export;
-    nothing when the export is not a run's (no `model_dir` or no identity)."""
+    """EXPORT_RECORD: which run wrote this export (digests of its directory
+    and identity, export_record); nothing when the export is not a run's
+    (no `model_dir` or no identity)."""
     identity = os.path.join(model_dir, IDENTITY_FILE) if model_dir else None
     if identity is None or not os.path.isfile(identity):
         return
     with open(identity) as handle:
         saved = json.load(handle)
     with open(os.path.join(directory, EXPORT_RECORD), "w") as handle:
-        json.dump({"model_dir": os.path.abspath(model_dir), "identity": saved}, handle, indent=1)
+        json.dump(export_record(model_dir, saved), handle, indent=1)
 
 
 def _umask():
