@@ -103,10 +103,9 @@ def _measure_rule_children(run_dir, model, config, inputs, own_rule, bn_recalibr
     valid_data = searcher.distribute(inputs.validation)
     rules = {}
     for rule in space.derivation_rules:
-        path = os.path.join(run_dir, f"genotype_{rule}.json")
-        if rule == own_rule or not os.path.exists(path):   # own row, or a later rule
+        genotype = None if rule == own_rule else _rule_genotype(run_dir, rule)
+        if genotype is None:   # the search's own row, or a rule the search predates
             continue
-        genotype = load_genotype(path)
         child, recalibrated = _child_evaluation(searcher, inputs, valid_data,
                                                 space.child_weights(model, genotype),
                                                 bn_recalibration_batches)
@@ -155,14 +154,14 @@ def _gap_rows(spec, run_dir, row, measured, verbose):
     for rule in get_space(SPACE).derivation_rules:
         if rule == row["derivation"]:
             continue
-        genotype_path = os.path.join(run_dir, f"genotype_{rule}.json")
-        if not os.path.exists(genotype_path):   # a search older than the rule
+        genotype = _rule_genotype(run_dir, rule)
+        if genotype is None:
             if verbose:
-                print(f"{spec.name}: no genotype_{rule}.json (the search predates that rule): "
-                      "no row for it.", flush=True)
+                print(f"{spec.name}: no {_rule_files(rule)[0]} (the search predates that "
+                      "rule): no row for it.", flush=True)
             continue
         values = (measured or {}).get("rules", {}).get(rule, {})
-        out = gap_rule_row(search_row, rule, load_genotype(genotype_path),
+        out = gap_rule_row(search_row, rule, genotype,
                            values.get("child_valid_accuracy"),
                            values.get("child_valid_accuracy_recalibrated_bn"))
         # The retraining columns are this rule's own cell's (--retrain_rule), or none:
@@ -334,6 +333,13 @@ def _rule_files(rule):
     if rule is None:
         return "genotype.json", "ablation_row.json", "retrain"
     return f"genotype_{rule}.json", f"ablation_row_{rule}.json", f"retrain_{rule}"
+
+
+def _rule_genotype(run_dir, rule):
+    """The genotype a search wrote for `rule`; None for a search older than
+    the rule (no such file)."""
+    path = os.path.join(run_dir, _rule_files(rule)[0])
+    return load_genotype(path) if os.path.exists(path) else None
 
 
 def _rule_row(run_dir, search_row, rule, genotype):

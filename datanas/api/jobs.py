@@ -27,6 +27,7 @@ from datanas.engine.run_lock import release_run_lock
 from datanas.engine.strategy import is_chief
 from datanas.searching.runs import build_search, run_method_search
 from datanas.spaces import get_space
+from datanas.training.export import MODEL_FILE
 from datanas.training.trainer import run_training
 
 __all__ = ["SearchJob", "SearchResult", "TrainJob"]
@@ -198,4 +199,4 @@ class TrainJob:
 
     def trained_model(self, model_dir):
         """The finished run's network, read back from its ``model.keras``."""
-        return keras.models.load_model(os.path.join(model_dir, "model.keras"))
+        return keras.models.load_model(os.path.join(model_dir, MODEL_FILE))

@@ -1,7 +1,6 @@
 """SavedModel export of a trained network (inference: inputs -> logits), and
 the order in which a training writes its final files."""
 
-import json
 import os
 import shutil
 import tempfile
@@ -9,18 +8,19 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from datanas.engine.run_files import (RunWriteFailed, last_checkpoint, write_errors,
+from datanas.engine.run_files import (RunWriteFailed, last_checkpoint, read_json, write_errors,
                                       write_failed, write_file_atomic, write_json_atomic)
 from datanas.engine.run_identity import (EXPORT_RECORD, IDENTITY_FILE, export_record,
                                          keep_as_attempt)
 
 __all__ = ["export_saved_model", "write_final_files", "SERVING_ENDPOINT", "TRAIN_RESULT_FILE",
-           "TRAIN_RESULT_FILES"]
+           "TRAIN_RESULT_FILES", "MODEL_FILE"]
 
 #: The file whose presence marks a training run as finished, and every file
 #: write_final_files writes (an extended run keeps them under attempt names).
 TRAIN_RESULT_FILE = "results.json"
-TRAIN_RESULT_FILES = (TRAIN_RESULT_FILE, "model.keras")
+MODEL_FILE = "model.keras"
+TRAIN_RESULT_FILES = (TRAIN_RESULT_FILE, MODEL_FILE)
 
 SERVING_ENDPOINT = "serve"
 
@@ -94,12 +94,9 @@ def _write_record(directory, model_dir):
     and identity, export_record); nothing when the export is not a run's
     (no `model_dir` or no identity)."""
     identity = os.path.join(model_dir, IDENTITY_FILE) if model_dir else None
-    if identity is None or not os.path.isfile(identity):
-        return
-    with open(identity) as handle:
-        saved = json.load(handle)
-    with open(os.path.join(directory, EXPORT_RECORD), "w") as handle:
-        json.dump(export_record(model_dir, saved), handle, indent=1)
+    if identity is not None and os.path.isfile(identity):
+        write_json_atomic(os.path.join(directory, EXPORT_RECORD),
+                          export_record(model_dir, read_json(identity)))
 
 
 def _umask():
@@ -126,7 +123,7 @@ def write_final_files(model, model_dir, results, *, export=None):
     Returns:
       `results`, with ``export_dir`` added when exported.
     """
-    write_file_atomic(os.path.join(model_dir, TRAIN_RESULT_FILES[1]), model.save)
+    write_file_atomic(os.path.join(model_dir, MODEL_FILE), model.save)
     exported = None
     if export is not None:
         export_dir, options = export
