@@ -352,6 +352,12 @@ def test_another_rule_s_cell_is_retrained_from_the_same_search(tmp_path):
         _tiny(tmp_path, "seeds", methods=["data", "darts"], retrain=retrain,
               retrain_rule="darts")
     assert row["child_valid_accuracy"] is None and row["gap"] is None   # not this cell's
+    # A search older than the rule has no genotype file for it: one clear error, nothing run.
+    (run / "genotype_node_infer.json").unlink()
+    with pytest.raises(ValueError, match=r"^--retrain_rule=node_infer: data_M4_seed0's search .* "
+                                         r"has no genotype_node_infer.json; it predates"):
+        _tiny(tmp_path, "seeds", methods=["data"], retrain=retrain, retrain_rule="node_infer")
+    assert not (run / "retrain_node_infer").exists()
 
 
 def test_a_bad_retrain_rule_is_refused_before_anything_is_written(tmp_path):

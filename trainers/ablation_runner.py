@@ -511,10 +511,15 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
         genotype_file, row_file, retrain_dir = _rule_files(
             None if spec.method == "random" else retrain_rule)
         if retrain_rule is not None and spec.method != "random":
-            if finished_only and not os.path.exists(os.path.join(run_dir, genotype_file)):
+            genotype = _rule_genotype(run_dir, retrain_rule)
+            if genotype is None and finished_only:
                 skip(index, spec, f"the search predates {genotype_file}")
                 continue
-            genotype = load_genotype(os.path.join(run_dir, genotype_file))
+            if genotype is None:
+                raise ValueError(
+                    f"--retrain_rule={retrain_rule}: {spec.name}'s search in {run_dir} has no "
+                    f"{genotype_file}; it predates that rule. Search it again in a new "
+                    f"--model_dir, or drop {spec.method} from --methods.")
             row = _rule_row(run_dir, row, retrain_rule, genotype)
         if ablation != "gap" and "retrain_test_accuracy" in row:
             _check_same_retrain(run_dir, row, retrain)
