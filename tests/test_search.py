@@ -17,6 +17,7 @@ from datanas.spaces.darts_cnn.genotype import load_genotype
 from datanas.searching.config import SearchConfig, temperature_at
 from datanas.searching.run import run_search
 from datanas.searching.searcher import Searcher
+from datanas.tasks import ClassificationTask, LanguageModelingTask, SegmentationTask
 from datanas.spaces.darts_cnn.supernet import SearchNetwork
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -257,6 +258,33 @@ def test_search_trainer_reports_missing_dataset_clearly(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "cifar10" in proc.stderr and "nowhere" in proc.stderr
+
+
+def test_evaluating_an_empty_split_is_an_error_not_a_score():
+    """Zero examples would give loss 0 and accuracy 0 as if measured."""
+    model = tiny_model()
+    searcher = Searcher(model, SearchConfig(epochs=1), steps_per_epoch=1)
+    images = tf.random.stateless_normal([4, 8, 8, 1], seed=[1, 2])
+    empty = tf.data.Dataset.from_tensors((images, tf.zeros([4], tf.int32))).take(0)
+    with pytest.raises(ValueError, match=r"^evaluation: the split yielded no examples"):
+        searcher.evaluate(empty)
+    one = tf.data.Dataset.from_tensors((images, tf.constant([0, 1, 2, 3])))
+    metrics = searcher.evaluate(one)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["loss"] > 0.0
+
+
+@pytest.mark.parametrize("task", [
+    ClassificationTask(10), LanguageModelingTask(),
+    SegmentationTask(num_classes=3, ignore_label=255, class_names=("a", "b", "c"))],
+    ids=["classification", "language_modeling", "segmentation"])
+def test_every_task_refuses_metrics_of_an_empty_split(task):
+    """The searcher and both trainers read a split's metrics through
+    Task.split_metrics, so none of them reports a score of nothing."""
+    shapes = task.eval_shapes
+    sums = {k: np.zeros(shapes[k]) if shapes[k] else 0.0 for k in task.eval_names}
+    with pytest.raises(ValueError, match=r"^evaluation: the split yielded no examples"):
+        task.split_metrics(sums, 0)
+    assert set(task.split_metrics(sums, 4)) >= {"loss"}
 
 
 def test_batch_norm_recalibration_moves_only_statistics_to_the_child():

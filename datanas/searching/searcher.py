@@ -309,7 +309,7 @@ class Searcher:
             for key, value in zip(keys, values):
                 totals[key] += float(value)
             count += int(batch_count)
-        return self.task.eval_metrics(totals, count)
+        return self.task.split_metrics(totals, count)
 
     def recalibrate_batch_norm(self, dataset, edge_weights, batches):
         """Re-estimates batch-norm moving statistics for one fixed child.

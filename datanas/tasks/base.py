@@ -74,6 +74,15 @@ class Task(abc.ABC):
     def eval_metrics(self, sums, count):
         """Metrics of a split from its accumulated sums and example count."""
 
+    def split_metrics(self, sums, count):
+        """eval_metrics of a whole split; an error when it had no examples,
+        whose metrics (loss 0, accuracy 0) would read as a measurement."""
+        if count == 0:
+            raise ValueError("evaluation: the split yielded no examples (an empty dataset, or "
+                             "one smaller than a batch with drop_remainder); give it at least "
+                             "one batch, e.g. a larger validation_fraction or train_size.")
+        return self.eval_metrics(sums, count)
+
     def count(self, targets):
         """Examples in a batch (the unit the sums are divided by)."""
         import tensorflow as tf  # pylint: disable=import-outside-toplevel

@@ -174,7 +174,7 @@ class LanguageModelTrainer:
         finally:
             if averaged:
                 self.swap_in_average()
-        return self.task.eval_metrics({"loss": total}, count)
+        return self.task.split_metrics({"loss": total}, count)
 
     def maybe_switch_to_asgd(self, epoch, valid_loss):
         """NT-ASGD trigger (DARTS/AWD-LSTM): switch once the epoch's validation

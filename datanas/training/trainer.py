@@ -180,7 +180,7 @@ class GenotypeTrainer:
                 totals[key] += (value.numpy().astype(np.float64) if shapes[key]
                                 else float(value))
             count += int(batch_count)
-        return self.task.eval_metrics(totals, count)
+        return self.task.split_metrics(totals, count)
 
 
 class TrainingProgram(Program):
