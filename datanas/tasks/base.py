@@ -72,7 +72,8 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def eval_metrics(self, sums, count):
-        """Metrics of a split from its accumulated sums and example count."""
+        """Metrics of a split from its accumulated sums and example count
+        (> 0: callers go through split_metrics, which refuses an empty split)."""
 
     def split_metrics(self, sums, count):
         """eval_metrics of a whole split; an error when it had no examples,

@@ -74,7 +74,6 @@ class ClassificationTask(Task):
                 "accuracy": self._correct(targets, outputs), f"top{self.top_k}": top_k}
 
     def eval_metrics(self, sums, count):
-        count = max(count, 1)
         metrics = {name: value / count for name, value in sums.items()}
         metrics["error"] = 1.0 - metrics["accuracy"]
         return metrics

@@ -82,7 +82,7 @@ class LanguageModelingTask(Task):
         return {"loss": tf.reduce_sum(self._token_losses(targets, outputs))}
 
     def eval_metrics(self, sums, count):
-        loss = sums["loss"] / max(count, 1)
+        loss = sums["loss"] / count
         return {"loss": loss, "perplexity": perplexity(loss)}
 
     def count(self, targets):

@@ -138,6 +138,6 @@ class SegmentationTask(Task):
                 "confusion": confusion}
 
     def eval_metrics(self, sums, count):
-        metrics = {"loss": float(sums["loss"]) / max(count, 1)}
+        metrics = {"loss": float(sums["loss"]) / count}
         metrics.update(confusion_metrics(sums["confusion"], self.class_names))
         return metrics
