@@ -352,12 +352,20 @@ def test_another_rule_s_cell_is_retrained_from_the_same_search(tmp_path):
         _tiny(tmp_path, "seeds", methods=["data", "darts"], retrain=retrain,
               retrain_rule="darts")
     assert row["child_valid_accuracy"] is None and row["gap"] is None   # not this cell's
-    # A search older than the rule has no genotype file for it: one clear error, nothing run.
+    # A search older than the rule has no genotype file for it: one clear error before
+    # anything runs (seed 1, listed after it, is not searched first), ...
     (run / "genotype_node_infer.json").unlink()
     with pytest.raises(ValueError, match=r"^--retrain_rule=node_infer: data_M4_seed0's search .* "
                                          r"has no genotype_node_infer.json; it predates"):
-        _tiny(tmp_path, "seeds", methods=["data"], retrain=retrain, retrain_rule="node_infer")
+        _tiny(tmp_path, "seeds", methods=["data"], seeds=[1, 0], retrain=retrain,
+              retrain_rule="node_infer")
     assert not (run / "retrain_node_infer").exists()
+    assert not (tmp_path / "runs" / "data_M4_seed1").exists()
+    # ... and finished_only leaves it out of the table by name.
+    with pytest.raises(ValueError, match="no run of this seeds_node_infer_rule table is "
+                                         r"finished .*\(finished_only\): data_M4_seed0\.$"):
+        _tiny(tmp_path, "seeds", methods=["data"], retrain=retrain, retrain_rule="node_infer",
+              finished_only=True)
 
 
 def test_a_bad_retrain_rule_is_refused_before_anything_is_written(tmp_path):

@@ -342,6 +342,22 @@ def _rule_genotype(run_dir, rule):
     return load_genotype(path) if os.path.exists(path) else None
 
 
+def _refuse_searches_older_than_the_rule(specs, output_dir, rule):
+    """ValueError naming the first finished search of `specs` without
+    `rule`'s genotype file, before anything is searched or retrained: such a
+    search predates the rule, and finding it mid-table would come after
+    hours of other runs' work."""
+    genotype_file = _rule_files(rule)[0]
+    for spec in specs:
+        run_dir = os.path.join(output_dir, "runs", spec.name)
+        if (spec.method != "random" and os.path.exists(os.path.join(run_dir, "ablation_row.json"))
+                and _rule_genotype(run_dir, rule) is None):
+            raise ValueError(
+                f"--retrain_rule={rule}: {spec.name}'s search in {run_dir} has no "
+                f"{genotype_file}; it predates that rule. Search it again in a new "
+                f"--model_dir, or drop {spec.method} from --methods.")
+
+
 def _rule_row(run_dir, search_row, rule, genotype):
     """The row of `rule`'s `genotype`: the search row restated for that cell
     (datanas.analysis.ablations.rule_row), with its retraining's columns when
@@ -461,6 +477,8 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
                            m_values=m_values, seeds=seeds, retrain=retrain,
                            lambda_values=lambda_values, retrain_rule=retrain_rule)
     table = ablation_table_name(ablation, retrain_rule)
+    if retrain_rule is not None and not finished_only:
+        _refuse_searches_older_than_the_rule(specs, output_dir, retrain_rule)
     os.makedirs(output_dir, exist_ok=True)
     rows, not_finished = [], []
 
@@ -512,14 +530,9 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
             None if spec.method == "random" else retrain_rule)
         if retrain_rule is not None and spec.method != "random":
             genotype = _rule_genotype(run_dir, retrain_rule)
-            if genotype is None and finished_only:
+            if genotype is None:   # refused up front unless finished_only
                 skip(index, spec, f"the search predates {genotype_file}")
                 continue
-            if genotype is None:
-                raise ValueError(
-                    f"--retrain_rule={retrain_rule}: {spec.name}'s search in {run_dir} has no "
-                    f"{genotype_file}; it predates that rule. Search it again in a new "
-                    f"--model_dir, or drop {spec.method} from --methods.")
             row = _rule_row(run_dir, row, retrain_rule, genotype)
         if ablation != "gap" and "retrain_test_accuracy" in row:
             _check_same_retrain(run_dir, row, retrain)
