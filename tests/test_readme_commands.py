@@ -130,8 +130,8 @@ def test_readme_commands_parse_and_use_only_defined_flags(entry, commands):
 
 
 def test_a_bad_command_is_caught_by_the_check():
-    """The check refuses an unknown flag, a bad value and a validator's
-    refusal, each named with its command."""
+    """The check refuses an unknown flag, a value of the wrong type and one
+    out of bounds, each error naming the flag or value."""
     bad = [["--no_such_flag=1"], ["--epochs=many"], ["--M=0"], ["--preset=cpu"],
            ["--preset=cpu", "--model_dir=/tmp/x"]]
     proc = subprocess.run([sys.executable, "-c", _ABSL_PARSE, "trainers.search_cifar",
@@ -140,7 +140,7 @@ def test_a_bad_command_is_caught_by_the_check():
     errors = json.loads(proc.stdout.split("RESULT ", 1)[1])
     # The fourth lacks the required --model_dir: a page may name a command so.
     assert [e is None for e in errors] == [False, False, False, True, True], errors
-    assert "no_such_flag" in errors[0] and "many" in errors[1] and "M" in errors[2]
+    assert "no_such_flag" in errors[0] and "many" in errors[1] and "--M=0" in errors[2]
 
 
 def test_ci_runs_the_readme_test_command():

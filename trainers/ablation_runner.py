@@ -342,20 +342,25 @@ def _rule_genotype(run_dir, rule):
     return load_genotype(path) if os.path.exists(path) else None
 
 
+def _older_than_the_rule(spec, run_dir, rule):
+    """The ValueError for a finished search without `rule`'s genotype file:
+    it predates the rule."""
+    return ValueError(
+        f"--retrain_rule={rule}: {spec.name}'s search in {run_dir} has no "
+        f"{_rule_files(rule)[0]}; it predates that rule. Search it again in a new "
+        f"--model_dir, or drop {spec.method} from --methods.")
+
+
 def _refuse_searches_older_than_the_rule(specs, output_dir, rule):
-    """ValueError naming the first finished search of `specs` without
-    `rule`'s genotype file, before anything is searched or retrained: such a
-    search predates the rule, and finding it mid-table would come after
-    hours of other runs' work."""
+    """Raises _older_than_the_rule for the first finished search of `specs`
+    without `rule`'s genotype file, before anything is searched or retrained
+    (finding it mid-table would come after hours of other runs' work)."""
     genotype_file = _rule_files(rule)[0]
     for spec in specs:
         run_dir = os.path.join(output_dir, "runs", spec.name)
         if (spec.method != "random" and os.path.exists(os.path.join(run_dir, "ablation_row.json"))
-                and _rule_genotype(run_dir, rule) is None):
-            raise ValueError(
-                f"--retrain_rule={rule}: {spec.name}'s search in {run_dir} has no "
-                f"{genotype_file}; it predates that rule. Search it again in a new "
-                f"--model_dir, or drop {spec.method} from --methods.")
+                and not os.path.exists(os.path.join(run_dir, genotype_file))):
+            raise _older_than_the_rule(spec, run_dir, rule)
 
 
 def _rule_row(run_dir, search_row, rule, genotype):
@@ -530,7 +535,9 @@ def run_ablation(ablation, dataset, output_dir, *, base_config, shape, data, met
             None if spec.method == "random" else retrain_rule)
         if retrain_rule is not None and spec.method != "random":
             genotype = _rule_genotype(run_dir, retrain_rule)
-            if genotype is None:   # refused up front unless finished_only
+            if genotype is None and not finished_only:
+                raise _older_than_the_rule(spec, run_dir, retrain_rule)
+            if genotype is None:
                 skip(index, spec, f"the search predates {genotype_file}")
                 continue
             row = _rule_row(run_dir, row, retrain_rule, genotype)
